@@ -42,12 +42,21 @@ class VisionConfig:
             raise ValueError(f"VisionConfig head_dim {self.head_dim} must be a multiple of 4 for 2D RoPE")
         if self.hidden_size % 2:
             raise ValueError(f"VisionConfig.hidden_size {self.hidden_size} must be even (sin-cos time table)")
-        for name in ("patch_size", "num_hidden_layers", "intermediate_size", "pos_emb_height",
-                     "pos_emb_width", "pos_emb_time", "text_hidden_size"):
+        for name in (
+            "patch_size",
+            "num_hidden_layers",
+            "intermediate_size",
+            "pos_emb_height",
+            "pos_emb_width",
+            "pos_emb_time",
+            "text_hidden_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"VisionConfig.{name} must be >= 1, got {getattr(self, name)}")
         if len(self.merge_kernel_size) != 2 or min(self.merge_kernel_size) < 1:
-            raise ValueError(f"VisionConfig.merge_kernel_size must be two positive ints, got {self.merge_kernel_size}")
+            raise ValueError(
+                f"VisionConfig.merge_kernel_size must be two positive ints, got {self.merge_kernel_size}"
+            )
         if self.hidden_act not in ("gelu_pytorch_tanh", "gelu"):
             raise ValueError(f"VisionConfig.hidden_act {self.hidden_act!r} not supported")
 
@@ -67,8 +76,15 @@ class VisionConfig:
     @classmethod
     def tiny(cls, **overrides: Any) -> VisionConfig:
         """A few-thousand-parameter tower for tests: same structure, small sizes."""
-        base = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
-                    pos_emb_height=8, pos_emb_width=8, text_hidden_size=48)
+        base = dict(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=96,
+            pos_emb_height=8,
+            pos_emb_width=8,
+            text_hidden_size=48,
+        )
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,8 +134,15 @@ class MediaConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("patch_size", "merge_kernel_size", "in_patch_limit", "patch_limit_on_one_side",
-                     "in_patch_limit_each_frame", "temporal_merge_kernel_size", "max_image_pixels"):
+        for name in (
+            "patch_size",
+            "merge_kernel_size",
+            "in_patch_limit",
+            "patch_limit_on_one_side",
+            "in_patch_limit_each_frame",
+            "temporal_merge_kernel_size",
+            "max_image_pixels",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"MediaConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.sample_fps <= 0:

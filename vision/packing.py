@@ -101,9 +101,7 @@ def rope_positions(grid_thws: Tensor | Sequence[Sequence[int]]) -> Tensor:
 
 def frame_indices(grid_thws: Tensor | Sequence[Sequence[int]]) -> Tensor:
     """(N,) int64: 0 for every patch of a single-frame item, f+1 for frame f of a multi-frame chunk."""
-    parts = [
-        (torch.arange(t) + int(t > 1)).repeat_interleave(h * w) for t, h, w in _as_list(grid_thws)
-    ]
+    parts = [(torch.arange(t) + int(t > 1)).repeat_interleave(h * w) for t, h, w in _as_list(grid_thws)]
     return torch.cat(parts)
 
 
@@ -195,9 +193,7 @@ def attention_runs(seqlens: Sequence[int]) -> tuple[tuple[int, int, int], ...]:
     return tuple(runs)
 
 
-def pack(
-    items: Sequence[tuple[Tensor, Sequence[int]]], cfg: VisionConfig
-) -> PackedVision:
+def pack(items: Sequence[tuple[Tensor, Sequence[int]]], cfg: VisionConfig) -> PackedVision:
     """Concatenate items `(patches (t*h*w, 3, p, p), (t, h, w))` into one `PackedVision`."""
     if not items:
         raise ValueError("pack needs at least one item")
@@ -212,7 +208,9 @@ def pack(
     return pack_grids(torch.cat([p for p, _ in items]), grids, cfg)
 
 
-def pack_grids(patches: Tensor, grid_thws: Tensor | Sequence[Sequence[int]], cfg: VisionConfig) -> PackedVision:
+def pack_grids(
+    patches: Tensor, grid_thws: Tensor | Sequence[Sequence[int]], cfg: VisionConfig
+) -> PackedVision:
     """Build a `PackedVision` from already concatenated patches (N, 3, p, p) and their (M, 3) grids."""
     grids = _as_list(grid_thws)
     seqlens = tuple(t * h * w for t, h, w in grids)
@@ -260,4 +258,3 @@ __all__ = [
     "position_taps",
     "rope_positions",
 ]
-

@@ -129,9 +129,7 @@ def _open(source: ImageSource, name: str) -> Image.Image:
             raise ImageError(f"image {name} is empty (zero bytes)")
         fp = path
     else:
-        raise ImageError(
-            f"image input must be a path, bytes or PIL.Image, got {type(source).__name__}"
-        )
+        raise ImageError(f"image input must be a path, bytes or PIL.Image, got {type(source).__name__}")
     try:
         with warnings.catch_warnings():
             # Our own pixel limit decides; PIL's warning below its hard limit is noise here.

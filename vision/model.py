@@ -1,0 +1,50 @@
+"""MoonViT-3D as one module: tower + temporal merger + projector, packed items in, LM embeddings out."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from torch import Tensor, nn
+
+from vision.config import VisionConfig
+from vision.encoder import VisionTower
+from vision.merger import Projector, temporal_merge
+from vision.packing import PackedVision
+
+
+class MoonViT3d(nn.Module):
+    """`vision_tower` + `mm_projector`, named as in the released checkpoint."""
+
+    def __init__(self, cfg: VisionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vision_tower = VisionTower(cfg)
+        self.mm_projector = Projector(cfg)
+
+    def embed(self, packed: PackedVision, backend: str = "auto") -> Tensor:
+        """All items' LM embeddings concatenated in pack order: (sum of tokens, text_hidden_size)."""
+        features = self.vision_tower(packed, backend)  # (N, C)
+        merged = temporal_merge(features, packed, self.cfg.merge_area)  # (T, 4, C)
+        return self.mm_projector(merged.to(self.mm_projector.pre_norm.weight.dtype))
+
+    def forward(self, packed: PackedVision, backend: str = "auto") -> list[Tensor]:
+        """Per-item LM embeddings: a list of ((h/2)*(w/2), text_hidden_size) tensors."""
+        return list(self.embed(packed, backend).split(packed.tokens))
+
+    def init_weights(self, std: float = 0.02) -> None:
+        self.vision_tower.init_weights(std)
+        self.mm_projector.init_weights(std)
+
+    @classmethod
+    def build(
+        cls, cfg: VisionConfig, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> MoonViT3d:
+        """A randomly initialised model on `device` (use "meta" for shapes and counts only)."""
+        ctx = torch.device(device) if device is not None else nullcontext()
+        with ctx:
+            model = cls(cfg)
+        if str(device) != "meta":
+            with torch.no_grad():
+                model.init_weights()
+        return model.to(dtype=dtype) if dtype is not None else model
