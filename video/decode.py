@@ -1,0 +1,609 @@
+"""Video files in, sampled RGB frames with their times out. The only module that imports `av`.
+
+`open_video` probes the container, plans which frames to keep (`video.sample`), and returns a
+`VideoReader` whose iteration decodes forward and yields each kept frame as soon as it is known, so
+callers can stream. `load_video` collects them into a `DecodedVideo`.
+
+How decoding stays cheap and bounded:
+- only kept frames are converted to RGB; the rest stay in the decoder's own format;
+- when the next kept frame is more than `DecodeLimits.seek_gap_s` ahead, seek to the keyframe before
+  it instead of decoding through (pays off for `max_frames`-capped long videos, not for 2 fps on
+  short GOPs); a seek that lands past its target turns seeking off for the file, one that lands
+  behind the current position doubles the gap;
+- frames are matched to planned times by presentation timestamp (pts * time_base), never by a
+  running index, so variable frame rates and threaded decoding (whose `frame.index` is unreliable,
+  PyAV #1158) give the right frames;
+- every file has a budget: frames decoded, packets in a row without a frame, wall time. Past it we
+  raise `VideoDecodeError` rather than hang.
+
+Sources: a path, bytes, a binary file object, or an image sequence (a directory of images, a list of
+image paths/bytes/PIL images, or an `ImageSequence` with its own frame rate). Animated GIFs are
+ordinary videos to FFmpeg.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+
+import av
+import numpy as np
+from PIL import Image
+
+from video.errors import (
+    EmptyVideoError,
+    NoVideoStreamError,
+    TruncatedVideoWarning,
+    UnsupportedCodecError,
+    VideoDecodeError,
+    VideoError,
+    VideoOpenError,
+    VideoTooLargeError,
+)
+from video.sample import sample_indices
+from vision.errors import ImageError, describe_source
+from vision.preprocess import load_image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class ImageSequence:
+    """Still images shown one after another at `fps` frames per second (frame k at k / fps).
+
+    A bare list or a directory passed as a source is read as an `ImageSequence` at the sampling fps
+    (so default sampling keeps every image). A directory's images (by suffix, `IMAGE_SUFFIXES`) are
+    ordered by name with digit runs compared as numbers (frame2 < frame10).
+    """
+
+    frames: Sequence[object]
+    fps: float = 2.0
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Per-file bounds. Dimensions are checked on the header, before any frame is decoded."""
+
+    max_side: int = 16384
+    max_pixels: int = 1 << 26  # 67M: above 8K x 8K, far above anything the 4096-patch budget needs
+    max_decoded_frames: int = 2_000_000
+    max_packets_without_frame: int = 10_000
+    timeout_s: float | None = 3600.0
+    seek_gap_s: float = 8.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says, plus what the first frame showed.
+
+    `height`/`width` are the displayed size (after `rotation`); `num_frames` is from the header, or
+    estimated as round(duration * fps) when the header has none (`frames_estimated`).
+    """
+
+    source: str
+    container: str
+    codec: str
+    height: int
+    width: int
+    rotation: int  # degrees counter-clockwise the frames are turned to display upright
+    fps: float
+    num_frames: int
+    duration: float
+    frames_estimated: bool = False
+
+
+@dataclass
+class DecodeStats:
+    """What decoding cost and what it lost; filled in while a `VideoReader` is iterated."""
+
+    decoded: int = 0
+    kept: int = 0
+    seeks: int = 0
+    missing: int = 0  # planned frames past the last decodable one (truncated or over-announced file)
+    errors: int = 0  # packets the decoder rejected (skipped)
+    last_time: float = 0.0
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    """One kept frame: `pixels` uint8 (H, W, 3) upright RGB, `time` in seconds from the stream start."""
+
+    position: int  # index in the sampling plan
+    pixels: np.ndarray
+    time: float
+
+
+@dataclass
+class DecodedVideo:
+    """A sampled video in memory.
+
+    Attributes:
+        frames: uint8 (T, H, W, 3) upright RGB.
+        timestamps: float64 (T,) presentation time of each frame, seconds from the stream start.
+        indices: int64 (T,) the planned frame indices (time = index / fps on constant-rate files).
+        info: container metadata; stats: decode cost and losses.
+    """
+
+    frames: np.ndarray
+    timestamps: np.ndarray
+    indices: np.ndarray
+    info: VideoInfo
+    stats: DecodeStats = field(default_factory=DecodeStats)
+
+
+VideoSource = (
+    str | os.PathLike | bytes | bytearray | memoryview | io.IOBase | ImageSequence | Sequence[object]
+)
+
+
+class VideoReader:
+    """Iterate to decode the planned frames in order (`SampledFrame`s). One pass; close when done.
+
+    Attributes:
+        info: `VideoInfo`. indices: int64 (n,) planned frame indices. targets: float64 (n,) their
+        times in seconds. stats: `DecodeStats`, complete once iteration ends.
+    """
+
+    def __init__(
+        self,
+        info: VideoInfo,
+        indices: np.ndarray,
+        frames: Iterator[SampledFrame],
+        stats: DecodeStats,
+        closer: object = None,
+    ) -> None:
+        self.info = info
+        self.indices = indices
+        self.targets = indices / info.fps
+        self.stats = stats
+        self._frames = frames
+        self._closer = closer
+
+    def __iter__(self) -> Iterator[SampledFrame]:
+        try:
+            yield from self._frames
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer.close()
+            self._closer = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_video(
+    source: VideoSource,
+    fps: float = 2.0,
+    max_frames: int | None = None,
+    *,
+    rule: str = "moonshot",
+    limits: DecodeLimits | None = None,
+) -> VideoReader:
+    """Probe `source` and plan the frames to keep; decoding happens while the reader is iterated.
+
+    Args:
+        fps: target sampling rate (the video's own rate if lower).
+        max_frames: cap on kept frames, spread uniformly over the whole video.
+        rule: "moonshot" (released model, default) or "transformers" (the port's sampler); see `video.sample`.
+    Raises:
+        `VideoError` subclasses (all `InputError`s) naming the input: `VideoOpenError`,
+        `NoVideoStreamError`, `UnsupportedCodecError`, `VideoTooLargeError`, `EmptyVideoError`.
+    """
+    limits = limits or DecodeLimits()
+    if not (isinstance(fps, (int, float)) and fps > 0 and math.isfinite(fps)):
+        raise VideoError(f"fps must be a positive number, got {fps!r}")
+    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+        raise VideoError(f"max_frames must be a positive int or None, got {max_frames!r}")
+    sequence = _as_sequence(source, fps)
+    if sequence is not None:
+        return _open_sequence(sequence, describe_source(source), fps, max_frames, rule, limits)
+    return _open_av(source, fps, max_frames, rule, limits)
+
+
+def load_video(
+    source: VideoSource,
+    fps: float = 2.0,
+    max_frames: int | None = None,
+    *,
+    rule: str = "moonshot",
+    limits: DecodeLimits | None = None,
+) -> DecodedVideo:
+    """Decode the sampled frames of a video into memory: `DecodedVideo(frames (T, H, W, 3) uint8, timestamps (T,) s)`.
+
+    Holds the whole sampled clip; for long videos stream with `video.iter_chunks` instead. A file that
+    ends early returns what decoded and warns `TruncatedVideoWarning` (`stats.missing` says how much).
+    """
+    reader = open_video(source, fps, max_frames, rule=rule, limits=limits)
+    with reader:
+        kept = list(reader)
+    frames = np.stack([f.pixels for f in kept])
+    times = np.array([f.time for f in kept], dtype=np.float64)
+    indices = reader.indices[[f.position for f in kept]]
+    return DecodedVideo(frames, times, indices, reader.info, reader.stats)
+
+
+# --- PyAV containers -------------------------------------------------------------------------------
+
+
+def _open_av(
+    source: object, fps: float, max_frames: int | None, rule: str, limits: DecodeLimits
+) -> VideoReader:
+    name = describe_source(source)
+    container = _open_container(source, name)
+    try:
+        stream = _video_stream(container, name)
+        ctx = stream.codec_context
+        _check_size(ctx.height, ctx.width, name, limits)
+        rate = _first_truthy(stream.average_rate, stream.guessed_rate, stream.base_rate)
+        start_pts = stream.start_time
+        duration = _duration(container, stream)
+        num_frames = int(stream.frames or 0)
+        estimated = num_frames <= 0
+        if (estimated and duration is None) or rate is None:
+            # No usable header: one demux-only pass (no decoding) counts packets and finds the end.
+            count, first_pts, end_pts = _count_packets(source, name)
+            if count == 0:
+                raise EmptyVideoError(f"video {name} has a video stream with no packets")
+            start_pts = first_pts if start_pts is None else start_pts
+            duration = float((end_pts - start_pts) * stream.time_base) if end_pts is not None else None
+            num_frames = num_frames if num_frames > 0 else count
+            if rate is None:
+                rate = num_frames / duration if duration else None
+        if rate is None or rate <= 0:
+            raise VideoOpenError(f"video {name} declares no frame rate and none could be derived")
+        if num_frames <= 0:
+            num_frames = max(1, round(duration * rate))
+        if duration is None:
+            duration = num_frames / rate
+        stream.thread_type = "AUTO"  # frame + slice threads: ~5x on full decodes (PyAV docs)
+        indices = sample_indices(num_frames, float(rate), fps, max_frames, rule)
+        info = VideoInfo(
+            source=name,
+            container=container.format.name,
+            codec=ctx.name,
+            height=ctx.height,
+            width=ctx.width,
+            rotation=0,
+            fps=float(rate),
+            num_frames=num_frames,
+            duration=float(duration),
+            frames_estimated=estimated,
+        )
+        stats = DecodeStats()
+        frames = _decode(container, stream, start_pts, indices / info.fps, info, stats, limits)
+        first = next(frames, None)  # decodes the first kept frame now: rotation and real size known
+        if first is None:
+            raise EmptyVideoError(f"video {name}: no frame could be decoded")
+        rotation, (height, width) = first[1], first[2].pixels.shape[:2]
+        info = replace(info, rotation=rotation, height=height, width=width)
+        return VideoReader(info, indices, _chain(first[2], (f for _, _, f in frames)), stats, container)
+    except BaseException:
+        container.close()
+        raise
+
+
+def _open_container(source: object, name: str) -> av.container.InputContainer:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise VideoOpenError(f"video {name} is empty (zero bytes)")
+        target: object = io.BytesIO(bytes(source))
+    elif isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise VideoOpenError(f"video {name} does not exist")
+        if os.path.getsize(path) == 0:
+            raise VideoOpenError(f"video {name} is empty (zero bytes)")
+        target = path
+    elif hasattr(source, "read"):
+        # Read into memory: a probe pass reopens the source, and two containers cannot share one
+        # file position.
+        return _open_container(source.read(), name)
+    else:
+        raise VideoOpenError(
+            f"video input must be a path, bytes, a binary file, a directory or list of images, "
+            f"got {type(source).__name__}"
+        )
+    try:
+        return av.open(target, mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise VideoOpenError(
+            f"video {name} could not be opened as a media file ({exc.strerror or exc})"
+        ) from exc
+
+
+def _video_stream(container: av.container.InputContainer, name: str) -> av.video.stream.VideoStream:
+    # Cover art in audio files shows up as a one-picture "video" stream: not a video.
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not streams:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise NoVideoStreamError(f"video {name} has no video stream (streams: {', '.join(kinds)})")
+    stream = streams[0]
+    if stream.codec_context is None:
+        raise UnsupportedCodecError(
+            f"video {name}: its video codec is unknown to, or has no decoder in, the bundled FFmpeg"
+        )
+    return stream
+
+
+def _check_size(height: int, width: int, name: str, limits: DecodeLimits) -> None:
+    if height < 0 or width < 0:
+        raise VideoTooLargeError(f"video {name} declares a negative size {width}x{height}")
+    if max(height, width) > limits.max_side or height * width > limits.max_pixels:
+        raise VideoTooLargeError(
+            f"video {name} is {width}x{height}, over the limit of {limits.max_side} per side and "
+            f"{limits.max_pixels:,} pixels per frame; refused before decoding"
+        )
+
+
+def _first_truthy(*rates: object) -> Fraction | None:
+    # PyAV 19 returns a falsy AVRational(0, 1) for unset rates, older versions None.
+    for r in rates:
+        if r:
+            return Fraction(r.numerator, r.denominator)
+    return None
+
+
+def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def _count_packets(source: object, name: str) -> tuple[int, int | None, int | None]:
+    with _open_container(source, name) as c:
+        stream = _video_stream(c, name)
+        count, first, end = 0, None, None
+        for packet in c.demux(stream):
+            if packet.size == 0 or packet.pts is None:
+                continue
+            count += 1
+            first = packet.pts if first is None else min(first, packet.pts)
+            stop = packet.pts + (packet.duration or 0)
+            end = stop if end is None else max(end, stop)
+        return count, first, end
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    return int(round(getattr(frame, "rotation", 0) or 0) / 90) % 4 * 90
+
+
+def _to_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
+    rgb = frame.to_ndarray(format="rgb24")
+    if rotation:
+        # Display matrix angles are counter-clockwise; np.rot90 with k > 0 turns counter-clockwise.
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
+    return rgb
+
+
+def _decode(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    start_pts: int | None,
+    targets: np.ndarray,
+    info: VideoInfo,
+    stats: DecodeStats,
+    limits: DecodeLimits,
+) -> Iterator[tuple[int, int, SampledFrame]]:
+    """Yield (position, rotation, frame) for each planned time: the decoded frame presented nearest it.
+
+    Streaming twin of `video.sample.pick_nearest`: hold the previous frame, and when a frame at or
+    past target k arrives, keep whichever of the two is closer (ties to the earlier).
+    """
+    name, n = info.source, len(targets)
+    tb = stream.time_base
+    deadline = time.monotonic() + limits.timeout_s if limits.timeout_s else math.inf
+    frame_step = 1.0 / info.fps
+    seek_gap, can_seek = limits.seek_gap_s, True
+    k = 0
+    prev: tuple[float, av.VideoFrame] | None = None
+    converted: tuple[int, np.ndarray] | None = None  # id of the last converted frame, its pixels
+    rotation = 0
+    origin = start_pts
+    resume_after: float | None = None  # after a seek: ignore frames not later than this
+
+    def emit(t: float, frame: av.VideoFrame) -> tuple[int, int, SampledFrame]:
+        nonlocal converted
+        if converted is None or converted[0] != id(frame):
+            converted = (id(frame), _to_rgb(frame, rotation))
+        stats.kept += 1
+        return k, rotation, SampledFrame(k, converted[1], t)
+
+    while k < n:
+        sought = False
+        idle = 0
+        try:
+            for packet in container.demux(stream):
+                if time.monotonic() > deadline:
+                    raise VideoDecodeError(
+                        f"video {name}: decoding exceeded {limits.timeout_s:.0f} s; stopped"
+                    )
+                try:
+                    decoded = packet.decode()
+                except av.error.FFmpegError:
+                    stats.errors += 1  # a corrupt packet: skip it, the decoder resyncs on the next keyframe
+                    decoded = []
+                idle = 0 if decoded else idle + 1
+                if idle > limits.max_packets_without_frame:
+                    raise VideoDecodeError(
+                        f"video {name}: {idle} packets in a row gave no frame; the stream looks corrupt"
+                    )
+                for frame in decoded:
+                    stats.decoded += 1
+                    if stats.decoded > limits.max_decoded_frames:
+                        raise VideoDecodeError(
+                            f"video {name}: decoded over {limits.max_decoded_frames:,} frames; stopped"
+                        )
+                    if frame.pts is None:
+                        t = (prev[0] + frame_step) if prev else 0.0
+                    else:
+                        if origin is None:
+                            origin = frame.pts
+                        t = float((frame.pts - origin) * tb)
+                    if stats.decoded == 1:
+                        rotation = _rotation(frame)
+                    if resume_after is not None:
+                        if t > targets[k] + frame_step / 2 and can_seek:
+                            # Landed past the target: this container seeks inexactly. Go back to where
+                            # we were and decode straight through from now on.
+                            can_seek = False
+                            _seek(container, stream, resume_after, origin, tb)
+                            stats.seeks += 1
+                            sought = True
+                            break
+                        if prev is not None and t <= prev[0]:
+                            seek_gap *= 2  # the keyframe was behind us: seeking bought nothing here
+                            resume_after = None
+                            continue
+                        resume_after = None
+                    if prev is not None and t <= prev[0]:
+                        continue  # out-of-order or duplicate timestamp
+                    while k < n and t >= targets[k]:
+                        if prev is not None and targets[k] - prev[0] <= t - targets[k]:
+                            yield emit(*prev)
+                        else:
+                            yield emit(t, frame)
+                        k += 1
+                    prev = (t, frame)
+                    stats.last_time = t
+                    if k < n and can_seek and targets[k] - t > seek_gap:
+                        resume_after = t
+                        _seek(container, stream, targets[k], origin, tb)
+                        stats.seeks += 1
+                        sought = True
+                        break
+                    if k == n:
+                        return
+                if sought or k == n:
+                    break
+        except VideoError:
+            raise
+        except av.error.FFmpegError as exc:
+            # Demuxing broke (cut file, I/O error): keep what decoded and report the loss below.
+            stats.errors += 1
+            warnings.warn(
+                f"video {name}: stream error after {stats.last_time:.3f} s ({exc})",
+                TruncatedVideoWarning,
+                stacklevel=2,
+            )
+        if not sought:
+            break
+    if k < n and prev is not None:
+        # Past the last frame: the planned times within a frame and a half of it still get it (the
+        # header's count can round up by one); later ones are lost.
+        while k < n and targets[k] <= prev[0] + 1.5 * frame_step:
+            yield emit(*prev)
+            k += 1
+        if k < n:
+            stats.missing = n - k
+            warnings.warn(
+                f"video {name}: frames end at {prev[0]:.3f} s but {info.duration:.3f} s were announced; "
+                f"{n - k} of {n} sampled frames missing (truncated or damaged file)",
+                TruncatedVideoWarning,
+                stacklevel=2,
+            )
+
+
+def _seek(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    seconds: float,
+    origin: int | None,
+    tb: Fraction,
+) -> None:
+    # backward=True lands on the keyframe at or before the target; we decode forward from there.
+    offset = int(seconds / tb) + (origin or 0)
+    container.seek(offset, backward=True, any_frame=False, stream=stream)
+
+
+def _chain(first: SampledFrame, rest: Iterator[SampledFrame]) -> Iterator[SampledFrame]:
+    yield first
+    yield from rest
+
+
+# --- image sequences -------------------------------------------------------------------------------
+
+
+def _natural_key(name: str) -> list[object]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _as_sequence(source: object, fps: float) -> ImageSequence | None:
+    if isinstance(source, ImageSequence):
+        return source
+    if isinstance(source, (list, tuple)):
+        return ImageSequence(list(source), fps)
+    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+        path = os.fspath(source)
+        names = sorted((n for n in os.listdir(path) if n.lower().endswith(IMAGE_SUFFIXES)), key=_natural_key)
+        if not names:
+            raise EmptyVideoError(
+                f"video {describe_source(source)} is a directory with no images {IMAGE_SUFFIXES}"
+            )
+        return ImageSequence([os.path.join(path, n) for n in names], fps)
+    return None
+
+
+def _open_sequence(
+    seq: ImageSequence, name: str, fps: float, max_frames: int | None, rule: str, limits: DecodeLimits
+) -> VideoReader:
+    if not seq.frames:
+        raise EmptyVideoError(f"video {name} is an empty image sequence")
+    if not (seq.fps > 0 and math.isfinite(seq.fps)):
+        raise VideoError(f"image sequence {name}: fps must be a positive number, got {seq.fps!r}")
+    n = len(seq.frames)
+    first = _load_still(seq.frames[0], 0, name, limits)
+    info = VideoInfo(
+        name, "image_sequence", "image", first.height, first.width, 0, float(seq.fps), n, n / seq.fps
+    )
+    indices = sample_indices(n, info.fps, fps, max_frames, rule)
+    stats = DecodeStats()
+
+    def frames() -> Iterator[SampledFrame]:
+        for position, index in enumerate(indices.tolist()):
+            image = first if index == 0 else _load_still(seq.frames[index], index, name, limits)
+            if image.size != first.size:
+                # One grid per video: later stills of another size are fitted to the first one's.
+                image = image.resize(first.size, Image.Resampling.BICUBIC)
+            stats.decoded += 1
+            stats.kept += 1
+            stats.last_time = index / info.fps
+            yield SampledFrame(position, np.asarray(image, dtype=np.uint8), index / info.fps)
+
+    return VideoReader(info, indices, frames(), stats)
+
+
+def _load_still(item: object, index: int, name: str, limits: DecodeLimits) -> Image.Image:
+    try:
+        image = load_image(item, max_pixels=limits.max_pixels)
+    except ImageError as exc:
+        raise VideoOpenError(f"image sequence {name}, frame {index}: {exc}") from exc
+    _check_size(image.height, image.width, f"{name} frame {index}", limits)
+    return image
+
+
+__all__ = [
+    "DecodeLimits",
+    "DecodeStats",
+    "DecodedVideo",
+    "ImageSequence",
+    "SampledFrame",
+    "VideoInfo",
+    "VideoReader",
+    "load_video",
+    "open_video",
+]
