@@ -1,0 +1,133 @@
+"""Multi-head latent attention (MLA) with two equal paths over the latent cache.
+
+Shapes: B batch, S new tokens, T keys (cached + new), H heads, n = qk_nope_head_dim,
+r = qk_rope_head_dim, v = v_head_dim, C = kv_lora_rank.
+
+- `expanded` (prefill, and the slow twin): kv_b_proj turns every cached latent into per-head
+  K (n + r) and V (v), then ordinary attention. Cheapest when S is large.
+- `absorbed` (decode): kv_b_proj's key half is folded into the query (q_nope·W_UK, width C) and its
+  value half into the output (W_UV), so attention runs directly on the C + r latent, shared by all
+  heads (MQA-shaped). Nothing is expanded per step; cost per key is independent of H·(n + v).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mm_model.lm.config import LMConfig
+from mm_model.lm.norm import RMSNorm
+from mm_model.lm.rope import apply_rope, softmax_scale
+
+# The reference builds q_a_layernorm and kv_a_layernorm without eps, so they use 1e-6 whatever
+# rms_norm_eps says (transformers 5.23 DeepseekV3Attention).
+_LATENT_NORM_EPS = 1e-6
+
+
+class MLAttention(nn.Module):
+    """DeepSeek-V3 MLA; parameter names follow the checkpoint's `self_attn.*`."""
+
+    def __init__(self, cfg: LMConfig) -> None:
+        super().__init__()
+        self.num_heads, self.nope, self.rope = (
+            cfg.num_attention_heads,
+            cfg.qk_nope_head_dim,
+            cfg.qk_rope_head_dim,
+        )
+        self.v_dim, self.kv_lora_rank = cfg.v_head_dim, cfg.kv_lora_rank
+        d, h, bias = cfg.hidden_size, cfg.num_attention_heads, cfg.attention_bias
+        if cfg.q_lora_rank is None:
+            self.q_proj = nn.Linear(d, h * cfg.qk_head_dim, bias=False)
+        else:
+            self.q_a_proj = nn.Linear(d, cfg.q_lora_rank, bias=bias)
+            self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, _LATENT_NORM_EPS)
+            self.q_b_proj = nn.Linear(cfg.q_lora_rank, h * cfg.qk_head_dim, bias=False)
+        self.kv_a_proj_with_mqa = nn.Linear(d, cfg.latent_dim, bias=bias)
+        self.kv_a_layernorm = RMSNorm(cfg.kv_lora_rank, _LATENT_NORM_EPS)
+        self.kv_b_proj = nn.Linear(cfg.kv_lora_rank, h * (cfg.qk_nope_head_dim + cfg.v_head_dim), bias=False)
+        self.o_proj = nn.Linear(h * cfg.v_head_dim, d, bias=bias)
+        self.scale = softmax_scale(cfg)
+
+    def project(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries and the new latents.
+
+        Args:
+            x: (B, S, D) normed hidden states; cos, sin: (B, S, r/2) fp32.
+        Returns:
+            q_nope (B, S, H, n), q_rot (B, S, H, r) post-rope, latent (B, S, C + r) = [norm(c_kv) | rope(k)].
+        """
+        b, s, _ = x.shape
+        if hasattr(self, "q_proj"):
+            q = self.q_proj(x)
+        else:
+            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
+        q = q.view(b, s, self.num_heads, self.nope + self.rope)
+        q_nope, q_rot = q.split([self.nope, self.rope], dim=-1)
+        c, k_rot = self.kv_a_proj_with_mqa(x).split([self.kv_lora_rank, self.rope], dim=-1)
+        latent = torch.cat((self.kv_a_layernorm(c), apply_rope(k_rot, cos, sin)), dim=-1)
+        return q_nope, apply_rope(q_rot, cos, sin), latent
+
+    def forward(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        *,
+        kv: Tensor | None = None,
+        start: int = 0,
+        mask: Tensor | None = None,
+        absorb: bool = False,
+    ) -> Tensor:
+        """Attend the S new tokens (slots start..start+S-1) to every slot up to start+S-1.
+
+        Args:
+            x: (B, S, D) normed hidden states. cos, sin: (B, S, r/2) for the new tokens.
+            kv: this layer's cache (B, T_max, C + r) or None (no cache: keys are the new tokens).
+            mask: (B, 1, S, T) bool, True = may attend; None means plain causal without padding
+                (valid only for S == 1 or start == 0).
+            absorb: use the absorbed-weight path instead of expanding the latents.
+        Returns:
+            (B, S, D)
+        """
+        q_nope, q_rot, latent = self.project(x, cos, sin)
+        s = x.shape[1]
+        if kv is None:
+            keys = latent
+        else:
+            kv[:, start : start + s].copy_(latent)
+            keys = kv[:, : start + s]  # (B, T, C + r)
+        attend = self._absorbed if absorb else self._expanded
+        return self.o_proj(attend(q_nope, q_rot, keys, mask))
+
+    def _expanded(self, q_nope: Tensor, q_rot: Tensor, keys: Tensor, mask: Tensor | None) -> Tensor:
+        b, s, h, _ = q_nope.shape
+        t = keys.shape[1]
+        c, k_rot = keys.split([self.kv_lora_rank, self.rope], dim=-1)
+        kv = self.kv_b_proj(c).view(b, t, h, self.nope + self.v_dim)
+        k_nope, v = kv.split([self.nope, self.v_dim], dim=-1)
+        k = torch.cat((k_nope, k_rot[:, :, None, :].expand(b, t, h, self.rope)), dim=-1)  # (B, T, H, n + r)
+        q = torch.cat((q_nope, q_rot), dim=-1)  # (B, S, H, n + r)
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+            attn_mask=mask, is_causal=mask is None and s > 1, scale=self.scale,
+        )  # fmt: skip
+        return out.transpose(1, 2).reshape(b, s, h * self.v_dim)  # (B, S, H·v)
+
+    def _absorbed(self, q_nope: Tensor, q_rot: Tensor, keys: Tensor, mask: Tensor | None) -> Tensor:
+        b, s, h, _ = q_nope.shape
+        t = keys.shape[1]
+        w = self.kv_b_proj.weight.view(h, self.nope + self.v_dim, self.kv_lora_rank)
+        w_uk, w_uv = w[:, : self.nope], w[:, self.nope :]  # (H, n, C), (H, v, C)
+        q_lat = torch.matmul(q_nope.transpose(1, 2), w_uk)  # (B, H, S, C)
+        q = torch.cat((q_lat, q_rot.transpose(1, 2)), dim=-1).reshape(b, h * s, -1)  # (B, H·S, C + r)
+        scores = torch.bmm(q, keys.transpose(1, 2)).float() * self.scale  # (B, H·S, T)
+        if mask is None and s > 1:
+            mask = torch.ones(s, t, dtype=torch.bool, device=q.device).tril(t - s)[None, None]
+        if mask is not None:
+            allowed = mask.expand(b, h, s, t).reshape(b, h * s, t)
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        probs = torch.softmax(scores, dim=-1).to(keys.dtype)
+        o_lat = torch.bmm(probs, keys[..., : self.kv_lora_rank]).view(b, h, s, -1)  # (B, H, S, C)
+        out = torch.matmul(o_lat, w_uv.transpose(1, 2))  # (B, H, S, v)
+        return out.transpose(1, 2).reshape(b, s, h * self.v_dim)

@@ -1,0 +1,122 @@
+"""Routed experts with a sigmoid, bias-corrected, group-limited top-k router and shared experts.
+
+Shape legend: N tokens, D hidden, E routed experts, k experts per token, I moe_intermediate_size,
+G groups (n_group).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mm_model.lm.config import LMConfig
+from mm_model.lm.norm import MLP
+
+
+class Router(nn.Module):
+    """Top-k router; the parameter/buffer names follow the checkpoint's `mlp.gate.*`."""
+
+    def __init__(self, cfg: LMConfig) -> None:
+        super().__init__()
+        self.top_k, self.n_group, self.topk_group = cfg.num_experts_per_tok, cfg.n_group, cfg.topk_group
+        self.norm_topk_prob, self.scaling = cfg.norm_topk_prob, cfg.routed_scaling_factor
+        self.weight = nn.Parameter(torch.zeros(cfg.n_routed_experts, cfg.hidden_size))
+        # Kept in fp32 whatever the model dtype (the loader and `cast_model` see to it): it decides
+        # which experts win, and bf16 rounding would flip close calls.
+        self.register_buffer(
+            "e_score_correction_bias", torch.zeros(cfg.n_routed_experts, dtype=torch.float32)
+        )
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (N, D) -> weights (N, k) fp32, expert ids (N, k)."""
+        scores = F.linear(x.float(), self.weight.float()).sigmoid()  # (N, E), routing math in fp32
+        choice = scores + self.e_score_correction_bias  # the bias steers selection only
+        if self.topk_group < self.n_group:
+            n = choice.shape[0]
+            grouped = choice.view(n, self.n_group, -1)  # (N, G, E/G)
+            group_score = grouped.topk(2, dim=-1).values.sum(-1)  # (N, G): sum of each group's best two
+            keep = group_score.topk(self.topk_group, dim=-1).indices
+            dropped = torch.ones_like(group_score, dtype=torch.bool).scatter_(1, keep, False)
+            # -inf, not 0: biased scores can be negative and must never beat a dropped group.
+            choice = grouped.masked_fill(dropped[..., None], float("-inf")).view(n, -1)
+        idx = choice.topk(self.top_k, dim=-1, sorted=False).indices  # (N, k)
+        weights = scores.gather(1, idx)  # unbiased scores
+        if self.norm_topk_prob:
+            weights = weights / (weights.sum(-1, keepdim=True) + 1e-20)
+        return weights * self.scaling, idx
+
+
+class Experts(nn.Module):
+    """E SwiGLU experts, weights stacked for grouped matmuls.
+
+    gate_up_proj: (E, 2I, D) with gate rows first; down_proj: (E, D, I). These are the names and
+    layouts transformers 5 uses in memory; the loader stacks the per-expert checkpoint keys into them.
+    """
+
+    def __init__(self, cfg: LMConfig) -> None:
+        super().__init__()
+        e, d, i = cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size
+        self.intermediate = i
+        self.gate_up_proj = nn.Parameter(torch.empty(e, 2 * i, d))
+        self.down_proj = nn.Parameter(torch.empty(e, d, i))
+
+    def _expert(self, e: int, x: Tensor) -> Tensor:  # (n, D) -> (n, D)
+        gate, up = F.linear(x, self.gate_up_proj[e]).chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * up, self.down_proj[e])
+
+    def forward(self, x: Tensor, weights: Tensor, idx: Tensor) -> Tensor:
+        """Sum over each token's k experts of weight · expert(x).
+
+        Args:
+            x: (N, D); weights: (N, k) fp32; idx: (N, k) expert ids.
+        Returns:
+            (N, D) in x's dtype.
+        """
+        n, k = idx.shape
+        if n == 1:
+            # Single-token decode: the k experts are distinct, so run them directly on views of the
+            # stacked weights, no sort or gather.
+            ids, w = idx[0].tolist(), weights[0].to(x.dtype)
+            out = self._expert(ids[0], x) * w[0]
+            for j in range(1, k):
+                out = out + self._expert(ids[j], x) * w[j]
+            return out
+        # Dispatch all (token, expert) pairs at once: sort by expert, one matmul per hit expert on its
+        # contiguous rows, then scatter-add back. The loop is over experts, never over tokens.
+        flat = idx.reshape(-1)  # (N·k,)
+        order = flat.argsort(stable=True)
+        token_of = order // k  # (N·k,) source token of each sorted pair
+        counts = torch.bincount(flat, minlength=self.gate_up_proj.shape[0]).tolist()
+        xs = x.index_select(0, token_of)  # (N·k, D)
+        ys = torch.empty_like(xs)
+        start = 0
+        for e, count in enumerate(counts):
+            if count:
+                ys[start : start + count] = self._expert(e, xs[start : start + count])
+                start += count
+        ys = ys * weights.reshape(-1)[order, None].to(x.dtype)
+        return torch.zeros_like(x).index_add_(0, token_of, ys)
+
+
+class MoE(nn.Module):
+    """Routed experts plus shared experts on the same input (checkpoint names `mlp.gate`, `mlp.experts`,
+    `mlp.shared_experts`)."""
+
+    def __init__(self, cfg: LMConfig) -> None:
+        super().__init__()
+        self.gate = Router(cfg)
+        self.experts = Experts(cfg)
+        self.shared_experts = (
+            MLP(cfg.hidden_size, cfg.moe_intermediate_size * cfg.n_shared_experts)
+            if cfg.n_shared_experts
+            else None
+        )
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, S, D) -> (B, S, D)
+        flat = x.reshape(-1, x.shape[-1])
+        weights, idx = self.gate(flat)
+        out = self.experts(flat, weights, idx).view_as(x)
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(x)
+        return out
