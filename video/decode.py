@@ -399,96 +399,95 @@ def _decode(
     stats: DecodeStats,
     limits: DecodeLimits,
 ) -> Iterator[tuple[int, int, SampledFrame]]:
-    """Yield (position, rotation, frame) for each planned time: the decoded frame presented nearest it.
+    """Yield (position, rotation, frame) for each planned time: the frame on screen at that time.
 
-    Streaming twin of `video.sample.pick_nearest`: hold the previous frame, and when a frame at or
-    past target k arrives, keep whichever of the two is closer (ties to the earlier).
+    Streaming twin of `video.sample.pick_displayed`: the frame on screen at time x is the last one
+    starting at or before x (within `tol`, for timestamps rounded to the container's time base). It is
+    known once the next frame starts after x, so one frame is held back.
     """
     name, n = info.source, len(targets)
     tb = stream.time_base
     deadline = time.monotonic() + limits.timeout_s if limits.timeout_s else math.inf
-    frame_step = 1.0 / info.fps
+    step = 1.0 / info.fps
+    tol = display_tolerance(float(tb), info.fps)
     seek_gap, can_seek = limits.seek_gap_s, True
     k = 0
-    prev: tuple[float, av.VideoFrame] | None = None
-    converted: tuple[int, np.ndarray] | None = None  # id of the last converted frame, its pixels
+    prev: tuple[float, av.VideoFrame, float] | None = None  # (start, frame, end) of the frame on screen
+    converted: tuple[av.VideoFrame, np.ndarray] | None = None  # the last converted frame, its pixels
     rotation = 0
     origin = start_pts
-    resume_after: float | None = None  # after a seek: ignore frames not later than this
+    after_seek = False
 
     def emit(t: float, frame: av.VideoFrame) -> tuple[int, int, SampledFrame]:
         nonlocal converted
-        if converted is None or converted[0] != id(frame):
-            converted = (id(frame), _to_rgb(frame, rotation))
+        # Compare identity while holding the frame: an id() of a freed frame can be reused.
+        if converted is None or converted[0] is not frame:
+            converted = (frame, _to_rgb(frame, rotation))
         stats.kept += 1
         return k, rotation, SampledFrame(k, converted[1], t)
 
+    def frames() -> Iterator[av.VideoFrame]:
+        idle = 0
+        for packet in container.demux(stream):
+            if time.monotonic() > deadline:
+                raise VideoDecodeError(f"video {name}: decoding exceeded {limits.timeout_s:.0f} s; stopped")
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError:
+                stats.errors += 1  # a corrupt packet: skip it, the decoder resyncs on the next keyframe
+                decoded = []
+            idle = 0 if decoded else idle + 1
+            if idle > limits.max_packets_without_frame:
+                raise VideoDecodeError(
+                    f"video {name}: {idle} packets in a row gave no frame; the stream looks corrupt"
+                )
+            for frame in decoded:
+                stats.decoded += 1
+                if stats.decoded > limits.max_decoded_frames:
+                    raise VideoDecodeError(
+                        f"video {name}: decoded over {limits.max_decoded_frames:,} frames; stopped"
+                    )
+                yield frame
+
     while k < n:
         sought = False
-        idle = 0
         try:
-            for packet in container.demux(stream):
-                if time.monotonic() > deadline:
-                    raise VideoDecodeError(
-                        f"video {name}: decoding exceeded {limits.timeout_s:.0f} s; stopped"
-                    )
-                try:
-                    decoded = packet.decode()
-                except av.error.FFmpegError:
-                    stats.errors += 1  # a corrupt packet: skip it, the decoder resyncs on the next keyframe
-                    decoded = []
-                idle = 0 if decoded else idle + 1
-                if idle > limits.max_packets_without_frame:
-                    raise VideoDecodeError(
-                        f"video {name}: {idle} packets in a row gave no frame; the stream looks corrupt"
-                    )
-                for frame in decoded:
-                    stats.decoded += 1
-                    if stats.decoded > limits.max_decoded_frames:
-                        raise VideoDecodeError(
-                            f"video {name}: decoded over {limits.max_decoded_frames:,} frames; stopped"
-                        )
-                    if frame.pts is None:
-                        t = (prev[0] + frame_step) if prev else 0.0
-                    else:
-                        if origin is None:
-                            origin = frame.pts
-                        t = float((frame.pts - origin) * tb)
-                    if stats.decoded == 1:
-                        rotation = _rotation(frame)
-                    if resume_after is not None:
-                        if t > targets[k] + frame_step / 2 and can_seek:
-                            # Landed past the target: this container seeks inexactly. Go back to where
-                            # we were and decode straight through from now on.
-                            can_seek = False
-                            _seek(container, stream, resume_after, origin, tb)
-                            stats.seeks += 1
-                            sought = True
-                            break
-                        if prev is not None and t <= prev[0]:
-                            seek_gap *= 2  # the keyframe was behind us: seeking bought nothing here
-                            resume_after = None
-                            continue
-                        resume_after = None
+            for frame in frames():
+                if frame.pts is None:
+                    t = prev[2] if prev else 0.0
+                else:
+                    origin = frame.pts if origin is None else origin
+                    t = float((frame.pts - origin) * tb)
+                if stats.decoded == 1:
+                    rotation = _rotation(frame)
+                if after_seek:
+                    after_seek = False
                     if prev is not None and t <= prev[0]:
-                        continue  # out-of-order or duplicate timestamp
-                    while k < n and t >= targets[k]:
-                        if prev is not None and targets[k] - prev[0] <= t - targets[k]:
-                            yield emit(*prev)
-                        else:
-                            yield emit(t, frame)
-                        k += 1
-                    prev = (t, frame)
-                    stats.last_time = t
-                    if k < n and can_seek and targets[k] - t > seek_gap:
-                        resume_after = t
-                        _seek(container, stream, targets[k], origin, tb)
+                        seek_gap *= 2  # the keyframe was behind us: seeking bought nothing at this gap
+                    elif t > targets[k] + tol and can_seek:
+                        # Landed past the target: this container seeks inexactly. Go back to where we
+                        # were and decode straight through from now on.
+                        can_seek = False
+                        _seek(container, stream, prev[0] if prev else 0.0, origin, tb)
                         stats.seeks += 1
                         sought = True
                         break
-                    if k == n:
-                        return
-                if sought or k == n:
+                if prev is not None and t <= prev[0]:
+                    continue  # already passed (after a seek), or a duplicate / out-of-order timestamp
+                while k < n and t > targets[k] + tol:
+                    # Planned time k has passed: the frame on screen then was the previous one (or, for
+                    # times before the first frame, this one).
+                    yield emit(*prev[:2]) if prev is not None else emit(t, frame)
+                    k += 1
+                if k == n:
+                    return
+                duration = float(frame.duration * tb) if frame.duration else step
+                prev = (t, frame, t + duration)
+                stats.last_time = t
+                if can_seek and targets[k] - t > seek_gap:
+                    _seek(container, stream, float(targets[k]), origin, tb)
+                    stats.seeks += 1
+                    sought = after_seek = True
                     break
         except VideoError:
             raise
@@ -503,19 +502,25 @@ def _decode(
         if not sought:
             break
     if k < n and prev is not None:
-        # Past the last frame: the planned times within a frame and a half of it still get it (the
-        # header's count can round up by one); later ones are lost.
-        while k < n and targets[k] <= prev[0] + 1.5 * frame_step:
-            yield emit(*prev)
+        # The stream has ended: planned times inside the last frame's display interval get it; later
+        # ones would have shown frames that are not in the file.
+        while k < n and targets[k] < prev[2] - 1e-9:
+            yield emit(*prev[:2])
             k += 1
         if k < n:
             stats.missing = n - k
             warnings.warn(
-                f"video {name}: frames end at {prev[0]:.3f} s but {info.duration:.3f} s were announced; "
+                f"video {name}: frames end at {prev[2]:.3f} s but {info.duration:.3f} s were announced; "
                 f"{n - k} of {n} sampled frames missing (truncated or damaged file)",
                 TruncatedVideoWarning,
                 stacklevel=2,
             )
+
+
+def display_tolerance(time_base: float, fps: float) -> float:
+    """Slack when comparing frame start times with planned times: one time-base tick (timestamps are
+    rounded to it, e.g. whole milliseconds in WebM), at most a quarter frame."""
+    return min(time_base, 0.25 / fps) + 1e-9
 
 
 def _seek(

@@ -12,9 +12,10 @@ Two conventions exist for Kimi K2.5 and they disagree; both are here.
   arange(n) * N // n. It raises when n > N (a video slower than `fps`); we clamp n to N instead.
   For a 300-frame 30 fps clip: Moonshot [0, 16, 31, 47, ...], transformers [0, 15, 30, 45, ...].
 
-Indices are turned into times (index / F) by the decoder, which then keeps the frame presented
-nearest each time: on constant-frame-rate files that is exactly frame `index`; on variable-frame-rate
-files it is the frame on screen at that moment, which an index cannot express.
+Indices are turned into times (index / F) by the decoder, which then keeps the frame on screen at
+each time (the last one starting at or before it): on constant-frame-rate files that is exactly frame
+`index`; on variable-frame-rate files it is what a viewer saw at that moment, which an index cannot
+express.
 
 A chunk's timestamp is the time of its first frame, printed `HH:MM:SS.mmm` with the milliseconds
 truncated (`int(t % 1 * 1000)`, so 2.3 s prints as 00:00:02.299), as both references do.
@@ -79,17 +80,15 @@ def _check(num_frames: int, video_fps: float, fps: float, max_frames: int | None
         raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
 
 
-def pick_nearest(frame_times: Sequence[float], targets: Sequence[float]) -> np.ndarray:
-    """For each target time, the index of the frame whose time is nearest (ties go to the earlier one).
+def pick_displayed(frame_times: Sequence[float], targets: Sequence[float], tol: float = 1e-9) -> np.ndarray:
+    """For each target time, the index of the frame on screen then: the last frame starting at or
+    before it (within `tol`); targets before the first frame get frame 0.
 
-    The whole-array twin of the streaming choice in `video.decode`: frames sorted by time, (n,) int64.
+    The whole-array twin of the streaming choice in `video.decode`: frame times sorted, (n,) int64.
     """
     times = np.asarray(frame_times, dtype=np.float64)
     want = np.asarray(targets, dtype=np.float64)
-    right = np.searchsorted(times, want, side="left").clip(0, len(times) - 1)
-    left = (right - 1).clip(0)
-    take_left = np.abs(want - times[left]) <= np.abs(times[right] - want)
-    return np.where(take_left, left, right).astype(np.int64)
+    return (np.searchsorted(times, want + tol, side="right") - 1).clip(0).astype(np.int64)
 
 
 def chunk_spans(num_frames: int, chunk_frames: int = 4) -> list[tuple[int, int]]:
@@ -117,7 +116,7 @@ __all__ = [
     "chunk_spans",
     "format_timestamp",
     "moonshot_indices",
-    "pick_nearest",
+    "pick_displayed",
     "sample_indices",
     "transformers_indices",
 ]
