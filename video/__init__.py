@@ -8,6 +8,7 @@ video.iter_chunks(source, fps=2.0, chunk_frames=4, ...) -> ChunkStream of VideoC
 
 from video.chunks import ChunkStream, VideoChunk, chunk_video, iter_chunks, stack_chunks, video_plan
 from video.decode import DecodedVideo, DecodeLimits, ImageSequence, VideoInfo, load_video, open_video
+from video.encode import ChunkEmbedding, EncodedVideo, embed_chunks, encode_video, iter_video_embeddings
 from video.errors import (
     EmptyVideoError,
     NoVideoStreamError,
@@ -21,10 +22,12 @@ from video.errors import (
 from video.sample import format_timestamp, moonshot_indices, sample_indices, transformers_indices
 
 __all__ = [
+    "ChunkEmbedding",
     "ChunkStream",
     "DecodeLimits",
     "DecodedVideo",
     "EmptyVideoError",
+    "EncodedVideo",
     "ImageSequence",
     "NoVideoStreamError",
     "TruncatedVideoWarning",
@@ -36,8 +39,11 @@ __all__ = [
     "VideoOpenError",
     "VideoTooLargeError",
     "chunk_video",
+    "embed_chunks",
+    "encode_video",
     "format_timestamp",
     "iter_chunks",
+    "iter_video_embeddings",
     "load_video",
     "moonshot_indices",
     "open_video",
