@@ -72,7 +72,8 @@ def embed_chunks(
     """Encode chunks `batch_chunks` at a time with a `MoonViT3d`, yielding each chunk's embeddings in order.
 
     Chunks of different t (a video's t=1..3 tail) pack together with the t=4 ones: the encoder keeps
-    items apart by `cu_seqlens`. Pixels move to the model's device and dtype.
+    items apart by `cu_seqlens`. Pixels move to the model's device and dtype. The first batch holds
+    one chunk, so the first embeddings come out as early as possible (a consumer can start on them).
     """
     if batch_chunks < 1:
         raise ValueError(f"batch_chunks must be >= 1, got {batch_chunks}")
@@ -81,7 +82,7 @@ def embed_chunks(
     show = progress if progress is not None else (total or 0) >= PROGRESS_MIN_CHUNKS
     bar = tqdm(total=total, unit="chunk", desc="video chunks", disable=not show, leave=False)
     try:
-        for batch in _batched(chunks, batch_chunks):
+        for batch in _batched(chunks, batch_chunks, first=1):
             packed = pack([(c.patches(), c.grid) for c in batch], vcfg).to(param.device, param.dtype)
             with torch.inference_mode():
                 outputs = model(packed, backend)
@@ -148,13 +149,14 @@ def encode_video(
     return EncodedVideo(list(embedded), stream.info, stream.stats)
 
 
-def _batched(items: Iterable[VideoChunk], size: int) -> Iterator[list[VideoChunk]]:
+def _batched(items: Iterable[VideoChunk], size: int, first: int | None = None) -> Iterator[list[VideoChunk]]:
     batch: list[VideoChunk] = []
+    want = first or size
     for item in items:
         batch.append(item)
-        if len(batch) == size:
+        if len(batch) == want:
             yield batch
-            batch = []
+            batch, want = [], size
     if batch:
         yield batch
 
