@@ -247,9 +247,14 @@ def _open_av(
         stream = _video_stream(container, name)
         ctx = stream.codec_context
         _check_size(ctx.height, ctx.width, name, limits)
-        rate = _first_truthy(stream.average_rate, stream.guessed_rate, stream.base_rate)
         start_pts = stream.start_time
         duration = _duration(container, stream)
+        if duration is None:
+            # A raw elementary stream (no container timing): FFmpeg's average rate is then its 25 fps
+            # default, while the guessed rate reads the codec's own timing (H.264 VUI).
+            rate = _first_truthy(stream.guessed_rate, stream.average_rate, stream.base_rate)
+        else:
+            rate = _first_truthy(stream.average_rate, stream.guessed_rate, stream.base_rate)
         num_frames = int(stream.frames or 0)
         estimated = num_frames <= 0
         if (estimated and duration is None) or rate is None:
@@ -258,8 +263,10 @@ def _open_av(
             if count == 0:
                 raise EmptyVideoError(f"video {name} has a video stream with no packets")
             start_pts = first_pts if start_pts is None else start_pts
-            duration = float((end_pts - start_pts) * stream.time_base) if end_pts is not None else None
-            num_frames = num_frames if num_frames > 0 else count
+            if end_pts is not None and end_pts > (start_pts or 0):
+                duration = float((end_pts - (start_pts or 0)) * stream.time_base)
+            if num_frames <= 0:
+                num_frames, estimated = count, False  # counted, not estimated
             if rate is None:
                 rate = num_frames / duration if duration else None
         if rate is None or rate <= 0:
@@ -365,15 +372,19 @@ def _duration(container: av.container.InputContainer, stream: av.video.stream.Vi
 
 
 def _count_packets(source: object, name: str) -> tuple[int, int | None, int | None]:
+    """Demux (no decoding) to count the video packets and find the first and end timestamps."""
     with _open_container(source, name) as c:
         stream = _video_stream(c, name)
         count, first, end = 0, None, None
         for packet in c.demux(stream):
-            if packet.size == 0 or packet.pts is None:
-                continue
+            if packet.size == 0:
+                continue  # the flush packet at the end
             count += 1
-            first = packet.pts if first is None else min(first, packet.pts)
-            stop = packet.pts + (packet.duration or 0)
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is None:  # raw elementary streams carry no timestamps: the count must do
+                continue
+            first = ts if first is None else min(first, ts)
+            stop = ts + (packet.duration or 0)
             end = stop if end is None else max(end, stop)
         return count, first, end
 

@@ -63,6 +63,29 @@ def test_codecs_and_containers(make_video, name, codec, kw):
     assert video.stats.kept == 6 and video.stats.missing == 0
 
 
+def test_raw_stream_without_container_timing(tmp_path):
+    # A raw H.264 elementary stream has no duration and no frame count: one demux pass counts packets.
+    path = tmp_path / "raw.h264"
+    with av.open(str(path), "w", format="h264") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(30):
+            for p in s.encode(av.VideoFrame.from_ndarray(stamp(i, 48, 64), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    video = load_video(path)
+    assert (video.info.num_frames, video.info.fps, video.info.frames_estimated) == (30, 10.0, False)
+    assert [read_stamp(f) for f in video.frames] == EXPECTED_2FPS
+
+
+def test_mpegts_start_offset_is_removed(make_video):
+    # MPEG-TS streams start at a non-zero pts (1.4 s by default): times are reported from the first frame.
+    video = load_video(make_video("a.ts"))
+    assert [read_stamp(f) for f in video.frames] == EXPECTED_2FPS
+    np.testing.assert_allclose(video.timestamps, np.array(EXPECTED_2FPS) / 10, atol=1e-6)
+
+
 def test_bytes_and_file_object_equal_path(make_video):
     path = make_video("a.mp4")
     want = load_video(path)
