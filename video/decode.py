@@ -390,11 +390,16 @@ def _count_packets(source: object, name: str) -> tuple[int, int | None, int | No
 
 
 def _rotation(frame: av.VideoFrame) -> int:
-    return int(round(getattr(frame, "rotation", 0) or 0) / 90) % 4 * 90
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4 * 90
 
 
-def _to_rgb(frame: av.VideoFrame, rotation: int) -> np.ndarray:
-    rgb = frame.to_ndarray(format="rgb24")
+def _to_rgb(frame: av.VideoFrame, rotation: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) upright RGB. `size` (width, height): streams that change resolution midway
+    are scaled back to their first frame's size, since a video gets one grid."""
+    if size is not None and (frame.width, frame.height) != size:
+        rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="BICUBIC")
+    else:
+        rgb = frame.to_ndarray(format="rgb24")
     if rotation:
         # Display matrix angles are counter-clockwise; np.rot90 with k > 0 turns counter-clockwise.
         rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
@@ -425,7 +430,7 @@ def _decode(
     k = 0
     prev: tuple[float, av.VideoFrame, float] | None = None  # (start, frame, end) of the frame on screen
     converted: tuple[av.VideoFrame, np.ndarray] | None = None  # the last converted frame, its pixels
-    rotation = 0
+    rotation, coded_size = 0, None
     origin = start_pts
     after_seek = False
 
@@ -433,7 +438,7 @@ def _decode(
         nonlocal converted
         # Compare identity while holding the frame: an id() of a freed frame can be reused.
         if converted is None or converted[0] is not frame:
-            converted = (frame, _to_rgb(frame, rotation))
+            converted = (frame, _to_rgb(frame, rotation, coded_size))
         stats.kept += 1
         return k, rotation, SampledFrame(k, converted[1], t)
 
@@ -470,7 +475,7 @@ def _decode(
                     origin = frame.pts if origin is None else origin
                     t = float((frame.pts - origin) * tb)
                 if stats.decoded == 1:
-                    rotation = _rotation(frame)
+                    rotation, coded_size = _rotation(frame), (frame.width, frame.height)
                 if after_seek:
                     after_seek = False
                     if prev is not None and t <= prev[0]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -27,7 +28,7 @@ from video import (
     load_video,
     open_video,
 )
-from video.decode import display_tolerance
+from video.decode import _rotation, _to_rgb, display_tolerance
 from video.sample import moonshot_indices, pick_displayed
 from vision.errors import InputError
 
@@ -135,6 +136,22 @@ def test_rotation_from_display_matrix_is_applied(make_video, rotation, turns):
     back = np.rot90(video.frames[3], -turns)
     assert read_stamp(back) == 3
     assert back[-4:, :4, 0].mean() > 200 and back[-4:, :4, 1].mean() < 60
+
+
+@pytest.mark.parametrize(
+    "angle, expected",
+    [(0, 0), (90, 90), (-90, 270), (180, 180), (-180, 180), (89.6, 90), (44, 0), (46, 90)],
+)
+def test_rotation_rounds_to_quarter_turns(angle, expected):
+    assert _rotation(SimpleNamespace(rotation=angle)) == expected
+
+
+def test_resolution_change_midstream_is_scaled_to_the_first_size():
+    frame = av.VideoFrame.from_ndarray(
+        np.ascontiguousarray(np.repeat(np.repeat(stamp(5, 48, 64), 2, 0), 2, 1)), format="rgb24"
+    )
+    rgb = _to_rgb(frame, 0, (64, 48))
+    assert rgb.shape == (48, 64, 3) and read_stamp(rgb) == 5
 
 
 # Irregular presentation times (seconds): bursts and gaps.
