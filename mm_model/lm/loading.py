@@ -9,6 +9,7 @@ dtype, and each checkpoint tensor copied in and dropped: peak memory is the mode
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,7 +144,10 @@ def load_lm(
                         continue
                     name, where = resolved
                     if name not in targets:
-                        unknown.append(raw)
+                        # Zero-size tensors (e.g. the reference's empty shared expert when
+                        # n_shared_experts is 0) carry nothing; anything else is a real mismatch.
+                        if math.prod(f.get_slice(raw).get_shape()) != 0:
+                            unknown.append(raw)
                         continue
                     _copy_into(targets[name], where, f.get_tensor(raw), raw)
                     filled[name].add(None if where is None else (where[0], where[1].start))

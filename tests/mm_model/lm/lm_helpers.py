@@ -1,5 +1,5 @@
-"""Fixtures for LM tests: tiny transformers reference models saved to a tmp dir, randomized so
-routing and every weight matter."""
+"""Helpers for LM tests: tiny transformers reference models saved to a tmp dir, randomized so that
+routing and every weight matter. A plain module (not a conftest) so it cannot clash with others."""
 
 from __future__ import annotations
 
