@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from vision.attention import packed_attention, select_backend
 from vision.config import VisionConfig
+from vision.dtypes import compute_dtype, layer_norm, linear
 from vision.packing import PackedVision
 from vision.rope import apply_rope, rope_angles
 
@@ -53,13 +54,14 @@ class PatchEmbed(nn.Module):
         self.pos_emb = PositionGrid(cfg.pos_emb_height, cfg.pos_emb_width, cfg.hidden_size)
         self.register_buffer("time_weight", time_table(cfg.pos_emb_time, cfg.hidden_size), persistent=False)
 
-    def forward(self, packed: PackedVision) -> Tensor:
-        """Pixels (N, 3, p, p) -> (N, C): linear patch embedding + 2D grid + time embedding."""
+    def forward(self, packed: PackedVision, dtype: torch.dtype | None = None) -> Tensor:
+        """Pixels (N, 3, p, p) -> (N, C) in `dtype` (default: the weights'): patch matmul + 2D grid + time."""
         w = self.proj.weight
-        x = F.linear(packed.patches.to(w.dtype).flatten(1), w.flatten(1), self.proj.bias)
+        dtype = dtype or w.dtype
+        x = F.linear(packed.patches.to(dtype).flatten(1), w.to(dtype).flatten(1), self.proj.bias.to(dtype))
         pos = self.pos_emb(packed.pos_index, packed.pos_weight)
         pos = pos + self.time_weight[packed.frame_index].to(pos.dtype)
-        return x + pos.to(x.dtype)
+        return x + pos.to(dtype)
 
 
 class MLP(nn.Module):
@@ -70,7 +72,7 @@ class MLP(nn.Module):
         self.approximate = "tanh" if act == "gelu_pytorch_tanh" else "none"
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc1(F.gelu(self.fc0(x), approximate=self.approximate))
+        return linear(F.gelu(linear(x, self.fc0), approximate=self.approximate), self.fc1)
 
 
 class Block(nn.Module):
@@ -89,12 +91,12 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], packed: PackedVision, backend: str) -> Tensor:
         n = x.shape[0]
-        qkv = self.wqkv(self.norm0(x)).view(n, 3, self.num_heads, self.head_dim)
+        qkv = linear(layer_norm(x, self.norm0), self.wqkv).view(n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.unbind(1)  # (N, H, D) each
         q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         attn = packed_attention(q, k, v, packed.cu_seqlens, packed.seqlens, packed.runs, backend)
-        x = x + self.wo(attn.reshape(n, -1))
-        return x + self.mlp(self.norm1(x))
+        x = x + linear(attn.reshape(n, -1), self.wo)
+        return x + self.mlp(layer_norm(x, self.norm1))
 
 
 class Encoder(nn.Module):
@@ -109,7 +111,7 @@ class Encoder(nn.Module):
         rope = rope_angles(packed.rope_pos, self.cfg.head_dim, self.cfg.rope_theta)
         for block in self.blocks:
             x = block(x, rope, packed, backend)
-        return self.final_layernorm(x)
+        return layer_norm(x, self.final_layernorm)
 
 
 class VisionTower(nn.Module):
@@ -121,8 +123,13 @@ class VisionTower(nn.Module):
         self.patch_embed = PatchEmbed(cfg)
         self.encoder = Encoder(cfg)
 
-    def forward(self, packed: PackedVision, backend: str = "auto") -> Tensor:
-        return self.encoder(self.patch_embed(packed), packed, backend)
+    def forward(
+        self, packed: PackedVision, backend: str = "auto", dtype: torch.dtype | None = None
+    ) -> Tensor:
+        """`dtype` is the activation dtype; default: `compute_dtype` of the weights on their device."""
+        weight = self.patch_embed.proj.weight
+        dtype = dtype or compute_dtype(weight.dtype, weight.device)
+        return self.encoder(self.patch_embed(packed, dtype), packed, backend)
 
     def init_weights(self, std: float = 0.02) -> None:
         """Random init for trained-from-scratch or test models (checkpoints overwrite it)."""

@@ -7,9 +7,11 @@ yields as many merged tokens as one frame, (h/2)*(w/2), each the concatenation o
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vision.config import VisionConfig
+from vision.dtypes import layer_norm, linear
 from vision.packing import PackedVision
 
 
@@ -37,7 +39,8 @@ class Projector(nn.Module):
 
     def forward(self, merged: Tensor) -> Tensor:
         """(T, merge_area, C) -> (T, text_hidden_size)."""
-        return self.proj(self.pre_norm(merged).flatten(1))
+        x = layer_norm(merged, self.pre_norm).flatten(1)
+        return linear(F.gelu(linear(x, self.proj[0])), self.proj[2])
 
     def init_weights(self, std: float = 0.02) -> None:
         for module in self.modules():

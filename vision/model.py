@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from vision.config import VisionConfig
+from vision.dtypes import compute_dtype
 from vision.encoder import VisionTower
 from vision.merger import Projector, temporal_merge
 from vision.packing import PackedVision
@@ -22,15 +23,22 @@ class MoonViT3d(nn.Module):
         self.vision_tower = VisionTower(cfg)
         self.mm_projector = Projector(cfg)
 
-    def embed(self, packed: PackedVision, backend: str = "auto") -> Tensor:
-        """All items' LM embeddings concatenated in pack order: (sum of tokens, text_hidden_size)."""
-        features = self.vision_tower(packed, backend)  # (N, C)
-        merged = temporal_merge(features, packed, self.cfg.merge_area)  # (T, 4, C)
-        return self.mm_projector(merged.to(self.mm_projector.pre_norm.weight.dtype))
+    def embed(self, packed: PackedVision, backend: str = "auto", dtype: torch.dtype | None = None) -> Tensor:
+        """All items' LM embeddings concatenated in pack order: (sum of tokens, text_hidden_size).
 
-    def forward(self, packed: PackedVision, backend: str = "auto") -> list[Tensor]:
+        Computed in `dtype` (default: `compute_dtype` of the weights) and returned in the weights' dtype.
+        """
+        weight = self.mm_projector.pre_norm.weight
+        dtype = dtype or compute_dtype(weight.dtype, weight.device)
+        features = self.vision_tower(packed, backend, dtype)  # (N, C)
+        merged = temporal_merge(features, packed, self.cfg.merge_area)  # (T, 4, C)
+        return self.mm_projector(merged).to(weight.dtype)
+
+    def forward(
+        self, packed: PackedVision, backend: str = "auto", dtype: torch.dtype | None = None
+    ) -> list[Tensor]:
         """Per-item LM embeddings: a list of ((h/2)*(w/2), text_hidden_size) tensors."""
-        return list(self.embed(packed, backend).split(packed.tokens))
+        return list(self.embed(packed, backend, dtype).split(packed.tokens))
 
     def init_weights(self, std: float = 0.02) -> None:
         self.vision_tower.init_weights(std)

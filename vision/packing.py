@@ -25,7 +25,9 @@ _CUBIC_A = -0.75
 
 def patchify(pixels: Tensor, patch_size: int = 14) -> tuple[Tensor, tuple[int, int, int]]:
     """(t, 3, H, W) frames -> patches (t*h*w, 3, p, p) in the reference order, and the grid (t, h, w)."""
-    t, c, height, width = pixels.shape
+    t, channels, height, width = pixels.shape
+    if channels != 3:
+        raise ValueError(f"patchify expects (t, 3, H, W) pixels, got shape {tuple(pixels.shape)}")
     if height % patch_size or width % patch_size:
         raise ValueError(f"frame size {height}x{width} is not a multiple of patch size {patch_size}")
     h, w = height // patch_size, width // patch_size
