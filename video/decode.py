@@ -17,8 +17,9 @@ How decoding stays cheap and bounded:
   raise `VideoDecodeError` rather than hang.
 
 Sources: a path, bytes, a binary file object, or an image sequence (a directory of images, a list of
-image paths/bytes/PIL images, or an `ImageSequence` with its own frame rate). Animated GIFs are
-ordinary videos to FFmpeg.
+image paths/bytes/PIL images, or an `ImageSequence` with its own frame rate; read by
+`video.sequence`). Animated GIFs are ordinary videos to FFmpeg. The types every source yields
+(`VideoReader`, `VideoInfo`, `DecodedVideo`, ...) live in `video.reader`.
 """
 
 from __future__ import annotations
@@ -26,16 +27,14 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from fractions import Fraction
 
 import av
 import numpy as np
-from PIL import Image
 
 from video.errors import (
     EmptyVideoError,
@@ -45,143 +44,23 @@ from video.errors import (
     VideoDecodeError,
     VideoError,
     VideoOpenError,
-    VideoTooLargeError,
+)
+from video.reader import (
+    DecodedVideo,
+    DecodeLimits,
+    DecodeStats,
+    SampledFrame,
+    VideoInfo,
+    VideoReader,
+    check_size,
 )
 from video.sample import sample_indices
-from vision.errors import ImageError, describe_source
-from vision.preprocess import load_image
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
-
-@dataclass(frozen=True)
-class ImageSequence:
-    """Still images shown one after another at `fps` frames per second (frame k at k / fps).
-
-    A bare list or a directory passed as a source is read as an `ImageSequence` at the sampling fps
-    (so default sampling keeps every image). A directory's images (by suffix, `IMAGE_SUFFIXES`) are
-    ordered by name with digit runs compared as numbers (frame2 < frame10).
-    """
-
-    frames: Sequence[object]
-    fps: float = 2.0
-
-
-@dataclass(frozen=True)
-class DecodeLimits:
-    """Per-file bounds. Dimensions are checked on the header, before any frame is decoded."""
-
-    max_side: int = 16384
-    max_pixels: int = 1 << 26  # 67M: above 8K x 8K, far above anything the 4096-patch budget needs
-    max_decoded_frames: int = 2_000_000
-    max_packets_without_frame: int = 10_000
-    timeout_s: float | None = 3600.0
-    seek_gap_s: float = 8.0
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the container says, plus what the first frame showed.
-
-    `height`/`width` are the displayed size (after `rotation`); `num_frames` is from the header, or
-    estimated as round(duration * fps) when the header has none (`frames_estimated`).
-    """
-
-    source: str
-    container: str
-    codec: str
-    height: int
-    width: int
-    rotation: int  # degrees counter-clockwise the frames are turned to display upright
-    fps: float
-    num_frames: int
-    duration: float
-    frames_estimated: bool = False
-
-
-@dataclass
-class DecodeStats:
-    """What decoding cost and what it lost; filled in while a `VideoReader` is iterated."""
-
-    decoded: int = 0
-    kept: int = 0
-    seeks: int = 0
-    missing: int = 0  # planned frames past the last decodable one (truncated or over-announced file)
-    errors: int = 0  # packets the decoder rejected (skipped)
-    last_time: float = 0.0
-
-
-@dataclass(frozen=True)
-class SampledFrame:
-    """One kept frame: `pixels` uint8 (H, W, 3) upright RGB, `time` in seconds from the stream start."""
-
-    position: int  # index in the sampling plan
-    pixels: np.ndarray
-    time: float
-
-
-@dataclass
-class DecodedVideo:
-    """A sampled video in memory.
-
-    Attributes:
-        frames: uint8 (T, H, W, 3) upright RGB.
-        timestamps: float64 (T,) presentation time of each frame, seconds from the stream start.
-        indices: int64 (T,) the planned frame indices (time = index / fps on constant-rate files).
-        info: container metadata; stats: decode cost and losses.
-    """
-
-    frames: np.ndarray
-    timestamps: np.ndarray
-    indices: np.ndarray
-    info: VideoInfo
-    stats: DecodeStats = field(default_factory=DecodeStats)
-
+from video.sequence import ImageSequence, as_sequence, open_sequence
+from vision.errors import describe_source
 
 VideoSource = (
     str | os.PathLike | bytes | bytearray | memoryview | io.IOBase | ImageSequence | Sequence[object]
 )
-
-
-class VideoReader:
-    """Iterate to decode the planned frames in order (`SampledFrame`s). One pass; close when done.
-
-    Attributes:
-        info: `VideoInfo`. indices: int64 (n,) planned frame indices. targets: float64 (n,) their
-        times in seconds. stats: `DecodeStats`, complete once iteration ends.
-    """
-
-    def __init__(
-        self,
-        info: VideoInfo,
-        indices: np.ndarray,
-        frames: Iterator[SampledFrame],
-        stats: DecodeStats,
-        closer: object = None,
-    ) -> None:
-        self.info = info
-        self.indices = indices
-        self.targets = indices / info.fps
-        self.stats = stats
-        self._frames = frames
-        self._closer = closer
-
-    def __iter__(self) -> Iterator[SampledFrame]:
-        try:
-            yield from self._frames
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self._closer is not None:
-            self._closer.close()
-            self._closer = None
-
-    def __enter__(self) -> VideoReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def open_video(
@@ -207,9 +86,9 @@ def open_video(
         raise VideoError(f"fps must be a positive number, got {fps!r}")
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
         raise VideoError(f"max_frames must be a positive int or None, got {max_frames!r}")
-    sequence = _as_sequence(source, fps)
+    sequence = as_sequence(source, fps)
     if sequence is not None:
-        return _open_sequence(sequence, describe_source(source), fps, max_frames, rule, limits)
+        return open_sequence(sequence, describe_source(source), fps, max_frames, rule, limits)
     return _open_av(source, fps, max_frames, rule, limits)
 
 
@@ -246,7 +125,7 @@ def _open_av(
     try:
         stream = _video_stream(container, name)
         ctx = stream.codec_context
-        _check_size(ctx.height, ctx.width, name, limits)
+        check_size(ctx.height, ctx.width, name, limits)
         start_pts = stream.start_time
         duration = _duration(container, stream)
         if duration is None:
@@ -343,16 +222,6 @@ def _video_stream(container: av.container.InputContainer, name: str) -> av.video
             f"video {name}: its video codec is unknown to, or has no decoder in, the bundled FFmpeg"
         )
     return stream
-
-
-def _check_size(height: int, width: int, name: str, limits: DecodeLimits) -> None:
-    if height < 0 or width < 0:
-        raise VideoTooLargeError(f"video {name} declares a negative size {width}x{height}")
-    if max(height, width) > limits.max_side or height * width > limits.max_pixels:
-        raise VideoTooLargeError(
-            f"video {name} is {width}x{height}, over the limit of {limits.max_side} per side and "
-            f"{limits.max_pixels:,} pixels per frame; refused before decoding"
-        )
 
 
 def _first_truthy(*rates: object) -> Fraction | None:
@@ -554,67 +423,6 @@ def _seek(
 def _chain(first: SampledFrame, rest: Iterator[SampledFrame]) -> Iterator[SampledFrame]:
     yield first
     yield from rest
-
-
-# --- image sequences -------------------------------------------------------------------------------
-
-
-def _natural_key(name: str) -> list[object]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
-def _as_sequence(source: object, fps: float) -> ImageSequence | None:
-    if isinstance(source, ImageSequence):
-        return source
-    if isinstance(source, (list, tuple)):
-        return ImageSequence(list(source), fps)
-    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
-        path = os.fspath(source)
-        names = sorted((n for n in os.listdir(path) if n.lower().endswith(IMAGE_SUFFIXES)), key=_natural_key)
-        if not names:
-            raise EmptyVideoError(
-                f"video {describe_source(source)} is a directory with no images {IMAGE_SUFFIXES}"
-            )
-        return ImageSequence([os.path.join(path, n) for n in names], fps)
-    return None
-
-
-def _open_sequence(
-    seq: ImageSequence, name: str, fps: float, max_frames: int | None, rule: str, limits: DecodeLimits
-) -> VideoReader:
-    if not seq.frames:
-        raise EmptyVideoError(f"video {name} is an empty image sequence")
-    if not (seq.fps > 0 and math.isfinite(seq.fps)):
-        raise VideoError(f"image sequence {name}: fps must be a positive number, got {seq.fps!r}")
-    n = len(seq.frames)
-    first = _load_still(seq.frames[0], 0, name, limits)
-    info = VideoInfo(
-        name, "image_sequence", "image", first.height, first.width, 0, float(seq.fps), n, n / seq.fps
-    )
-    indices = sample_indices(n, info.fps, fps, max_frames, rule)
-    stats = DecodeStats()
-
-    def frames() -> Iterator[SampledFrame]:
-        for position, index in enumerate(indices.tolist()):
-            image = first if index == 0 else _load_still(seq.frames[index], index, name, limits)
-            if image.size != first.size:
-                # One grid per video: later stills of another size are fitted to the first one's.
-                image = image.resize(first.size, Image.Resampling.BICUBIC)
-            stats.decoded += 1
-            stats.kept += 1
-            stats.last_time = index / info.fps
-            yield SampledFrame(position, np.asarray(image, dtype=np.uint8), index / info.fps)
-
-    return VideoReader(info, indices, frames(), stats)
-
-
-def _load_still(item: object, index: int, name: str, limits: DecodeLimits) -> Image.Image:
-    try:
-        image = load_image(item, max_pixels=limits.max_pixels)
-    except ImageError as exc:
-        raise VideoOpenError(f"image sequence {name}, frame {index}: {exc}") from exc
-    _check_size(image.height, image.width, f"{name} frame {index}", limits)
-    return image
 
 
 __all__ = [
