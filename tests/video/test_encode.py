@@ -3,6 +3,8 @@ the transformers vision tower + projector on the same weights."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -109,3 +111,41 @@ def test_embeddings_match_reference_tower_and_projector(model, make_video, frame
     for c in ours.chunks:
         diff = (c.embeddings - want[c.index]).abs().max().item()
         assert diff <= 1e-4, f"chunk {c.index} (grid {c.grid}): max |diff| {diff:.3g}"
+
+
+def _counting(chunks, pulled: list[int], fail_at: int | None = None):
+    for i, chunk in enumerate(chunks):
+        if i == fail_at:
+            raise RuntimeError("decoder broke")
+        pulled[0] += 1
+        yield chunk
+
+
+def test_encoding_pulls_only_one_batch_ahead(model, make_video):
+    # Bounded memory: the encoder holds at most one batch of chunks, never the whole video.
+    chunks = chunk_video(load_video(make_video("c.mp4", frames=40), fps=10.0))  # 10 chunks
+    pulled = [0]
+    it = embed_chunks(model, _counting(chunks, pulled), batch_chunks=4)
+    next(it)
+    assert pulled[0] == 1  # the first batch is a single chunk: first embeddings as early as possible
+    next(it)
+    assert pulled[0] == 5
+    assert len(list(it)) == 8
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_prefetch_is_bounded_ordered_and_propagates_errors(make_video, depth):
+    from video.encode import _prefetched
+
+    chunks = chunk_video(load_video(make_video("c.mp4", frames=40), fps=10.0))
+    pulled = [0]
+    it = _prefetched(_counting(chunks, pulled), depth)
+    first = next(it)
+    time.sleep(0.3)  # let the worker run ahead as far as it may
+    assert first.index == 0 and pulled[0] <= depth + 2
+    assert [c.index for c in it] == list(range(1, 10))
+    with pytest.raises(RuntimeError, match="decoder broke"):
+        list(_prefetched(_counting(chunks, [0], fail_at=3), depth))
+    early = _prefetched(_counting(chunks, [0]), depth)
+    next(early)
+    early.close()  # the worker stops instead of decoding on
