@@ -1,0 +1,31 @@
+# Set-up and the two README commands. `make example` and `make test` each build .venv first if needed.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup example test lint bench-vision
+
+setup: $(STAMP)
+
+# The pinned torch pair installs from the local wheel store; the package's own torch range then
+# resolves to it instead of pulling a newer multi-GB build from the registry.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+example: $(STAMP)
+	$(VENV)/bin/mm-model encode
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# pytest exits 5 when it collects nothing; treat that as a failure too.
+test: lint
+	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench-vision: $(STAMP)
+	$(PY) -m benchmarks.vision_speed
