@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from videogen import read_stamp_sized
 
-from tests.video.conftest import read_stamp_sized
 from video import chunk_video, iter_chunks, load_video, stack_chunks, video_plan
 from video.chunks import make_chunk
 from video.sample import chunk_spans, format_timestamp, moonshot_indices

@@ -12,8 +12,8 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+from videogen import read_stamp, stamp, write_audio_only, write_video
 
-from tests.video.conftest import read_stamp, stamp, write_video
 from video import (
     DecodeLimits,
     EmptyVideoError,
@@ -270,18 +270,6 @@ def test_image_sequence_of_mixed_sizes_uses_the_first_size(tmp_path):
 # --- bad input ----------------------------------------------------------------------------------------
 
 
-def _audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("pcm_s16le", rate=8000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
-        frame.sample_rate = 8000
-        for p in s.encode(frame):
-            c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
-
 def _unknown_codec(path: Path) -> Path:
     # An MJPEG AVI whose codec tag is overwritten: FFmpeg sees a video stream it has no decoder for.
     write_video(path, "mjpeg", frames=3, pix_fmt="yuvj420p")
@@ -316,7 +304,10 @@ BAD_INPUTS = [
     pytest.param(lambda d: np.random.bytes(4000), VideoOpenError, "could not be opened", id="random_bytes"),
     pytest.param(lambda d: 42, VideoOpenError, "got int", id="wrong_type"),
     pytest.param(
-        lambda d: _audio_only(d / "a.wav"), NoVideoStreamError, "no video stream .*audio", id="audio_only"
+        lambda d: write_audio_only(d / "a.wav"),
+        NoVideoStreamError,
+        "no video stream .*audio",
+        id="audio_only",
     ),
     pytest.param(
         lambda d: _unknown_codec(d / "u.avi"), UnsupportedCodecError, "codec", id="unsupported_codec"

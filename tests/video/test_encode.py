@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from videogen import write_audio_only
 
 from video import chunk_video, load_video
 from video.encode import embed_chunks, encode_video, iter_video_embeddings
@@ -73,9 +74,7 @@ def test_bad_input_raises_before_any_encoding(model, tmp_path):
 
 
 def _wav(path):
-    from tests.video.test_decode import _audio_only
-
-    return _audio_only(path)
+    return write_audio_only(path)
 
 
 def test_progress_bar_shows_for_long_videos(model, make_video, capsys):
