@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from video.chunks import MEDIA_BEGIN, MEDIA_END, VideoChunk, iter_chunks
-from video.decode import DecodeLimits, VideoInfo, VideoSource
+from video.decode import DecodeLimits, DecodeStats, VideoInfo, VideoSource
 from vision.config import MediaConfig, VisionConfig
 from vision.packing import pack
 
@@ -48,7 +48,7 @@ class EncodedVideo:
 
     chunks: list[ChunkEmbedding]
     info: VideoInfo
-    stats: object = field(default=None, repr=False)
+    stats: DecodeStats | None = field(default=None, repr=False)
 
     @property
     def embeddings(self) -> Tensor:
