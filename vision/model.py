@@ -14,6 +14,24 @@ from vision.merger import Projector, temporal_merge
 from vision.packing import PackedVision
 
 
+def embed_packed(
+    tower: VisionTower,
+    projector: Projector,
+    packed: PackedVision,
+    backend: str = "auto",
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Tower -> temporal merge -> projector: (sum of tokens, text_hidden_size) in the weights' dtype.
+
+    Computed in `dtype` (default: `compute_dtype` of the weights on their device).
+    """
+    weight = projector.pre_norm.weight
+    dtype = dtype or compute_dtype(weight.dtype, weight.device)
+    features = tower(packed, backend, dtype)  # (N, C)
+    merged = temporal_merge(features, packed, tower.cfg.merge_area)  # (T, 4, C)
+    return projector(merged).to(weight.dtype)
+
+
 class MoonViT3d(nn.Module):
     """`vision_tower` + `mm_projector`, named as in the released checkpoint."""
 
@@ -24,15 +42,8 @@ class MoonViT3d(nn.Module):
         self.mm_projector = Projector(cfg)
 
     def embed(self, packed: PackedVision, backend: str = "auto", dtype: torch.dtype | None = None) -> Tensor:
-        """All items' LM embeddings concatenated in pack order: (sum of tokens, text_hidden_size).
-
-        Computed in `dtype` (default: `compute_dtype` of the weights) and returned in the weights' dtype.
-        """
-        weight = self.mm_projector.pre_norm.weight
-        dtype = dtype or compute_dtype(weight.dtype, weight.device)
-        features = self.vision_tower(packed, backend, dtype)  # (N, C)
-        merged = temporal_merge(features, packed, self.cfg.merge_area)  # (T, 4, C)
-        return self.mm_projector(merged).to(weight.dtype)
+        """All items' LM embeddings concatenated in pack order: (sum of tokens, text_hidden_size)."""
+        return embed_packed(self.vision_tower, self.mm_projector, packed, backend, dtype)
 
     def forward(
         self, packed: PackedVision, backend: str = "auto", dtype: torch.dtype | None = None

@@ -1,0 +1,292 @@
+"""The user-facing API: `load()` a model, then `Model.chat()` or `Model.generate()`.
+
+import mm_model
+m = mm_model.load("path/to/checkpoint")          # or a bundled model name
+r = m.chat([{"role": "user", "content": [{"type": "image", "image": "shot.png"},
+                                         {"type": "text", "text": "Which button is highlighted?"}]}])
+r.text, r.thinking, r.usage
+for piece in m.chat(messages, stream=True): print(piece, end="")   # piece.kind: "thinking" | "answer"
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mm_model import generation
+from mm_model.checkpoint import load_model
+from mm_model.config import ModelConfig
+from mm_model.multimodal import KimiK25Model
+from mm_model.processor import MediaItem, Processor
+from mm_model.tokenizer import Tokenizer, load_tokenizer, token_id
+from vision.dtypes import cpu_has_fast_bf16
+from vision.errors import InputError
+from vision.packing import pack
+
+BUNDLED = ("tiny",)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One assistant reply. usage: prompt_tokens, vision_tokens, thinking_tokens, answer_tokens."""
+
+    text: str
+    thinking: str
+    usage: dict[str, int]
+    finish_reason: str = "stop"
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class TextPiece(str):
+    """A streamed piece of text that knows whether it belongs to the thinking or the answer."""
+
+    kind: str
+
+    def __new__(cls, text: str, kind: str) -> TextPiece:
+        piece = super().__new__(cls, text)
+        piece.kind = kind
+        return piece
+
+
+class ChatStream:
+    """Iterator of `TextPiece`s; `.result` holds the `ChatResult` once the iteration has finished."""
+
+    def __init__(self, pieces: Iterator[TextPiece]) -> None:
+        self._pieces = pieces
+        self.result: ChatResult | None = None
+
+    def __iter__(self) -> ChatStream:
+        return self
+
+    def __next__(self) -> TextPiece:
+        return next(self._pieces)
+
+
+def _default_dtype(device: torch.device) -> torch.dtype:
+    # bf16 only where matmuls have native bf16 units; elsewhere fp32 runs ~10x faster (vision/dtypes.py).
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def resolve_source(source: str | Path) -> Path:
+    """A bundled model name or a checkpoint directory -> the directory."""
+    if isinstance(source, str) and source in BUNDLED:
+        path = Path(str(resources.files("mm_model") / "bundled" / source))
+        if not (path / "config.json").exists():
+            raise InputError(f"the bundled model {source!r} is not installed in this build ({path})")
+        return path
+    path = Path(source)
+    if not path.is_dir():
+        raise InputError(f"model source {str(source)!r} is neither a bundled model {BUNDLED} nor a directory")
+    return path
+
+
+def load(source: str | Path = "tiny", dtype: torch.dtype | None = None, device: str | None = None) -> Model:
+    """Load a bundled model by name or a checkpoint directory (config.json + safetensors [+ tokenizer])."""
+    path = resolve_source(source)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = dtype or _default_dtype(dev)
+    model = load_model(path, dtype=dtype, device=dev)
+    return Model(model, load_tokenizer(path), path=path)
+
+
+class Model:
+    """A loaded multimodal model: `.config`, `.processor`, `.model` (the `nn.Module`), `.tokenizer`."""
+
+    def __init__(
+        self,
+        model: KimiK25Model,
+        tokenizer: Tokenizer | None,
+        *,
+        path: Path | None = None,
+        media_cache_items: int = 64,
+        processor: Processor | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.config: ModelConfig = model.config
+        self.tokenizer = tokenizer
+        self.path = path
+        self.processor = processor or Processor(self.config, tokenizer)
+        # Features of media already seen (e.g. earlier turns of a conversation), by content hash.
+        self._media_cache: OrderedDict[str, Tensor] = OrderedDict()
+        self._media_cache_items = media_cache_items
+
+    # ---- media ---------------------------------------------------------------------------------
+    def media_embeddings(self, items: Sequence[MediaItem]) -> tuple[Tensor | None, int]:
+        """(T, D) LM embeddings of `items` in order, encoding only those not seen before; and the count encoded."""
+        if not items:
+            return None, 0
+        todo = [m for m in dict.fromkeys(m.key for m in items) if m not in self._media_cache]
+        by_key = {m.key: m for m in items}
+        if todo:
+            packed = pack([(by_key[k].patches, by_key[k].grid) for k in todo], self.config.vision)
+            device = self.model.mm_projector.pre_norm.weight.device
+            with torch.inference_mode():
+                fresh = self.model.embed_media(packed.to(device)).split(packed.tokens)
+            for key, emb in zip(todo, fresh):
+                self._media_cache[key] = emb
+        for m in items:
+            self._media_cache.move_to_end(m.key)
+        embeds = torch.cat([self._media_cache[m.key] for m in items])
+        while len(self._media_cache) > self._media_cache_items:
+            self._media_cache.popitem(last=False)
+        return embeds, len(todo)
+
+    # ---- chat ----------------------------------------------------------------------------------
+    def chat(
+        self,
+        messages: Sequence[dict[str, Any]] | str,
+        *,
+        max_new_tokens: int = 256,
+        thinking: bool = False,
+        budget: int | str | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stream: bool = False,
+    ) -> ChatResult | ChatStream:
+        """Answer the conversation `messages` (OpenAI/HF style; a plain string is one user turn).
+
+        thinking: open a thinking block first; budget caps its tokens (None: unlimited).
+        stream: return a `ChatStream` of `TextPiece`s (thinking pieces first, then the answer).
+        """
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        if budget is not None and not thinking:
+            raise InputError("a thinking budget needs thinking=True")
+        if max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        pieces = self._chat_pieces(messages, max_new_tokens, thinking, budget, temperature, top_p, seed)
+        if stream:
+            holder = ChatStream(iter(()))
+
+            def run() -> Iterator[TextPiece]:
+                holder.result = yield from pieces
+
+            holder._pieces = run()
+            return holder
+        try:
+            while True:
+                next(pieces)
+        except StopIteration as done:
+            return done.value
+
+    def _chat_pieces(self, messages, max_new_tokens, thinking, budget, temperature, top_p, seed):
+        """Generator of `TextPiece`s whose return value is the `ChatResult`."""
+        start = time.perf_counter()
+        prompt = self.processor(messages, thinking=thinking, max_new_tokens=max_new_tokens)
+        media, encoded = self.media_embeddings(prompt.media)
+        device = self.model.language_model.lm_head.weight.device
+        ids = prompt.input_ids[None].to(device)
+        with torch.inference_mode():
+            embeds = self.model.merge_media(ids, None if media is None else media.to(device))
+        tok = self.tokenizer
+        stop_ids = [token_id(tok, "<|im_end|>")]
+        if "[EOS]" in tok.special_tokens:
+            stop_ids.append(tok.special_tokens["[EOS]"])
+        think_end = token_id(tok, "</think>") if thinking else None
+        processors = []
+        if budget is not None:
+            processors.append(self._budget_processor(budget, think_end, stop_ids))
+
+        def decode(piece_ids: list[int]) -> str:
+            return tok.decode(piece_ids, skip_special_tokens=True)
+
+        kind = "thinking" if thinking else "answer"
+        texts = {"thinking": [], "answer": []}
+        counts = {"thinking": 0, "answer": 0}
+        stream = generation.TextStream(decode)
+        finish, first_token_at = "length", None
+        steps = generation._steps(
+            self.model.language_model, ids, max_new_tokens=max_new_tokens, attention_mask=None, inputs_embeds=embeds,
+            temperature=temperature, top_k=None, top_p=top_p, repetition_penalty=1.0, stop_token_ids=stop_ids,
+            seed=seed, logits_processors=processors, pad_token_id=None,
+        )  # fmt: skip
+        for _, (t,) in steps:
+            first_token_at = first_token_at or time.perf_counter()
+            if t in stop_ids:
+                finish = "stop"
+                break
+            if t == think_end and kind == "thinking":
+                counts["thinking"] += 1  # the closing tag is a thinking token
+                tail = stream.flush()
+                if tail:
+                    texts[kind].append(tail)
+                    yield TextPiece(tail, kind)
+                kind, stream = "answer", generation.TextStream(decode)
+                continue
+            counts[kind] += 1
+            piece = stream.push(t)
+            if piece:
+                texts[kind].append(piece)
+                yield TextPiece(piece, kind)
+        tail = stream.flush()
+        if tail:
+            texts[kind].append(tail)
+            yield TextPiece(tail, kind)
+        end = time.perf_counter()
+        new_tokens = counts["thinking"] + counts["answer"] + (finish == "stop")
+        usage = {
+            "prompt_tokens": int(prompt.input_ids.numel()),
+            "vision_tokens": prompt.vision_tokens,
+            "thinking_tokens": counts["thinking"],
+            "answer_tokens": counts["answer"],
+            "completion_tokens": new_tokens,
+            "media_items_encoded": encoded,
+        }
+        first = (first_token_at or end) - start
+        timings = {"time_to_first_token_s": first, "total_s": end - start,
+                   "tokens_per_s": (new_tokens - 1) / (end - first_token_at) if first_token_at and end > first_token_at and new_tokens > 1 else 0.0}  # fmt: skip
+        return ChatResult("".join(texts["answer"]), "".join(texts["thinking"]), usage, finish, timings)
+
+    def _budget_processor(self, budget: int | str, think_end: int, stop_ids: list[int]):
+        raise InputError("thinking budgets arrive with the Toggle policy (mm_model/toggle.py)")
+
+    # ---- raw generation ------------------------------------------------------------------------
+    def generate(
+        self,
+        input_ids: Tensor | Sequence[int],
+        *,
+        pixel_values: Tensor | None = None,
+        grid_thws: Tensor | None = None,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        eos_token_id: int | Sequence[int] | None = None,
+    ) -> Tensor:
+        """New token ids (B, N) for prompts with placeholders already expanded (greedy at temperature 0).
+
+        Works without tokenizer files. Rows that stop early are padded with the pad id.
+        """
+        ids = torch.as_tensor(input_ids, dtype=torch.long)
+        if ids.dim() == 1:
+            ids = ids[None]
+        device = self.model.language_model.lm_head.weight.device
+        media = None
+        if pixel_values is not None:
+            if grid_thws is None:
+                raise InputError("pixel_values need grid_thws")
+            with torch.inference_mode():
+                media = self.model.embed_media(self.model.pack(pixel_values, torch.as_tensor(grid_thws)))
+        with torch.inference_mode():
+            embeds = self.model.merge_media(ids.to(device), media)
+        stops = (
+            []
+            if eos_token_id is None
+            else ([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id))
+        )
+        result = generation.generate(
+            self.model.language_model, ids, inputs_embeds=embeds, max_new_tokens=max_new_tokens,
+            temperature=temperature, top_p=top_p, seed=seed, stop_token_ids=stops,
+        )  # fmt: skip
+        return result.tokens

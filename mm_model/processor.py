@@ -1,0 +1,288 @@
+"""Messages in, model inputs out: the K2.5 chat template, media loading and placeholder expansion.
+
+Template (assembled from the model card and renderers that follow the released jinja template,
+research/moonvit3d.md §8.4):
+
+    <|im_system|>system<|im_middle|>{system}<|im_end|>
+    <|im_user|>user<|im_middle|>{text and media}<|im_end|>
+    <|im_assistant|>assistant<|im_middle|><think></think>{answer}<|im_end|>      (history: reasoning dropped)
+    <|im_assistant|>assistant<|im_middle|><think>                               (thinking mode prompt)
+    <|im_assistant|>assistant<|im_middle|><think></think>                       (instant mode prompt)
+
+An image is `<|media_begin|>image<|media_content|>` + N x `<|media_pad|>` + `<|media_end|>\n`; a
+video is, per 4-frame chunk, `HH:MM:SS.mmm<|media_begin|>video<|media_content|>` + N pads +
+`<|media_end|>`, chunks back to back. N is the item's merged token count, so `input_ids` arrive at
+the model already expanded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from mm_model.config import MEDIA_PAD, ModelConfig
+from mm_model.tokenizer import Tokenizer, token_id
+from video.chunks import iter_chunks
+from vision.errors import InputError
+from vision.packing import patchify
+from vision.preprocess import image_pixels
+
+K25_DEFAULT_SYSTEM = "You are Kimi, an AI assistant created by Moonshot AI."
+IMAGE_BEGIN = "<|media_begin|>image<|media_content|>"
+VIDEO_BEGIN = "<|media_begin|>video<|media_content|>"
+MEDIA_END = "<|media_end|>"
+
+
+class MessageError(InputError):
+    """A chat message is malformed: unknown role or content type, missing fields."""
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One encoder item (an image, or one chunk of a video) of a prompt.
+
+    patches: (t*h*w, 3, p, p); key: content hash, for reusing features across turns.
+    """
+
+    kind: str  # "image" or "video"
+    patches: Tensor
+    grid: tuple[int, int, int]
+    tokens: int
+    key: str
+    source: str
+    timestamp: str | None = None
+
+
+@dataclass
+class Prompt:
+    """What the model needs for one conversation: ids with expanded placeholders and packed media."""
+
+    input_ids: Tensor  # (S,) int64
+    media: list[MediaItem] = field(default_factory=list)
+    text: str = ""
+
+    @property
+    def pixel_values(self) -> Tensor | None:
+        """(N, 3, p, p), all items in prompt order, or None."""
+        return torch.cat([m.patches for m in self.media]) if self.media else None
+
+    @property
+    def grid_thws(self) -> Tensor | None:
+        """(M, 3) int64 [t, h, w] per item, or None."""
+        return torch.tensor([m.grid for m in self.media], dtype=torch.int64) if self.media else None
+
+    @property
+    def vision_tokens(self) -> int:
+        return sum(m.tokens for m in self.media)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        return text if len(text) < 80 else text[:60] + "..."
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    return f"<{type(value).__name__}>"
+
+
+def _decode_data_url(url: str, what: str) -> bytes:
+    head, _, data = url.partition(",")
+    if ";base64" not in head:
+        raise MessageError(f"{what} data URL must be base64-encoded")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MessageError(f"{what} data URL is not valid base64 ({exc})") from exc
+
+
+def _media_source(part: dict[str, Any], kind: str) -> Any:
+    """The image/video value of a content part in HF (`{"type": "image", "image": ...}`) or OpenAI form."""
+    value = part.get(kind)
+    if value is None:
+        url = part.get(f"{kind}_url")
+        if isinstance(url, dict):
+            url = url.get("url")
+        value = url
+    if value is None:
+        raise MessageError(f"{kind} content part has no {kind!r} (or {kind}_url) field")
+    if isinstance(value, str) and value.startswith("data:"):
+        return _decode_data_url(value, kind)
+    if isinstance(value, str) and value.startswith("file://"):
+        return value[len("file://") :]
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        raise MessageError(f"{kind} URLs are not fetched (no network access): {value[:80]}")
+    return value
+
+
+def _hash(patches: Tensor, grid: tuple[int, ...]) -> str:
+    digest = hashlib.sha1(repr(grid).encode())
+    digest.update(patches.numpy().tobytes())
+    return digest.hexdigest()
+
+
+class Processor:
+    """Renders chats with the K2.5 template and turns their media into packed encoder inputs."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        tokenizer: Tokenizer | None,
+        *,
+        default_system: str | None = K25_DEFAULT_SYSTEM,
+        video_fps: float | None = None,
+        max_video_frames: int | None = None,
+    ) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        self.default_system = default_system
+        self.video_fps = video_fps or config.media.sample_fps
+        self.max_video_frames = max_video_frames
+
+    # ---- media --------------------------------------------------------------------------------
+    def image_item(self, source: Any) -> MediaItem:
+        if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
+            raise MessageError(f"image must be a path, bytes or PIL.Image, got {type(source).__name__}")
+        patches, grid = patchify(image_pixels(source, self.config.media), self.config.vision.patch_size)
+        m = self.config.vision.merge_kernel_size
+        return MediaItem("image", patches, grid, (grid[1] // m[0]) * (grid[2] // m[1]), _hash(patches, grid),
+                         _describe(source))  # fmt: skip
+
+    def video_items(self, source: Any) -> list[MediaItem]:
+        if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, list, tuple)):
+            raise MessageError(
+                f"video must be a path, bytes or a list of frame images, got {type(source).__name__}"
+            )
+        items = []
+        stream = iter_chunks(
+            source, fps=self.video_fps, chunk_frames=self.config.media.temporal_merge_kernel_size,
+            max_frames=self.max_video_frames, cfg=self.config.media,
+        )  # fmt: skip
+        try:
+            for chunk in stream:
+                patches = chunk.patches()
+                items.append(MediaItem("video", patches, chunk.grid, chunk.num_tokens, _hash(patches, chunk.grid),
+                                       _describe(source), chunk.timestamp_text))  # fmt: skip
+        finally:
+            stream.close()
+        return items
+
+    # ---- template -----------------------------------------------------------------------------
+    def render(
+        self, messages: Sequence[dict[str, Any]], *, thinking: bool = False
+    ) -> tuple[str, list[MediaItem]]:
+        """The prompt text (placeholders expanded) and its media items, in order."""
+        if isinstance(messages, dict):
+            messages = [messages]
+        if not isinstance(messages, (list, tuple)) or not messages:
+            raise MessageError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+        parts: list[str] = []
+        media: list[MediaItem] = []
+        if self.default_system is not None and not any(
+            _role(m, i) == "system" for i, m in enumerate(messages)
+        ):
+            parts.append(f"<|im_system|>system<|im_middle|>{self.default_system}<|im_end|>")
+        for i, message in enumerate(messages):
+            role = _role(message, i)
+            body = self._content(message.get("content"), i, media, allow_media=role == "user")
+            if role == "system":
+                parts.append(f"<|im_system|>system<|im_middle|>{body}<|im_end|>")
+            elif role == "user":
+                parts.append(f"<|im_user|>user<|im_middle|>{body}<|im_end|>")
+            else:  # earlier assistant turns: reasoning is not carried forward
+                parts.append(f"<|im_assistant|>assistant<|im_middle|><think></think>{body}<|im_end|>")
+        parts.append(
+            "<|im_assistant|>assistant<|im_middle|>" + ("<think>" if thinking else "<think></think>")
+        )
+        return "".join(parts), media
+
+    def _content(self, content: Any, index: int, media: list[MediaItem], *, allow_media: bool) -> str:
+        if isinstance(content, str):
+            return content
+        if content is None or not isinstance(content, (list, tuple)):
+            raise MessageError(
+                f"message {index}: content must be a string or a list of parts, got {_describe(content)}"
+            )
+        out = []
+        for j, part in enumerate(content):
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            if not isinstance(part, dict) or "type" not in part:
+                raise MessageError(
+                    f"message {index} part {j}: expected a dict with a 'type', got {_describe(part)}"
+                )
+            kind = part["type"]
+            if kind == "text":
+                text = part.get("text")
+                if not isinstance(text, str):
+                    raise MessageError(f"message {index} part {j}: text part needs a string 'text'")
+                out.append(text)
+            elif kind in ("image", "image_url", "video", "video_url"):
+                if not allow_media:
+                    raise MessageError(f"message {index} part {j}: media are only accepted in user messages")
+                base = kind.removesuffix("_url")
+                source = _media_source(part, base)
+                if base == "image":
+                    item = self.image_item(source)
+                    media.append(item)
+                    out.append(f"{IMAGE_BEGIN}{MEDIA_PAD * item.tokens}{MEDIA_END}\n")
+                else:
+                    for item in self.video_items(source):
+                        media.append(item)
+                        out.append(f"{item.timestamp}{VIDEO_BEGIN}{MEDIA_PAD * item.tokens}{MEDIA_END}")
+            else:
+                raise MessageError(
+                    f"message {index} part {j}: unknown content type {kind!r} "
+                    "(expected text, image, image_url, video or video_url)"
+                )
+        return "".join(out)
+
+    def __call__(
+        self, messages: Sequence[dict[str, Any]], *, thinking: bool = False, max_new_tokens: int = 0
+    ) -> Prompt:
+        """Render, tokenize and check length: the `Prompt` for `messages`."""
+        if self.tokenizer is None:
+            raise InputError(
+                "this model has no tokenizer files: chat needs one (use generate() with token ids)"
+            )
+        text, media = self.render(messages, thinking=thinking)
+        ids = self.tokenizer.encode(text)
+        pad = token_id(self.tokenizer, MEDIA_PAD)
+        if pad != self.config.media_placeholder_token_id:
+            raise InputError(
+                f"tokenizer's {MEDIA_PAD} id {pad} != config media_placeholder_token_id "
+                f"{self.config.media_placeholder_token_id}"
+            )
+        n_pad = sum(1 for t in ids if t == pad)
+        if n_pad != sum(m.tokens for m in media):
+            raise InputError(
+                f"the text itself contains {MEDIA_PAD}: {n_pad} placeholders for {sum(m.tokens for m in media)} "
+                "media tokens; remove the literal placeholder from the text"
+            )
+        limit = self.config.text.max_position_embeddings
+        if len(ids) + max_new_tokens > limit:
+            raise InputError(
+                f"prompt of {len(ids)} tokens (of which {n_pad} vision) + max_new_tokens {max_new_tokens} "
+                f"exceeds the context window of {limit} tokens"
+            )
+        return Prompt(torch.tensor(ids, dtype=torch.int64), media, text)
+
+
+def _role(message: Any, index: int) -> str:
+    if not isinstance(message, dict):
+        raise MessageError(
+            f"message {index} must be a dict with 'role' and 'content', got {_describe(message)}"
+        )
+    role = message.get("role")
+    if role not in ("system", "user", "assistant"):
+        raise MessageError(f"message {index}: unknown role {role!r} (expected system, user or assistant)")
+    return role
