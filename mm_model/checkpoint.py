@@ -3,7 +3,8 @@
 Reads the released K2.5 layout (`language_model.model.layers.N...`, `language_model.lm_head`,
 `vision_tower.*`, `mm_projector.*`) and what `transformers`' `Kimi_K25ForConditionalGeneration.
 save_pretrained` writes (5.23 reverses its load-time renames imperfectly: the LM layers come out as
-`language_model.model.blocks.N` and the projector norm as `model.mm_projector.pre_norm`). Writes
+`language_model.model.blocks.N`, the projector norm as `model.mm_projector.pre_norm` and the
+patch embedding as `vision_tower.encoder.patch_embed`). Writes
 the released layout, sharded with an index. Safetensors only; pickled weights are never read.
 """
 
@@ -28,6 +29,7 @@ from vision.merger import Projector
 # Checkpoint-key renames applied before matching, as (pattern, replacement) data.
 KEY_ALIASES: tuple[tuple[str, str], ...] = (
     (r"^model\.mm_projector\.", "mm_projector."),  # transformers 5.23 save_pretrained
+    (r"^vision_tower\.encoder\.patch_embed\.", "vision_tower.patch_embed."),  # same
     (r"^model\.vision_tower\.", "vision_tower."),
 )
 LM_PREFIX = "language_model."

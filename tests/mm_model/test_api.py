@@ -1,0 +1,128 @@
+"""`mm_model.load` / `Model.chat` / `Model.generate` on a tiny random model saved to disk."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+import mm_model
+from mm_model import InputError
+
+
+@pytest.fixture(scope="module")
+def model(tiny_dir):
+    return mm_model.load(tiny_dir)
+
+
+def _image_video_messages(images, sample_video):
+    return [{"role": "user", "content": [
+        {"type": "image", "image": images[0]}, {"type": "image", "image": images[1]},
+        {"type": "video", "video": str(sample_video)}, {"type": "text", "text": "what is in the picture?"},
+    ]}]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["text", "image_video"])
+@pytest.mark.parametrize("thinking", [False, True])
+def test_chat_returns_text_streams_the_same_and_counts_add_up(model, images, sample_video, kind, thinking):
+    messages = "the cat sat on" if kind == "text" else _image_video_messages(images, sample_video)
+    whole = model.chat(messages, max_new_tokens=9, thinking=thinking)
+    assert isinstance(whole, mm_model.ChatResult)
+    stream = model.chat(messages, max_new_tokens=9, thinking=thinking, stream=True)
+    pieces = list(stream)
+    assert all(isinstance(p, str) and p.kind in ("thinking", "answer") for p in pieces)
+    assert "".join(p for p in pieces if p.kind == "answer") == whole.text
+    assert "".join(p for p in pieces if p.kind == "thinking") == whole.thinking
+    assert (
+        stream.result.text == whole.text
+        and stream.result.usage["completion_tokens"] == whole.usage["completion_tokens"]
+    )
+    u = whole.usage
+    assert u["completion_tokens"] <= 9
+    assert (
+        u["thinking_tokens"] + u["answer_tokens"] + (whole.finish_reason == "stop") == u["completion_tokens"]
+    )
+    if whole.finish_reason == "length":
+        assert u["completion_tokens"] == 9
+    if not thinking:
+        assert u["thinking_tokens"] == 0 and whole.thinking == ""
+    prompt = model.processor(
+        messages if kind != "text" else [{"role": "user", "content": messages}], thinking=thinking
+    )
+    assert u["prompt_tokens"] == prompt.input_ids.numel()
+    assert (
+        u["vision_tokens"]
+        == prompt.vision_tokens
+        == (0 if kind == "text" else sum(m.tokens for m in prompt.media))
+    )
+
+
+def test_chat_is_deterministic_with_a_seed(model):
+    a = model.chat("hello world", max_new_tokens=8, temperature=1.0, seed=3)
+    b = model.chat("hello world", max_new_tokens=8, temperature=1.0, seed=3)
+    assert a.text == b.text and a.usage == b.usage
+
+
+def test_media_features_are_reused_across_turns(model, images):
+    turn = [{"role": "user", "content": [{"type": "image", "image": images[0]}, "what is in the picture?"]}]
+    first = model.chat(turn, max_new_tokens=2)
+    follow = turn + [{"role": "assistant", "content": first.text}, {"role": "user", "content": "and now?"}]
+    second = model.chat(follow, max_new_tokens=2)
+    assert second.usage["media_items_encoded"] == 0  # the image of turn 1 was not encoded again
+    assert second.usage["vision_tokens"] == first.usage["vision_tokens"]
+
+
+def test_reused_features_equal_fresh_ones(model, images):
+    prompt = model.processor([{"role": "user", "content": [{"type": "image", "image": images[1]}]}])
+    cached, _ = model.media_embeddings(prompt.media)
+    with torch.no_grad():
+        fresh = model.model.embed_media(model.model.pack(prompt.pixel_values, prompt.grid_thws))
+    assert torch.equal(cached, fresh)
+
+
+def test_generate_with_token_ids_matches_forward(model, images):
+    prompt = model.processor([{"role": "user", "content": [{"type": "image", "image": images[0]}, "hi"]}])
+    new = model.generate(prompt.input_ids, pixel_values=prompt.pixel_values, grid_thws=prompt.grid_thws,
+                         max_new_tokens=4)  # fmt: skip
+    assert new.shape == (1, 4)
+    with torch.no_grad():  # greedy: each new token is the argmax of a full forward over the prefix
+        ids = prompt.input_ids[None]
+        for t in new[0].tolist():
+            logits = model.model(ids, prompt.pixel_values, prompt.grid_thws)
+            assert int(logits[0, -1].argmax()) == t
+            ids = torch.cat([ids, torch.tensor([[t]])], dim=1)
+
+
+def test_without_tokenizer_generate_works_and_chat_explains(tiny_dir, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_dir, bare)
+    (bare / "tokenizer.json").unlink()
+    m = mm_model.load(bare)
+    assert m.tokenizer is None
+    assert m.generate(torch.tensor([1, 2, 3]), max_new_tokens=3).shape == (1, 3)
+    with pytest.raises(InputError, match="no tokenizer"):
+        m.chat("hello")
+
+
+@pytest.mark.parametrize(
+    ("messages", "kwargs", "match"),
+    [
+        ([{"role": "user", "content": "see <|media_pad|>"}], {}, "placeholder"),
+        ([{"role": "user", "content": [{"type": "sound", "sound": "a.wav"}]}], {}, "unknown content type"),
+        ([{"role": "user", "content": [{"type": "image", "image": "/no/such/file.png"}]}], {}, "file.png"),
+        ("the cat " * 2000, {}, "context window"),
+        ("hi", {"budget": 10}, "thinking=True"),
+        ("hi", {"max_new_tokens": 0}, "max_new_tokens"),
+    ],
+)
+def test_bad_chat_input(model, messages, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        model.chat(messages, **kwargs)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(InputError, match="neither a bundled model"):
+        mm_model.load(tmp_path / "missing")
+    with pytest.raises(InputError, match="config.json"):
+        mm_model.load(tmp_path)
