@@ -1,6 +1,6 @@
 """The `mm-model` command line.
 
-    mm-model encode [IMAGE ...]   encode images through MoonViT-3D; print grids, LM tokens and timing
+mm-model encode [IMAGE ...]   encode images through MoonViT-3D; print grids, LM tokens and timing
 """
 
 from __future__ import annotations
@@ -43,11 +43,15 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         embeddings = model(packed.to(dtype=dtype))
     encode = time.perf_counter() - start
 
-    print(f"MoonViT-3D ({args.preset} widths, {cfg.num_hidden_layers} layers, random weights: the bundled "
-          f"trained model is not in this build yet), {args.dtype} weights")
+    print(
+        f"MoonViT-3D ({args.preset} widths, {cfg.num_hidden_layers} layers, random weights: the bundled "
+        f"trained model is not in this build yet), {args.dtype} weights"
+    )
     for src, (_, grid), emb in zip(sources, items, embeddings):
-        print(f"  {Path(str(src)).name}: grid t={grid[0]} h={grid[1]} w={grid[2]} -> {grid[0] * grid[1] * grid[2]} "
-              f"patches -> {emb.shape[0]} LM tokens of width {emb.shape[1]}")
+        print(
+            f"  {Path(str(src)).name}: grid t={grid[0]} h={grid[1]} w={grid[2]} -> {grid[0] * grid[1] * grid[2]} "
+            f"patches -> {emb.shape[0]} LM tokens of width {emb.shape[1]}"
+        )
     n = packed.patches.shape[0]
     print(f"preprocess {prep * 1000:.0f} ms; encode {encode:.2f} s = {n / encode:,.0f} patches/s")
     return 0

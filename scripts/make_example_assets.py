@@ -1,6 +1,6 @@
 """Draw the bundled example screenshot (a synthetic settings dialog) deterministically.
 
-    python scripts/make_example_assets.py   # writes mm_model/assets/example_screenshot.png
+python scripts/make_example_assets.py   # writes mm_model/assets/example_screenshot.png
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ def draw_dialog(width: int = 960, height: int = 600) -> Image.Image:
         d.rectangle((220, y, 620, y + 38), fill=(250, 250, 252), outline=(170, 176, 188), width=2)
         d.text((232, y + 9), value, fill=(20, 20, 20), font=font)
     # Checkboxes: two of three checked.
-    for i, (label, checked) in enumerate([("Send newsletter", True), ("Two-factor login", True),
-                                          ("Share usage data", False)]):
+    for i, (label, checked) in enumerate(
+        [("Send newsletter", True), ("Two-factor login", True), ("Share usage data", False)]
+    ):
         y = 300 + 40 * i
         d.rectangle((80, y, 104, y + 24), fill=(255, 255, 255), outline=(90, 96, 110), width=2)
         if checked:

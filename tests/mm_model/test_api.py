@@ -67,7 +67,7 @@ def test_chat_is_deterministic_with_a_seed(model):
 def test_media_features_are_reused_across_turns(model, images):
     turn = [{"role": "user", "content": [{"type": "image", "image": images[0]}, "what is in the picture?"]}]
     first = model.chat(turn, max_new_tokens=2)
-    follow = turn + [{"role": "assistant", "content": first.text}, {"role": "user", "content": "and now?"}]
+    follow = [*turn, {"role": "assistant", "content": first.text}, {"role": "user", "content": "and now?"}]
     second = model.chat(follow, max_new_tokens=2)
     assert second.usage["media_items_encoded"] == 0  # the image of turn 1 was not encoded again
     assert second.usage["vision_tokens"] == first.usage["vision_tokens"]

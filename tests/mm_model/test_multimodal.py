@@ -90,7 +90,7 @@ def test_our_released_layout_loads_in_transformers(hf_pair, tmp_path):
     """Save in the released layout; both we and transformers' from_pretrained read it back identically."""
     from transformers import Kimi_K25ForConditionalGeneration
 
-    hf, ours, _ = hf_pair
+    _hf, ours, _ = hf_pair
     save_model(ours, tmp_path, max_shard_bytes=100_000)
     assert (tmp_path / "model.safetensors.index.json").exists()
     keys = json.loads((tmp_path / "model.safetensors.index.json").read_text())["weight_map"]

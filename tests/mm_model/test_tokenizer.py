@@ -30,7 +30,7 @@ def write_tiktoken_dir(path, merges=(b"he", b"ll", b"hell", b"hello", b" w")):
 
 
 def test_tiktoken_dir_round_trip_and_specials(tmp_path):
-    base, named = write_tiktoken_dir(tmp_path)
+    base, _named = write_tiktoken_dir(tmp_path)
     tok = load_tokenizer(tmp_path)
     assert isinstance(tok, TiktokenTokenizer)
     assert tok.vocab_size == base + NUM_RESERVED_SPECIAL
