@@ -1,12 +1,16 @@
 """The `mm-model` command line.
 
-mm-model encode [IMAGE ...]   encode images through MoonViT-3D; print grids, LM tokens and timing
+mm-model chat [SOURCE] [--image PATH] [--video PATH] "prompt"   stream an answer
+mm-model info SOURCE|k25|tiny [--image PATH] [--video PATH]      config, parameters, token costs
+mm-model convert SRC DST [--to released|transformers]            checkpoint layouts
+mm-model encode [IMAGE ...]                                      MoonViT-3D timing on images
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
@@ -18,6 +22,108 @@ def example_screenshot() -> Path:
     return Path(str(resources.files("mm_model") / "assets" / "example_screenshot.png"))
 
 
+def _dtype(name: str | None):
+    import torch
+
+    return {None: None, "fp32": torch.float32, "bf16": torch.bfloat16}[name]
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    import mm_model
+
+    model = mm_model.load(args.source, dtype=_dtype(args.dtype))
+    content: list[dict] = [{"type": "image", "image": p} for p in args.image]
+    content += [{"type": "video", "video": p} for p in args.video]
+    content.append({"type": "text", "text": args.prompt})
+    stream = model.chat(
+        [{"role": "user", "content": content}], max_new_tokens=args.max_new_tokens, thinking=args.thinking,
+        budget=args.budget, temperature=args.temperature, seed=args.seed, stream=True,
+    )  # fmt: skip
+    kind = None
+    for piece in stream:
+        if piece.kind != kind:
+            kind = piece.kind
+            if kind == "thinking":
+                print("[thinking] ", end="", flush=True)
+            elif args.thinking:
+                print("\n[answer] ", end="", flush=True)
+        print(piece, end="", flush=True)
+    u, t = stream.result.usage, stream.result.timings
+    print(f"\n-- {u['prompt_tokens']} prompt tokens ({u['vision_tokens']} vision), {u['thinking_tokens']} thinking, "
+          f"{u['answer_tokens']} answer; first token {t['time_to_first_token_s']:.2f} s, "
+          f"{t['tokens_per_s']:.1f} tokens/s", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from mm_model.api import resolve_source
+    from mm_model.config import ModelConfig
+    from mm_model.lm.model import count_parameters
+    from vision.preprocess import load_image, num_tokens
+
+    if args.source in ("k25", "tiny-random"):
+        cfg = ModelConfig.k25() if args.source == "k25" else ModelConfig.tiny()
+        where = f"preset {args.source}"
+    else:
+        path = resolve_source(args.source)
+        cfg, where = ModelConfig.from_dir(path), str(path)
+    v, t = cfg.vision, cfg.text
+    from vision.model import MoonViT3d
+
+    vision_params = sum(p.numel() for p in MoonViT3d.build(v, device="meta").parameters())
+    total, active = count_parameters(t)
+    print(f"model: {where}")
+    print(f"  vision: MoonViT-3D {v.num_hidden_layers} layers x {v.hidden_size} ({v.num_attention_heads} heads), "
+          f"patch {v.patch_size}, merge {v.merge_kernel_size}, tower + projector {vision_params:,} parameters")  # fmt: skip
+    print(f"  language: {t.num_hidden_layers} layers x {t.hidden_size}, {t.n_routed_experts} experts top-"
+          f"{t.num_experts_per_tok} + {t.n_shared_experts} shared, MLA kv_lora {t.kv_lora_rank}, "
+          f"context {t.max_position_embeddings:,}; {total:,} parameters, {active:,} active per token")  # fmt: skip
+    m = cfg.media
+    print(f"  media: images <= {m.in_patch_limit} patches, video frames <= {m.in_patch_limit_each_frame} patches, "
+          f"{m.sample_fps} fps, {m.temporal_merge_kernel_size}-frame chunks")  # fmt: skip
+    for path in args.image:
+        image = load_image(path)
+        print(
+            f"  image {path}: {image.width}x{image.height} -> {num_tokens(image.height, image.width, m)} LM tokens"
+        )
+    for path in args.video:
+        from video.chunks import iter_chunks
+
+        chunks = list(iter_chunks(path, fps=m.sample_fps, cfg=m))
+        tokens = sum(c.num_tokens for c in chunks)
+        print(f"  video {path}: {sum(c.num_frames for c in chunks)} sampled frames in {len(chunks)} chunks "
+              f"(first at {chunks[0].timestamp_text}, last at {chunks[-1].timestamp_text}) -> {tokens} LM tokens")  # fmt: skip
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    import torch
+
+    from mm_model.checkpoint import load_model, save_model
+
+    src, dst = Path(args.src), Path(args.dst)
+    model = load_model(src, dtype=_dtype(args.dtype) or torch.float32)
+    tokenizer_dir = src
+    if args.to == "released":
+        save_model(model, dst, max_shard_bytes=args.shard_mb * 2**20, tokenizer_dir=tokenizer_dir)
+    else:
+        try:
+            from transformers import Kimi_K25ForConditionalGeneration
+        except ImportError as exc:
+            raise InputError(
+                "--to transformers needs the transformers package (pip install mm-model[test])"
+            ) from exc
+        with tempfile.TemporaryDirectory() as tmp:
+            save_model(model, tmp)
+            hf = Kimi_K25ForConditionalGeneration.from_pretrained(tmp, dtype=next(model.parameters()).dtype)
+            hf.save_pretrained(dst, max_shard_size=f"{args.shard_mb}MB")
+        for name in ("tokenizer.json", "tiktoken.model", "tokenizer_config.json"):
+            if (src / name).exists():
+                (dst / name).write_bytes((src / name).read_bytes())
+    print(f"wrote {dst} ({args.to} layout)")
+    return 0
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     import torch
 
@@ -26,7 +132,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from vision.packing import pack, patchify
     from vision.preprocess import image_pixels
 
-    torch.set_num_threads(args.threads) if args.threads else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sources = args.images or [example_screenshot()]
     media = MediaConfig()
     cfg = getattr(VisionConfig, args.preset)(**({"num_hidden_layers": args.layers} if args.layers else {}))
@@ -35,7 +142,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     packed = pack(items, cfg)
     prep = time.perf_counter() - start
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    dtype = _dtype(args.dtype)
     torch.manual_seed(0)
     model = MoonViT3d.build(cfg, dtype=dtype).eval()
     start = time.perf_counter()
@@ -44,14 +151,11 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     encode = time.perf_counter() - start
 
     print(
-        f"MoonViT-3D ({args.preset} widths, {cfg.num_hidden_layers} layers, random weights: the bundled "
-        f"trained model is not in this build yet), {args.dtype} weights"
+        f"MoonViT-3D ({args.preset} widths, {cfg.num_hidden_layers} layers, random weights), {args.dtype} weights"
     )
     for src, (_, grid), emb in zip(sources, items, embeddings):
-        print(
-            f"  {Path(str(src)).name}: grid t={grid[0]} h={grid[1]} w={grid[2]} -> {grid[0] * grid[1] * grid[2]} "
-            f"patches -> {emb.shape[0]} LM tokens of width {emb.shape[1]}"
-        )
+        print(f"  {Path(str(src)).name}: grid t={grid[0]} h={grid[1]} w={grid[2]} -> {grid[0] * grid[1] * grid[2]} "
+              f"patches -> {emb.shape[0]} LM tokens of width {emb.shape[1]}")  # fmt: skip
     n = packed.patches.shape[0]
     print(f"preprocess {prep * 1000:.0f} ms; encode {encode:.2f} s = {n / encode:,.0f} patches/s")
     return 0
@@ -60,7 +164,39 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mm-model", description="Kimi K2.5-style multimodal models")
     sub = parser.add_subparsers(dest="command", required=True)
-    enc = sub.add_parser("encode", help="encode images with the MoonViT-3D tower and report token counts")
+
+    chat = sub.add_parser("chat", help="chat about images and videos (streams the answer)")
+    chat.add_argument("prompt")
+    chat.add_argument("source", nargs="?", default="tiny", help="bundled model name or checkpoint directory")
+    chat.add_argument("--image", action="append", default=[], help="image file (repeatable)")
+    chat.add_argument("--video", action="append", default=[], help="video file (repeatable)")
+    chat.add_argument("--thinking", action="store_true", help="think before answering")
+    chat.add_argument("--budget", default=None, help="thinking token budget: a number or 'auto'")
+    chat.add_argument("--max-new-tokens", type=int, default=256)
+    chat.add_argument("--temperature", type=float, default=0.0)
+    chat.add_argument("--seed", type=int, default=None)
+    chat.add_argument("--dtype", choices=["fp32", "bf16"], default=None)
+    chat.set_defaults(func=_cmd_chat)
+
+    info = sub.add_parser("info", help="config, parameter counts and token costs of media")
+    info.add_argument(
+        "source", nargs="?", default="tiny", help="bundled name, checkpoint dir, or preset k25 / tiny-random"
+    )
+    info.add_argument("--image", action="append", default=[])
+    info.add_argument("--video", action="append", default=[])
+    info.set_defaults(func=_cmd_info)
+
+    conv = sub.add_parser("convert", help="rewrite a checkpoint in the released or the transformers layout")
+    conv.add_argument("src")
+    conv.add_argument("dst")
+    conv.add_argument("--to", choices=["released", "transformers"], default="released")
+    conv.add_argument("--dtype", choices=["fp32", "bf16"], default=None)
+    conv.add_argument("--shard-mb", type=int, default=2048)
+    conv.set_defaults(func=_cmd_convert)
+
+    enc = sub.add_parser(
+        "encode", help="encode images with a random MoonViT-3D tower and report token counts"
+    )
     enc.add_argument("images", nargs="*", help="image files (default: the bundled example screenshot)")
     enc.add_argument("--preset", choices=["k25", "tiny"], default="k25")
     enc.add_argument("--layers", type=int, default=4, help="tower depth (k25 has 27; fewer runs faster)")
@@ -72,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "budget", None) not in (None, "auto"):
+        try:
+            args.budget = int(args.budget)
+        except ValueError:
+            print(f"mm-model: --budget must be a number or 'auto', got {args.budget!r}", file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except InputError as exc:

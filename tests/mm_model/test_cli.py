@@ -1,0 +1,52 @@
+"""The `mm-model` command line, run in-process."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mm_model.checkpoint import load_model
+from mm_model.cli import example_screenshot, main
+
+
+def test_info_reports_parameters_and_token_costs(tiny_dir, sample_video, capsys):
+    assert (
+        main(["info", str(tiny_dir), "--image", str(example_screenshot()), "--video", str(sample_video)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "active per token" in out
+    assert "960x600 -> 770 LM tokens" in out  # 616x980 padded -> 44x70 patches -> 22*35
+    assert "5 sampled frames in 2 chunks" in out
+
+
+def test_info_k25_preset(capsys):
+    assert main(["info", "k25"]) == 0
+    out = capsys.readouterr().out
+    assert "471,143,920" in out and "384 experts top-8" in out
+
+
+def test_chat_streams_and_reports_usage(tiny_dir, capsys):
+    code = main(["chat", "what is in the picture?", str(tiny_dir), "--image", str(example_screenshot()),
+                 "--max-new-tokens", "5", "--thinking"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "prompt tokens (770 vision)" in captured.err
+
+
+def test_bad_input_is_a_message_not_a_traceback(tiny_dir, capsys):
+    assert main(["chat", "hi", str(tiny_dir), "--image", "/no/such.png"]) == 2
+    assert "such.png" in capsys.readouterr().err
+    assert main(["chat", "hi", str(tiny_dir), "--budget", "lots"]) == 2
+
+
+@pytest.mark.parity
+def test_convert_to_transformers_and_back(tiny_dir, tmp_path):
+    pytest.importorskip("transformers")
+    hf_dir, back_dir = tmp_path / "hf", tmp_path / "back"
+    assert main(["convert", str(tiny_dir), str(hf_dir), "--to", "transformers"]) == 0
+    assert main(["convert", str(hf_dir), str(back_dir)]) == 0
+    a, b = load_model(tiny_dir), load_model(back_dir)
+    ids = torch.tensor([[3, 4, 5, 6]])
+    with torch.no_grad():
+        assert torch.equal(a(ids), b(ids))
+    assert (back_dir / "tokenizer.json").exists()
