@@ -12,7 +12,7 @@ from mm_model.config import ModelConfig
 from mm_model.lm.loading import CheckpointError
 from mm_model.multimodal import KimiK25Model, PlaceholderMismatch
 from mm_model.processor import Processor
-from tests.mm_model.conftest import randomize_
+from tests.conftest import randomize_
 
 
 def hf_config(cfg: ModelConfig):
