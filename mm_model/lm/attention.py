@@ -117,8 +117,13 @@ class MLAttention(nn.Module):
     def _absorbed(self, q_nope: Tensor, q_rot: Tensor, keys: Tensor, mask: Tensor | None) -> Tensor:
         b, s, h, _ = q_nope.shape
         t = keys.shape[1]
+        dtype = q_nope.dtype
         w = self.kv_b_proj.weight.view(h, self.nope + self.v_dim, self.kv_lora_rank)
         w_uk, w_uv = w[:, : self.nope], w[:, self.nope :]  # (H, n, C), (H, v, C)
+        if keys.device.type == "cpu" and dtype != torch.float32:
+            # These matmuls have few rows (H·S); CPU bf16 kernels are slow at that shape (on a 2-core
+            # AVX2 machine ~1 GFLOP/s against ~70 in fp32), and the upcast is O(T·(C + r)).
+            keys, w_uk, w_uv, q_nope, q_rot = (x.float() for x in (keys, w_uk, w_uv, q_nope, q_rot))
         q_lat = torch.matmul(q_nope.transpose(1, 2), w_uk)  # (B, H, S, C)
         q = torch.cat((q_lat, q_rot.transpose(1, 2)), dim=-1).reshape(b, h * s, -1)  # (B, H·S, C + r)
         scores = torch.bmm(q, keys.transpose(1, 2)).float() * self.scale  # (B, H·S, T)
@@ -130,4 +135,4 @@ class MLAttention(nn.Module):
         probs = torch.softmax(scores, dim=-1).to(keys.dtype)
         o_lat = torch.bmm(probs, keys[..., : self.kv_lora_rank]).view(b, h, s, -1)  # (B, H, S, C)
         out = torch.matmul(o_lat, w_uv.transpose(1, 2))  # (B, H, S, v)
-        return out.transpose(1, 2).reshape(b, s, h * self.v_dim)
+        return out.transpose(1, 2).reshape(b, s, h * self.v_dim).to(dtype)

@@ -1,0 +1,202 @@
+"""LM backbone speed: ours vs transformers' DeepseekV3ForCausalLM on the same random weights.
+
+    python -m benchmarks.lm_speed [--quick] [--threads 2] [--dtypes bf16,fp32]
+
+Measures prefill tokens/s (batch 1, 512 and 2048 tokens), decode tokens/s (batch 1 and 8, greedy,
+128 new tokens after a 128-token prompt) and KV-cache bytes per token, for ours and the reference
+side by side in one process, alternating runs so machine load hits both alike. Prints a table;
+the last printed line is the JSON, also written to benchmarks/results/lm_speed-<time>.json.
+
+Reference setup: attn_implementation "sdpa" and experts_implementation "grouped_mm" (the CPU
+defaults) and its DynamicCache; decode is a plain step loop for both (model forward + argmax), so
+neither side pays `generate` bookkeeping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from mm_model.lm import DeepseekV3LM, LMConfig, cast_model
+from mm_model.lm.cache import latent_cache_bytes_per_token, per_head_cache_bytes_per_token
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+# The issue's example size: hidden 1024, 8 layers, 64 experts top-8 (~460M parameters).
+BENCH_CONFIG = LMConfig(
+    vocab_size=32768, hidden_size=1024, intermediate_size=2816, moe_intermediate_size=256, num_hidden_layers=8,
+    num_attention_heads=16, q_lora_rank=512, kv_lora_rank=256, qk_nope_head_dim=64, qk_rope_head_dim=32,
+    v_head_dim=64, n_routed_experts=64, num_experts_per_tok=8, n_shared_experts=1, n_group=8, topk_group=4,
+    routed_scaling_factor=2.5, first_k_dense_replace=1, rms_norm_eps=1e-6, rope_theta=10000.0,
+    max_position_embeddings=8192, rope_scaling=None,
+)  # fmt: skip
+
+
+def build_pair(cfg: LMConfig, dtype: torch.dtype) -> tuple[DeepseekV3LM, Any]:
+    """The reference with random weights (correction biases randomized so routing varies) and ours
+    holding the same tensors (the in-memory names are identical, experts included)."""
+    import transformers
+
+    hf_dict = {k: v for k, v in cfg.to_hf_dict().items() if k not in ("model_type", "architectures")}
+    hf_cfg = transformers.DeepseekV3Config(**hf_dict)
+    torch.manual_seed(0)
+    ref = transformers.DeepseekV3ForCausalLM(hf_cfg).eval()
+    with torch.no_grad():
+        for name, buf in ref.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                buf.normal_(0, 0.05)
+    ref.to(dtype)  # keeps the fp32 bias (_keep_in_fp32_modules_strict)
+    with torch.device("meta"):
+        ours = DeepseekV3LM(cfg)
+    ours.load_state_dict(ref.state_dict(), strict=True, assign=True)
+    ours.reset_buffers()
+    cast_model(ours, dtype)
+    return ours.eval().requires_grad_(False), ref
+
+
+def _timed(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def prefill_ours(model: DeepseekV3LM, ids: torch.Tensor) -> None:
+    cache = model.new_cache(ids.shape[0], ids.shape[1])
+    model(ids, cache=cache, last_only=True)
+
+
+def prefill_ref(ref: Any, ids: torch.Tensor) -> None:
+    ref(ids, use_cache=True, logits_to_keep=1)
+
+
+def decode_ours(model: DeepseekV3LM, ids: torch.Tensor, steps: int) -> float:
+    """Seconds for `steps` greedy decode steps after prefilling ids."""
+    from mm_model.generation import decode_one_token, prefill
+
+    b, s = ids.shape
+    cache = model.new_cache(b, s + steps)
+    token = prefill(model, ids, cache).argmax(-1)
+    t = time.perf_counter()
+    for i in range(steps):
+        token = decode_one_token(model, token, cache, torch.tensor([s + i])).argmax(-1)
+    return time.perf_counter() - t
+
+
+def decode_ref(ref: Any, ids: torch.Tensor, steps: int) -> float:
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=ref.config)
+    out = ref(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    token = out.logits[:, -1].float().argmax(-1)
+    t = time.perf_counter()
+    for _ in range(steps):
+        out = ref(token[:, None], past_key_values=cache, use_cache=True)
+        token = out.logits[:, -1].float().argmax(-1)
+    return time.perf_counter() - t
+
+
+def reference_cache_bytes_per_token(ref: Any, dtype: torch.dtype) -> int:
+    """Bytes per token the reference's DynamicCache actually holds (it caches the latent too)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=ref.config)
+    with torch.inference_mode():
+        ref(torch.zeros(1, 4, dtype=torch.long), past_key_values=cache, use_cache=True)
+    total = sum(layer.keys.numel() + layer.values.numel() for layer in cache.layers)
+    return total // 4 * torch.empty((), dtype=dtype).element_size()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="512-token prefill only, 32 decode steps, 1 repeat"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtypes", default="bf16,fp32")
+    parser.add_argument("--decode-steps", type=int, default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = BENCH_CONFIG
+    prefill_lens = [512] if args.quick else [512, 2048]
+    steps = args.decode_steps or (32 if args.quick else 128)
+    repeats = 1 if args.quick else 3
+    prompt = 128
+    results: dict[str, Any] = {
+        "config": {k: v for k, v in cfg.to_hf_dict().items() if k != "rope_parameters"},
+        "threads": args.threads, "quick": args.quick, "decode_steps": steps, "decode_prompt": prompt,
+        "reference": "transformers DeepseekV3ForCausalLM (sdpa, grouped_mm experts, DynamicCache)",
+        "load_avg_start": os.getloadavg()[0], "rows": [],
+    }  # fmt: skip
+    jobs = [(d, "prefill", n) for d in args.dtypes.split(",") for n in prefill_lens]
+    jobs += [(d, "decode", b) for d in args.dtypes.split(",") for b in (1, 8)]
+    pairs: dict[str, tuple[DeepseekV3LM, Any]] = {}
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for dname, kind, n in tqdm(jobs, desc="lm_speed", unit="case"):
+            if dname not in pairs:
+                pairs.clear()  # one dtype pair in memory at a time
+                pairs[dname] = build_pair(cfg, DTYPES[dname])
+            ours, ref = pairs[dname]
+            if kind == "prefill":
+                ids = torch.randint(0, cfg.vocab_size, (1, n), generator=gen)
+                prefill_ours(ours, ids[:, :64]), prefill_ref(ref, ids[:, :64])  # warm up
+                t_ours, t_ref = [], []
+                for _ in range(repeats):  # alternate so load changes hit both
+                    t_ours.append(_timed(lambda m=ours, x=ids: prefill_ours(m, x), 1))
+                    t_ref.append(_timed(lambda m=ref, x=ids: prefill_ref(m, x), 1))
+                ours_tps, ref_tps = n / statistics.median(t_ours), n / statistics.median(t_ref)
+                label = f"prefill {n} tok, batch 1"
+            else:
+                ids = torch.randint(0, cfg.vocab_size, (n, prompt), generator=gen)
+                decode_ours(ours, ids[:, :8], 4), decode_ref(ref, ids[:, :8], 4)  # warm up
+                t_ours, t_ref = [], []
+                for _ in range(repeats):
+                    t_ours.append(decode_ours(ours, ids, steps))
+                    t_ref.append(decode_ref(ref, ids, steps))
+                ours_tps, ref_tps = (
+                    n * steps / statistics.median(t_ours),
+                    n * steps / statistics.median(t_ref),
+                )
+                label = f"decode batch {n}, {steps} new tok"
+            results["rows"].append({"dtype": dname, "case": label, "ours_tok_s": round(ours_tps, 1),
+                                    "ref_tok_s": round(ref_tps, 1), "ratio": round(ours_tps / ref_tps, 2)})  # fmt: skip
+        ref_bytes = reference_cache_bytes_per_token(next(iter(pairs.values()))[1], torch.bfloat16)
+    k25 = LMConfig.k25()
+    results["kv_cache_bytes_per_token_bf16"] = {
+        "bench_latent": latent_cache_bytes_per_token(cfg),
+        "bench_per_head": per_head_cache_bytes_per_token(cfg),
+        "bench_reference_dynamic_cache": ref_bytes,
+        "k25_latent": latent_cache_bytes_per_token(k25),
+        "k25_per_head": per_head_cache_bytes_per_token(k25),
+        "k25_ratio_per_head_over_latent": round(per_head_cache_bytes_per_token(k25) / latent_cache_bytes_per_token(k25), 2),
+    }  # fmt: skip
+    results["load_avg_end"] = os.getloadavg()[0]
+    print(f"\n{'dtype':6} {'case':32} {'ours tok/s':>11} {'ref tok/s':>10} {'ours/ref':>9}")
+    for r in results["rows"]:
+        print(
+            f"{r['dtype']:6} {r['case']:32} {r['ours_tok_s']:11.1f} {r['ref_tok_s']:10.1f} {r['ratio']:9.2f}"
+        )
+    kv = results["kv_cache_bytes_per_token_bf16"]
+    print(f"KV cache bytes/token (bf16): bench latent {kv['bench_latent']}, per-head {kv['bench_per_head']}, "
+          f"reference DynamicCache {kv['bench_reference_dynamic_cache']}; k25 latent {kv['k25_latent']}, "
+          f"per-head {kv['k25_per_head']} ({kv['k25_ratio_per_head_over_latent']}x)")  # fmt: skip
+    out_dir = Path(__file__).parent / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / f"lm_speed-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=1))
+    print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
