@@ -26,6 +26,7 @@ from mm_model.checkpoint import load_model
 from mm_model.config import ModelConfig
 from mm_model.multimodal import KimiK25Model
 from mm_model.processor import MediaItem, Processor
+from mm_model.toggle import CALIBRATION_FILE, Calibration, ThinkingBudget, ThinkTokens
 from mm_model.tokenizer import Tokenizer, load_tokenizer, token_id
 from vision.dtypes import cpu_has_fast_bf16
 from vision.errors import InputError
@@ -110,12 +111,17 @@ class Model:
         path: Path | None = None,
         media_cache_items: int = 64,
         processor: Processor | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.model = model.eval()
         self.config: ModelConfig = model.config
         self.tokenizer = tokenizer
         self.path = path
         self.processor = processor or Processor(self.config, tokenizer)
+        # Toggle calibration for budget="auto" (toggle_calibration.json next to the weights).
+        if calibration is None and path is not None and (path / CALIBRATION_FILE).exists():
+            calibration = Calibration.load(path / CALIBRATION_FILE)
+        self.calibration = calibration
         # Features of media already seen (e.g. earlier turns of a conversation), by content hash.
         self._media_cache: OrderedDict[str, Tensor] = OrderedDict()
         self._media_cache_items = media_cache_items
@@ -153,10 +159,16 @@ class Model:
         top_p: float = 1.0,
         seed: int | None = None,
         stream: bool = False,
+        task_kind: str | None = None,
+        answer_budget: int | None = None,
+        ramp: float = 0.0,
     ) -> ChatResult | ChatStream:
         """Answer the conversation `messages` (OpenAI/HF style; a plain string is one user turn).
 
-        thinking: open a thinking block first; budget caps its tokens (None: unlimited).
+        thinking: open a thinking block first. budget: at most this many thinking tokens, then the
+        policy closes the block and the model answers (None: unlimited; "auto": from the model's
+        Toggle calibration for `task_kind`). answer_budget caps the answer; ramp (0..1) nudges the
+        model to close its thinking over the last part of the budget (`mm_model.toggle`).
         stream: return a `ChatStream` of `TextPiece`s (thinking pieces first, then the answer).
         """
         if isinstance(messages, str):
@@ -165,7 +177,18 @@ class Model:
             raise InputError("a thinking budget needs thinking=True")
         if max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        pieces = self._chat_pieces(messages, max_new_tokens, thinking, budget, temperature, top_p, seed)
+        policy = None
+        if budget is not None or answer_budget is not None:
+            if self.tokenizer is None:
+                raise InputError(
+                    "this model has no tokenizer files: chat needs one (use generate() with token ids)"
+                )
+            policy = ThinkingBudget(
+                ThinkTokens.from_special_tokens(self.tokenizer.special_tokens), thinking=thinking, budget=budget,
+                answer_budget=answer_budget, ramp=ramp, max_new_tokens=max_new_tokens,
+                calibration=self.calibration, task_kind=task_kind,
+            )  # fmt: skip
+        pieces = self._chat_pieces(messages, max_new_tokens, thinking, policy, temperature, top_p, seed)
         if stream:
             holder = ChatStream(iter(()))
 
@@ -180,7 +203,7 @@ class Model:
         except StopIteration as done:
             return done.value
 
-    def _chat_pieces(self, messages, max_new_tokens, thinking, budget, temperature, top_p, seed):
+    def _chat_pieces(self, messages, max_new_tokens, thinking, policy, temperature, top_p, seed):
         """Generator of `TextPiece`s whose return value is the `ChatResult`."""
         start = time.perf_counter()
         prompt = self.processor(messages, thinking=thinking, max_new_tokens=max_new_tokens)
@@ -194,9 +217,7 @@ class Model:
         if "[EOS]" in tok.special_tokens:
             stop_ids.append(tok.special_tokens["[EOS]"])
         think_end = token_id(tok, "</think>") if thinking else None
-        processors = []
-        if budget is not None:
-            processors.append(self._budget_processor(budget, think_end, stop_ids))
+        processors = [] if policy is None else [policy]
 
         def decode(piece_ids: list[int]) -> str:
             return tok.decode(piece_ids, skip_special_tokens=True)
@@ -205,7 +226,7 @@ class Model:
         texts = {"thinking": [], "answer": []}
         counts = {"thinking": 0, "answer": 0}
         stream = generation.TextStream(decode)
-        finish, first_token_at = "length", None
+        finish, first_token_at, generated = "length", None, 0
         steps = generation._steps(
             self.model.language_model, ids, max_new_tokens=max_new_tokens, attention_mask=None, inputs_embeds=embeds,
             temperature=temperature, top_k=None, top_p=top_p, repetition_penalty=1.0, stop_token_ids=stop_ids,
@@ -213,11 +234,12 @@ class Model:
         )  # fmt: skip
         for _, (t,) in steps:
             first_token_at = first_token_at or time.perf_counter()
+            generated += 1
             if t in stop_ids:
                 finish = "stop"
                 break
             if t == think_end and kind == "thinking":
-                counts["thinking"] += 1  # the closing tag is a thinking token
+                # `</think>` counts as neither thinking nor answer (the Toggle convention).
                 tail = stream.flush()
                 if tail:
                     texts[kind].append(tail)
@@ -234,7 +256,7 @@ class Model:
             texts[kind].append(tail)
             yield TextPiece(tail, kind)
         end = time.perf_counter()
-        new_tokens = counts["thinking"] + counts["answer"] + (finish == "stop")
+        new_tokens = generated
         usage = {
             "prompt_tokens": int(prompt.input_ids.numel()),
             "vision_tokens": prompt.vision_tokens,
@@ -247,9 +269,6 @@ class Model:
         timings = {"time_to_first_token_s": first, "total_s": end - start,
                    "tokens_per_s": (new_tokens - 1) / (end - first_token_at) if first_token_at and end > first_token_at and new_tokens > 1 else 0.0}  # fmt: skip
         return ChatResult("".join(texts["answer"]), "".join(texts["thinking"]), usage, finish, timings)
-
-    def _budget_processor(self, budget: int | str, think_end: int, stop_ids: list[int]):
-        raise InputError("thinking budgets arrive with the Toggle policy (mm_model/toggle.py)")
 
     # ---- raw generation ------------------------------------------------------------------------
     def generate(

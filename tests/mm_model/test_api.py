@@ -40,9 +40,11 @@ def test_chat_returns_text_streams_the_same_and_counts_add_up(model, images, sam
     )
     u = whole.usage
     assert u["completion_tokens"] <= 9
-    assert (
-        u["thinking_tokens"] + u["answer_tokens"] + (whole.finish_reason == "stop") == u["completion_tokens"]
+    # Every new token is thinking, answer, or a marker: `</think>` (at most once, thinking mode) or the stop.
+    markers = (
+        u["completion_tokens"] - u["thinking_tokens"] - u["answer_tokens"] - (whole.finish_reason == "stop")
     )
+    assert markers in ((0, 1) if thinking else (0,))
     if whole.finish_reason == "length":
         assert u["completion_tokens"] == 9
     if not thinking:
@@ -126,3 +128,20 @@ def test_load_errors(tmp_path):
         mm_model.load(tmp_path / "missing")
     with pytest.raises(InputError, match="config.json"):
         mm_model.load(tmp_path)
+
+
+@pytest.mark.parametrize("budget", [0, 1, 3])
+def test_thinking_budget_caps_thinking_in_chat(model, budget):
+    """With a budget the thinking never exceeds it and the answer follows the forced close."""
+    for seed in range(3):
+        r = model.chat(
+            "the cat sat on", max_new_tokens=12, thinking=True, budget=budget, temperature=1.0, seed=seed
+        )
+        assert r.usage["thinking_tokens"] <= budget
+        if r.usage["completion_tokens"] > budget + 1:  # room left after </think>: the answer started
+            assert r.usage["answer_tokens"] + (r.finish_reason == "stop") >= 1
+
+
+def test_auto_budget_needs_a_calibration(model):
+    with pytest.raises(InputError, match="calibration"):
+        model.chat("hi", thinking=True, budget="auto", max_new_tokens=4)
