@@ -124,22 +124,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtypes", default="bf16,fp32")
-    parser.add_argument("--decode-steps", type=int, default=None)
+    parser.add_argument("--decode-steps", type=int, default=None, help="default 128 (32 with --quick)")
+    parser.add_argument(
+        "--prefill-lens", default=None, help="comma list, default 512,2048 (512 with --quick)"
+    )
+    parser.add_argument("--decode-batches", default="1,8")
+    parser.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = BENCH_CONFIG
-    prefill_lens = [512] if args.quick else [512, 2048]
+    prefill_lens = [
+        int(n) for n in (args.prefill_lens or ("512" if args.quick else "512,2048")).split(",") if n
+    ]
     steps = args.decode_steps or (32 if args.quick else 128)
-    repeats = 1 if args.quick else 3
+    repeats = args.repeats or (1 if args.quick else 3)
     prompt = 128
     results: dict[str, Any] = {
         "config": {k: v for k, v in cfg.to_hf_dict().items() if k != "rope_parameters"},
         "threads": args.threads, "quick": args.quick, "decode_steps": steps, "decode_prompt": prompt,
+        "repeats": repeats, "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "reference": "transformers DeepseekV3ForCausalLM (sdpa, grouped_mm experts, DynamicCache)",
         "load_avg_start": os.getloadavg()[0], "rows": [],
     }  # fmt: skip
     jobs = [(d, "prefill", n) for d in args.dtypes.split(",") for n in prefill_lens]
-    jobs += [(d, "decode", b) for d in args.dtypes.split(",") for b in (1, 8)]
+    jobs += [
+        (d, "decode", int(b)) for d in args.dtypes.split(",") for b in args.decode_batches.split(",") if b
+    ]
     pairs: dict[str, tuple[DeepseekV3LM, Any]] = {}
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():

@@ -60,13 +60,19 @@ class DeepseekV3LM(nn.Module):
         self.config = cfg
         self.model = Backbone(cfg)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
-        if cfg.tie_word_embeddings:
-            self.lm_head.weight = self.model.embed_tokens.weight
+        self.tie_weights()
         inv_freq, self.attention_factor = rope_parameters(cfg)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
+    def tie_weights(self) -> None:
+        """Share lm_head and embed_tokens when the config ties them."""
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
     def reset_buffers(self) -> None:
-        """Recompute non-checkpoint buffers (after building on the meta device and `to_empty`)."""
+        """Recompute non-checkpoint buffers and re-tie weights (after building on the meta device and
+        `to_empty`, which allocates each module's parameters separately)."""
+        self.tie_weights()
         inv_freq, _ = rope_parameters(self.config)
         self.inv_freq = inv_freq.to(self.lm_head.weight.device)
 

@@ -65,38 +65,51 @@ class Experts(nn.Module):
         gate, up = F.linear(x, self.gate_up_proj[e]).chunk(2, dim=-1)
         return F.linear(F.silu(gate) * up, self.down_proj[e])
 
-    def forward(self, x: Tensor, weights: Tensor, idx: Tensor) -> Tensor:
+    def forward(self, x: Tensor, weights: Tensor, idx: Tensor, impl: str = "auto") -> Tensor:
         """Sum over each token's k experts of weight · expert(x).
+
+        All (token, expert) pairs are dispatched at once: sorted by expert, each expert's rows run
+        as one matmul (`torch._grouped_mm` when available: one call for all experts and no host
+        sync; else a loop over the experts that were hit), then scatter-added back to their tokens.
+        Nothing loops over tokens.
 
         Args:
             x: (N, D); weights: (N, k) fp32; idx: (N, k) expert ids.
+            impl: "auto", "grouped" or "loop" (the slow twin, also the fallback).
         Returns:
             (N, D) in x's dtype.
         """
-        n, k = idx.shape
-        if n == 1:
-            # Single-token decode: the k experts are distinct, so run them directly on views of the
-            # stacked weights, no sort or gather.
-            ids, w = idx[0].tolist(), weights[0].to(x.dtype)
-            out = self._expert(ids[0], x) * w[0]
-            for j in range(1, k):
-                out = out + self._expert(ids[j], x) * w[j]
-            return out
-        # Dispatch all (token, expert) pairs at once: sort by expert, one matmul per hit expert on its
-        # contiguous rows, then scatter-add back. The loop is over experts, never over tokens.
+        k = idx.shape[1]
         flat = idx.reshape(-1)  # (N·k,)
         order = flat.argsort(stable=True)
         token_of = order // k  # (N·k,) source token of each sorted pair
-        counts = torch.bincount(flat, minlength=self.gate_up_proj.shape[0]).tolist()
-        xs = x.index_select(0, token_of)  # (N·k, D)
+        counts = torch.bincount(flat, minlength=self.gate_up_proj.shape[0])  # (E,)
+        xs = x.index_select(0, token_of)  # (N·k, D), grouped by expert
+        ys = None
+        if impl in ("auto", "grouped") and hasattr(torch, "_grouped_mm"):
+            try:
+                ys = self._grouped(xs, counts.cumsum(0).to(torch.int32))
+            except RuntimeError:  # dtype/device/alignment the kernel does not take
+                if impl == "grouped":
+                    raise
+        if ys is None:
+            ys = self._loop(xs, counts.tolist())
+        ys = ys * weights.reshape(-1)[order, None].to(x.dtype)
+        return torch.zeros_like(x).index_add_(0, token_of, ys)
+
+    def _grouped(self, xs: Tensor, offs: Tensor) -> Tensor:  # (N·k, D) sorted by expert -> (N·k, D)
+        h = torch._grouped_mm(xs, self.gate_up_proj.transpose(1, 2), offs=offs)  # (N·k, 2I)
+        gate, up = h.chunk(2, dim=-1)
+        return torch._grouped_mm(F.silu(gate) * up, self.down_proj.transpose(1, 2), offs=offs)
+
+    def _loop(self, xs: Tensor, counts: list[int]) -> Tensor:
         ys = torch.empty_like(xs)
         start = 0
         for e, count in enumerate(counts):
             if count:
                 ys[start : start + count] = self._expert(e, xs[start : start + count])
                 start += count
-        ys = ys * weights.reshape(-1)[order, None].to(x.dtype)
-        return torch.zeros_like(x).index_add_(0, token_of, ys)
+        return ys
 
 
 class MoE(nn.Module):

@@ -50,6 +50,16 @@ def test_round_trip_fills_every_parameter(model, tmp_path):
     assert _same(model, load_lm(tmp_path))
 
 
+def test_tied_embeddings(tmp_path):
+    m = DeepseekV3LM(LMConfig.tiny(tie_word_embeddings=True)).eval()
+    randomize_(m)
+    items = _save(m, tmp_path)
+    assert "lm_head.weight" not in dict(items)
+    loaded = load_lm(tmp_path)
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    assert _same(m, loaded)
+
+
 def test_sharded_with_index_and_prefix(model, tmp_path):
     _save(model, tmp_path, prefix="language_model.", shards=3, extra={"vision_tower.x": torch.zeros(2)})
     assert _same(model, load_lm(tmp_path, prefix="language_model."))

@@ -67,3 +67,18 @@ def test_bias_changes_selection_but_not_weights():
     expected = scores.gather(1, i1)  # ...with its unbiased score as weight
     expected = expected / expected.sum(-1, keepdim=True) * cfg.routed_scaling_factor
     torch.testing.assert_close(w1, expected)
+
+
+@pytest.mark.parametrize("tokens", [1, 7, 40])
+def test_grouped_mm_equals_expert_loop(tokens):
+    cfg = LMConfig.tiny(n_routed_experts=16, num_experts_per_tok=4)
+    moe = MoE(cfg)
+    randomize_(moe)
+    x = torch.randn(tokens, cfg.hidden_size)
+    with torch.no_grad():
+        w, idx = moe.gate(x)
+        loop = moe.experts(x, w, idx, impl="loop")
+        if not hasattr(torch, "_grouped_mm"):
+            pytest.skip("this torch has no _grouped_mm")
+        grouped = moe.experts(x, w, idx, impl="grouped")
+    assert (loop - grouped).abs().max().item() < 1e-5
