@@ -1,0 +1,267 @@
+"""Video QA benchmark: a suite's local copy -> per-sample JSONL, a summary table, JSON and plots.
+
+    python -m benchmarks.video_bench --suite synthetic --root /tmp/syn --make-synthetic 24 --model tiny
+    python -m benchmarks.video_bench --suite videomme --root ~/data/Video-MME --backend openai \
+        --base-url http://127.0.0.1:8000/v1 --workers 8 --max-frames 64
+    (the same as `mm-model bench video ...`)
+
+Suites and their layouts: `benchmarks.video_suites`. Results go to `--out` (default
+benchmarks/results/video/<suite>-<backend>/): results.jsonl (appended per sample; rerun to resume),
+summary.json, accuracy_by_bucket.png, seconds_vs_duration.png. The table is printed, then the
+summary as the last line of JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from benchmarks.video_suites import SUITES, Sample, load_suite
+from benchmarks.video_suites.backends import Backend, Request, video_input
+from benchmarks.video_suites.extract import extract_answer
+from benchmarks.video_suites.prompts import PROMPT_VERSION, build_prompt
+from benchmarks.video_suites.results import ResultsFile
+from benchmarks.video_suites.schema import duration_bucket
+from benchmarks.video_suites.subtitles import subtitle_text
+
+RESULTS = Path(__file__).resolve().parent / "results" / "video"
+
+
+def measured_duration(sample: Sample) -> float | None:
+    """Seconds of video the question is about: annotation, segment bounds, frame count, or the container."""
+    if sample.start is not None and sample.end is not None:
+        return float(sample.end - sample.start)
+    if sample.duration is not None:
+        return float(sample.duration)
+    try:
+        import video
+
+        if sample.frame_fps:
+            from video.sequence import as_sequence
+
+            return len(as_sequence(sample.video, sample.frame_fps).frames) / sample.frame_fps
+        with video.open_video(sample.video) as reader:
+            return float(reader.info.duration)
+    except Exception:  # a broken file shows up as the sample's error later
+        return None
+
+
+def sampled_times(sample: Sample, fps: float, max_frames: int | None) -> list[float] | None:
+    try:
+        import video
+
+        with video.open_video(sample.video, fps, max_frames) as reader:
+            return [float(t) for t in reader.targets]
+    except Exception:
+        return None
+
+
+def evaluate(sample: Sample, backend: Backend, settings: dict[str, Any]) -> dict[str, Any]:
+    """Ask `backend` about `sample`; the result record (never raises: failures go into `error`)."""
+    duration = measured_duration(sample)
+    record: dict[str, Any] = {
+        "id": sample.id, "suite": sample.suite, "video": sample.video, "question": sample.question,
+        "options": list(sample.options), "answer": sample.answer, "tags": sample.tags, "duration_s": duration,
+        "duration_bucket": sample.tags.get("duration_bucket") or duration_bucket(duration),
+        "task_type": sample.tags.get("task_type", "unknown"),
+    }  # fmt: skip
+    try:
+        subs = None
+        if settings["subtitles"] and sample.subtitle:
+            subs = subtitle_text(
+                sample.subtitle, sampled_times(sample, settings["fps"], settings["max_frames"])
+            )
+        prompt = build_prompt(sample, subs)
+        request = Request(
+            sample.id, video_input(sample, settings["fps"]), prompt, settings["max_new_tokens"], settings["thinking"],
+            settings["budget"], settings["temperature"], settings["top_p"], settings["seed"],
+        )  # fmt: skip
+        reply = backend.answer(request)
+    except Exception as exc:  # a bad video or a failed request: recorded, retried on resume
+        record.update(prediction=None, correct=False, error=f"{type(exc).__name__}: {exc}")
+        return record
+    found = extract_answer(reply.text, sample.options)
+    record.update(
+        prediction=found.letter, rule=found.rule, correct=found.letter == sample.answer, raw_output=reply.text,
+        thinking=reply.thinking, finish_reason=reply.finish_reason, usage=reply.usage,
+        timings={"ttft_s": reply.ttft_s, "total_s": reply.total_s, "decode_s": reply.decode_s, "frames": reply.frames},
+        error=None,
+    )  # fmt: skip
+    return record
+
+
+def run(
+    samples: list[Sample],
+    backend: Backend,
+    results: ResultsFile,
+    settings: dict[str, Any],
+    progress: bool = True,
+) -> int:
+    """Evaluate the samples not finished in `results`, `backend.workers` at a time; returns how many ran."""
+    todo = [s for s in samples if s.id not in results.done]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=len(samples), initial=len(samples) - len(todo), desc="video QA", unit="q", file=sys.stderr
+        )
+    correct = sum(1 for r in results.records() if r.get("correct"))
+    scored = len(results.done)
+    with ThreadPoolExecutor(max_workers=max(1, backend.workers)) as pool:
+        pending = set()
+        queue = iter(todo)
+        for s in queue:  # keep at most 2 x workers in flight, so an interrupt loses little
+            pending.add(pool.submit(evaluate, s, backend, settings))
+            if len(pending) >= 2 * backend.workers:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                rec = fut.result()
+                results.append(rec)
+                if not rec["error"]:
+                    scored, correct = scored + 1, correct + bool(rec["correct"])
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(acc=f"{correct / max(scored, 1):.1%}")
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.add(pool.submit(evaluate, nxt, backend, settings))
+    if bar is not None:
+        bar.close()
+    return len(todo)
+
+
+def make_backend(args: argparse.Namespace) -> Backend:
+    from benchmarks.video_suites import backends
+
+    if args.backend == "local":
+        return backends.LocalBackend(args.model, fps=args.fps, max_frames=args.max_frames,
+                                     max_patches_per_frame=args.max_patches_per_frame)  # fmt: skip
+    return backends.OpenAIBackend(args.base_url, args.model if args.model != "tiny" else None, workers=args.workers,
+                                  fps=args.fps, max_frames=args.max_frames,
+                                  max_patches_per_frame=args.max_patches_per_frame)  # fmt: skip
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--suite", choices=SUITES, required=True)
+    ap.add_argument(
+        "--root", required=True, help="the suite's local folder (for generic: the .jsonl or its folder)"
+    )
+    ap.add_argument(
+        "--make-synthetic",
+        type=int,
+        metavar="N",
+        help="synthetic: write N clips under --root first if absent",
+    )
+    ap.add_argument(
+        "--synthetic-seed", type=int, default=None, help="synthetic: held-out seed (default 100000)"
+    )
+    ap.add_argument("--backend", choices=("local", "openai"), default="local")
+    ap.add_argument(
+        "--model", default="tiny", help="local: bundled name or checkpoint dir; openai: served model id"
+    )
+    ap.add_argument(
+        "--base-url",
+        default=None,
+        help="openai: endpoint (default $OPENAI_BASE_URL); key from $OPENAI_API_KEY",
+    )
+    ap.add_argument("--workers", type=int, default=4, help="openai: concurrent requests")
+    ap.add_argument("--fps", type=float, default=None, help="video sampling rate (default: the model's, 2)")
+    ap.add_argument("--max-frames", type=int, default=None, help="cap on sampled frames per video")
+    ap.add_argument(
+        "--max-patches-per-frame", type=int, default=None, help="per-frame patch budget (K2.5: 4096)"
+    )
+    ap.add_argument("--thinking", action="store_true", help="thinking mode")
+    ap.add_argument(
+        "--budget", default=None, help="Toggle thinking budget: tokens or 'auto' (needs --thinking)"
+    )
+    ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--subtitles", action="store_true", help="Video-MME / LongVideoBench: with subtitles")
+    ap.add_argument("--tasks", nargs="*", default=None, help="MVBench: only these tasks")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    ap.add_argument(
+        "--out", default=None, help="results folder (default benchmarks/results/video/<suite>-<backend>)"
+    )
+    ap.add_argument("--restart", action="store_true", help="discard earlier results in --out")
+    ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--no-progress", action="store_true")
+
+
+def main_args(args: argparse.Namespace) -> int:
+    from benchmarks.video_suites import summary as summ
+
+    if args.budget not in (None, "auto"):
+        args.budget = int(args.budget)
+    if args.budget is not None and not args.thinking:
+        print("video bench: --budget needs --thinking", file=sys.stderr)
+        return 2
+    root = Path(args.root)
+    if args.suite == "synthetic" and args.make_synthetic and not (root / "annotations.jsonl").exists():
+        from benchmarks.video_suites.synthetic import HELD_OUT_SEED, make_suite
+
+        make_suite(root, args.make_synthetic, args.synthetic_seed or HELD_OUT_SEED)
+    loaded = load_suite(args.suite, root, subtitles=args.subtitles, tasks=args.tasks)
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if loaded.missing:
+        print(
+            f"{len(loaded.missing)} samples skipped, video missing (first: {loaded.missing[0][1]})",
+            file=sys.stderr,
+        )
+    samples = loaded.samples[: args.limit] if args.limit else loaded.samples
+    backend = make_backend(args)
+    settings = {"fps": args.fps or getattr(backend, "fps", 2.0), "max_frames": args.max_frames,
+                "subtitles": args.subtitles, "thinking": args.thinking, "budget": args.budget,
+                "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+                "seed": args.seed}  # fmt: skip
+    fingerprint = {"suite": args.suite, "root": str(root.resolve()), **backend.describe(), **settings,
+                   "prompt_version": PROMPT_VERSION}  # fmt: skip
+    out = Path(args.out) if args.out else RESULTS / f"{args.suite}-{args.backend}"
+    results = ResultsFile(out / "results.jsonl", fingerprint, restart=args.restart)
+    start = time.perf_counter()
+    ran = run(samples, backend, results, settings, progress=not args.no_progress)
+    wall = time.perf_counter() - start
+    wanted = {s.id for s in samples}
+    records = [r for r in results.records() if r["id"] in wanted]
+    chance = sum(1 / len(s.options) for s in samples) / len(samples) if samples else None
+    meta = {"suite": args.suite, "model": fingerprint.get("model"), "backend": args.backend, "settings": fingerprint,
+            "samples": len(samples), "missing_videos": len(loaded.missing), "ran_now": ran, "wall_s_now": wall,
+            "chance": chance}  # fmt: skip
+    summary = summ.summarize(records, meta)
+    print(summ.format_table(summary))
+    if not args.no_plots:
+        summary["plots"] = [str(p) for p in summ.plot(summary, records, out)]
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `bench video ...` to a CLI's subparsers (`mm-model bench video`); returns the `bench` parser."""
+    bench = subparsers.add_parser("bench", help="benchmarks")
+    sub = bench.add_subparsers(dest="bench_command", required=True)
+    video_parser = sub.add_parser("video", help="video QA suites: accuracy and throughput, resumable",
+                                  description=__doc__.splitlines()[0])  # fmt: skip
+    add_arguments(video_parser)
+    video_parser.set_defaults(func=main_args)
+    return bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.video_bench", description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    return main_args(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
