@@ -56,7 +56,7 @@ from video.reader import (
 )
 from video.sample import sample_indices
 from video.sequence import ImageSequence, as_sequence, open_sequence
-from vision.errors import describe_source
+from vision.errors import check_file_or_bytes, describe_source
 
 VideoSource = (
     str | os.PathLike | bytes | bytearray | memoryview | io.IOBase | ImageSequence | Sequence[object]
@@ -182,22 +182,12 @@ def _open_av(
 
 
 def _open_container(source: object, name: str) -> av.container.InputContainer:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise VideoOpenError(f"video {name} is empty (zero bytes)")
-        target: object = io.BytesIO(bytes(source))
-    elif isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not os.path.exists(path):
-            raise VideoOpenError(f"video {name} does not exist")
-        if os.path.getsize(path) == 0:
-            raise VideoOpenError(f"video {name} is empty (zero bytes)")
-        target = path
-    elif hasattr(source, "read"):
+    if hasattr(source, "read"):
         # Read into memory: a probe pass reopens the source, and two containers cannot share one
         # file position.
         return _open_container(source.read(), name)
-    else:
+    target = check_file_or_bytes(source, "video", VideoOpenError, name)
+    if target is None:
         raise VideoOpenError(
             f"video input must be a path, bytes, a binary file, a directory or list of images, "
             f"got {type(source).__name__}"

@@ -7,7 +7,6 @@ and the per-side cap, then pad bottom/right with zeros to a multiple of patch * 
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import warnings
@@ -18,7 +17,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vision.config import MediaConfig
-from vision.errors import ImageError, describe_source
+from vision.errors import ImageError, check_file_or_bytes, describe_source
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
 
@@ -115,20 +114,8 @@ def load_image(source: ImageSource, *, max_pixels: int = MediaConfig.max_image_p
 
 
 def _open(source: ImageSource, name: str) -> Image.Image:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise ImageError(f"image {name} is empty (zero bytes)")
-        fp: object = io.BytesIO(bytes(source))
-    elif isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not os.path.exists(path):
-            raise ImageError(f"image {name} does not exist")
-        if os.path.isdir(path):
-            raise ImageError(f"image {name} is a directory, not a file")
-        if os.path.getsize(path) == 0:
-            raise ImageError(f"image {name} is empty (zero bytes)")
-        fp = path
-    else:
+    fp = check_file_or_bytes(source, "image", ImageError, name)
+    if fp is None:
         raise ImageError(f"image input must be a path, bytes or PIL.Image, got {type(source).__name__}")
     try:
         with warnings.catch_warnings():
