@@ -52,7 +52,9 @@ def hf_pair(tmp_path_factory, tiny_cfg):
     hf = randomize_(Kimi_K25ForConditionalGeneration(hf_config(tiny_cfg))).eval()
     path = tmp_path_factory.mktemp("hf_saved")
     hf.save_pretrained(path)
-    return hf, load_model(path, config=None), path
+    import mm_model
+
+    return hf, mm_model.load(path, dtype=torch.float32).model, path
 
 
 @pytest.mark.parity
