@@ -1,0 +1,240 @@
+"""Gradio demo: chat about screenshots, images and videos with a loaded model (`mm-model demo [SOURCE]`).
+
+A thin shell over `mm_model.api`: it turns the chat history into API messages, streams
+`Model.chat(..., stream=True)` into the chat (thinking in a collapsible message, then the answer, then
+a stats line) and never touches tensors. Served on 127.0.0.1 by default; files are served only from
+Gradio's upload cache and the bundled examples folder (`allowed_paths`); one generation at a time
+(queue concurrency 1 plus a lock, since the model object is not thread-safe), the rest wait in line.
+
+python -m demo.app /path/to/checkpoint --port 7860
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import threading
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from demo.media import Limits, check_file, describe
+from mm_model import InputError
+
+ASSETS = Path(str(resources.files("mm_model") / "assets"))
+ERROR = "⚠️ "  # answers that start with this are errors: their turn is left out of the model's history
+EXAMPLES = [
+    ("example_screenshot.png", "Which button is highlighted in this dialog?"),
+    ("example_image.png", "What shapes do you see, and what colours are they?"),
+    ("example_video.mp4", "What happens to the ball in this video?"),
+]
+
+
+def _file_path(item: Any) -> str | None:
+    """The path of a Gradio file value ({"path": ...}, {"file": {"path": ...}}, a FileData, a str)."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        if isinstance(item.get("file"), dict):
+            return item["file"].get("path")
+        return item.get("path")
+    return getattr(item, "path", None)
+
+
+def _user_parts(content: Any, limits: Limits) -> list[dict[str, Any]]:
+    """API content parts for one chat message's content (text, files, or a list of both)."""
+    items = content if isinstance(content, (list, tuple)) else [content]
+    parts = []
+    for item in items:
+        if isinstance(item, dict) and item.get("type") == "text":
+            item = item.get("text", "")
+        if isinstance(item, str):  # text; files always come as dicts / FileData
+            if item.strip():
+                parts.append({"type": "text", "text": item})
+            continue
+        path = _file_path(item)
+        if path is None:
+            continue
+        kind = check_file(path, limits)
+        if kind == "text":
+            parts.append({"type": "text", "text": Path(path).read_text(errors="replace")})
+        else:
+            parts.append({"type": kind, kind: path})
+    return parts
+
+
+def to_messages(history: list[dict[str, Any]], message: dict[str, Any], limits: Limits) -> list[dict]:
+    """Chat history + the new multimodal message -> `Model.chat` messages.
+
+    Thinking and stats messages (those with a metadata title) are display only; a turn answered by an
+    error is dropped with its error, so one bad file does not poison the rest of the conversation.
+    """
+    messages: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    for m in history:
+        if m.get("role") == "user":
+            pending.append(m)
+            continue
+        if (m.get("metadata") or {}).get("title"):
+            continue
+        text = m.get("content") if isinstance(m.get("content"), str) else ""
+        if text.startswith(ERROR):
+            pending = []
+            continue
+        for u in pending:
+            messages.append({"role": "user", "content": _user_parts(u["content"], limits)})
+        pending = []
+        messages.append({"role": "assistant", "content": text})
+    parts = [p for u in pending for p in _user_parts(u["content"], limits)]  # unanswered (stopped) turns
+    parts += [p for f in message.get("files") or [] for p in _user_parts({"path": _file_path(f)}, limits)]
+    if (message.get("text") or "").strip():
+        parts.append({"type": "text", "text": message["text"]})
+    if not parts:
+        raise InputError("type a question or attach a screenshot, image or video")
+    return [*messages, {"role": "user", "content": parts}]
+
+
+def stats_line(usage: dict[str, int], timings: dict[str, float]) -> str:
+    """prompt 812 · vision 640 · thinking 0 · answer 21 tokens · first token 0.41 s · 38.2 tok/s"""
+    return (
+        f"prompt {usage['prompt_tokens']} · vision {usage['vision_tokens']} · thinking {usage['thinking_tokens']} · "
+        f"answer {usage['answer_tokens']} tokens · first token {timings.get('time_to_first_token_s', 0):.2f} s · "
+        f"{timings.get('tokens_per_s', 0):.1f} tok/s"
+    )
+
+
+def _render(thinking: str, answer: str, done: bool, result: Any = None) -> list[gr.ChatMessage]:
+    out = []
+    if thinking:
+        meta = {"title": "Thinking", "status": "done" if done else "pending"}
+        if result is not None:
+            meta["duration"] = round(result.timings.get("total_s", 0.0), 2)
+        out.append(gr.ChatMessage(content=thinking, metadata=meta))
+    if answer or done:
+        out.append(gr.ChatMessage(content=answer or "(empty answer)"))
+    if result is not None:
+        detail = (
+            f"finish reason: {result.finish_reason} · media items encoded now: "
+            f"{result.usage.get('media_items_encoded', 0)} (media seen earlier are reused) · "
+            f"total {result.timings.get('total_s', 0):.2f} s"
+        )
+        out.append(
+            gr.ChatMessage(content=detail, metadata={"title": stats_line(result.usage, result.timings)})
+        )
+    return out
+
+
+def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-model") -> gr.Blocks:
+    """The Gradio app around a loaded `mm_model.Model` (not launched)."""
+    limits = limits or Limits()
+    lock = threading.Lock()  # the UI submit event and the /chat API event are separate queues
+
+    def respond(message, history, mode, budget_kind, budget_tokens, max_new_tokens, temperature) -> Iterator:
+        try:
+            messages = to_messages(history, message, limits)
+            thinking = mode == "Thinking"
+            budget = None
+            if thinking and budget_kind == "auto":
+                budget = "auto"
+            elif thinking and budget_kind == "number":
+                budget = int(budget_tokens)
+            with lock:
+                stream = model.chat(
+                    messages, max_new_tokens=int(max_new_tokens), thinking=thinking, budget=budget,
+                    temperature=float(temperature), stream=True,
+                )  # fmt: skip
+                text = {"thinking": "", "answer": ""}
+                for piece in stream:
+                    text[piece.kind] += piece
+                    yield _render(text["thinking"], text["answer"], done=False)
+            yield _render(text["thinking"], text["answer"], done=True, result=stream.result)
+        except InputError as exc:  # bad file, too long, over a limit: say so in the chat, keep serving
+            yield [gr.ChatMessage(content=ERROR + re.sub(r"/[^\s'\"]*/", "", str(exc)))]  # no server paths
+
+    def preview(value: dict | None) -> str:
+        paths = [p for f in (value or {}).get("files") or [] if (p := _file_path(f))]
+        return describe(paths, model.config.media, limits)
+
+    with gr.Blocks(title=f"{title} demo", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(
+            f"### {title}: ask about screenshots, images and videos\n"
+            f"Paste or drop a screenshot, upload images or a video (up to {limits.max_upload_mb:g} MB, "
+            f"videos up to {limits.max_video_seconds:g} s), then ask. Runs locally; one answer at a time."
+        )
+        with gr.Row():
+            with gr.Column(scale=1, min_width=240):
+                mode = gr.Radio(["Instant", "Thinking"], value="Instant", label="Mode")
+                budget_kind = gr.Radio(
+                    ["none", "number", "auto"], value="none", label="Thinking budget (Toggle)",
+                    info="Thinking mode only: unlimited, at most N tokens, or calibrated",
+                )  # fmt: skip
+                budget_tokens = gr.Slider(16, 4096, value=256, step=16, label="Budget (thinking tokens)")
+                max_new_tokens = gr.Slider(1, 4096, value=256, step=1, label="Max new tokens")
+                temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
+                sampling = gr.Markdown(describe([], model.config.media, limits), elem_id="media-preview")
+            with gr.Column(scale=3):
+                textbox = gr.MultimodalTextbox(
+                    file_types=["image", "video", ".txt"], file_count="multiple", sources=["upload"],
+                    placeholder="Ask about a screenshot, image or video (paste, drop or upload)",
+                    max_plain_text_length=20000, elem_id="chat-input",
+                )  # fmt: skip
+                gr.ChatInterface(
+                    respond, multimodal=True, textbox=textbox, api_name="chat", concurrency_limit=1,
+                    chatbot=gr.Chatbot(height=520, label="Chat", elem_id="chatbot", buttons=["copy"]),
+                    additional_inputs=[mode, budget_kind, budget_tokens, max_new_tokens, temperature],
+                    examples=[[{"text": q, "files": [str(ASSETS / f)]}] for f, q in EXAMPLES],
+                    example_labels=[q for _, q in EXAMPLES], run_examples_on_click=True,
+                )  # fmt: skip
+        textbox.change(preview, textbox, sampling, queue=False, api_visibility="private")
+    demo.queue(max_size=32, default_concurrency_limit=1)
+    return demo
+
+
+def launch(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
+           limits: Limits | None = None, **kwargs: Any) -> tuple[Any, str, str]:  # fmt: skip
+    """Launch `demo`, serving only uploads and the bundled examples; returns (app, local_url, share_url)."""
+    limits = limits or Limits()
+    return demo.launch(
+        server_name=host, server_port=port, share=share, allowed_paths=[str(ASSETS)],
+        max_file_size=int(limits.max_upload_mb * 2**20), footer_links=["api"], **kwargs,
+    )  # fmt: skip
+
+
+def add_demo_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`mm-model demo [SOURCE] --host --port --share --max-upload-mb --max-video-seconds`."""
+    p = subparsers.add_parser("demo", help="Gradio demo for screenshots and videos (localhost by default)")
+    p.add_argument("source", nargs="?", default="tiny", help="bundled model name or checkpoint directory")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it on the network)")
+    p.add_argument("--port", type=int, default=None, help="port (default: 7860 or the next free one)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    p.add_argument("--max-upload-mb", type=float, default=Limits.max_upload_mb, help="largest file accepted")
+    p.add_argument("--max-video-seconds", type=float, default=Limits.max_video_seconds, help="longest video")
+    p.set_defaults(func=run_demo)
+    return p
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    import mm_model
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding to {args.host}: anyone who can reach this address can use the demo")
+    model = mm_model.load(args.source)
+    limits = Limits(args.max_upload_mb, args.max_video_seconds)
+    name = Path(str(args.source)).name
+    launch(build_demo(model, limits, title=f"mm-model · {name}"), host=args.host, port=args.port,
+           share=args.share, limits=limits)  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo.app")
+    add_demo_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["demo", *(argv if argv is not None else __import__("sys").argv[1:])])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""The Gradio demo, started on a free localhost port and driven through `gradio_client`.
+
+Tiny random model: answers are gibberish, so the tests check plumbing (streaming, thinking apart from
+the answer, stats, errors in the chat, the app still answering afterwards), not quality.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+import mm_model  # noqa: E402
+from demo import app  # noqa: E402
+from demo.media import Limits, check_file, video_plan  # noqa: E402
+from vision.preprocess import num_tokens  # noqa: E402
+
+DEFAULTS = {
+    "mode": "Instant",
+    "budget_kind": "none",
+    "budget_tokens": 64,
+    "max_new_tokens": 12,
+    "temperature": 0.0,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_dir):
+    return mm_model.load(tiny_dir, dtype=None, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def url(model, tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_cache")))
+    mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    demo = app.build_demo(model, Limits(max_upload_mb=5, max_video_seconds=60))
+    _, local_url, _ = app.launch(demo, port=free_port(), prevent_thread_lock=True, quiet=True)
+    assert local_url.startswith("http://127.0.0.1:")
+    yield local_url
+    demo.close()
+    mp.undo()
+
+
+def ask(url: str, text: str, files: list[Path] = (), client=None, **controls) -> list:
+    """All streamed outputs of one /chat call (a fresh session unless `client` is given)."""
+    c = client or gradio_client.Client(url, verbose=False)
+    message = {"text": text, "files": [gradio_client.handle_file(str(f)) for f in files]}
+    job = c.submit(message, *{**DEFAULTS, **controls}.values(), api_name="/chat")
+    try:
+        outputs = list(job)  # every streamed update (job.result() would give only the first)
+        if job.exception() is not None:  # iteration ends quietly on a server-side error
+            raise job.exception()
+    finally:
+        if client is None:
+            c.close()
+    return outputs
+
+
+def parts(final: list[dict]) -> dict[str, dict]:
+    """The final messages of one answer by role in the layout: thinking, answer, stats."""
+    out = {}
+    for m in final:
+        title = (m.get("metadata") or {}).get("title")
+        out["thinking" if title == "Thinking" else "stats" if title else "answer"] = m
+    return out
+
+
+def test_image_question_streams_answer_and_stats(url, model):
+    outputs = ask(url, "What shapes do you see?", [app.ASSETS / "example_image.png"])
+    assert len(outputs) >= 3, "the answer should arrive in several streamed updates, not at once"
+    final = parts(outputs[-1])
+    assert final.keys() == {"answer", "stats"}
+    assert final["answer"]["content"] and not final["answer"]["content"].startswith(app.ERROR)
+    stats = final["stats"]["metadata"]["title"]
+    assert f"vision {num_tokens(240, 320, model.config.media)} " in stats, stats  # the 320x240 image
+    assert "thinking 0" in stats and "tok/s" in stats and "first token" in stats
+
+
+def test_video_question_in_thinking_mode_with_budget(url, model):
+    outputs = ask(url, "What happens to the ball?", [app.ASSETS / "example_video.mp4"], mode="Thinking",
+                  budget_kind="number", budget_tokens=16, max_new_tokens=24)  # fmt: skip
+    final = parts(outputs[-1])
+    assert final["thinking"]["metadata"]["status"] == "done"
+    assert any((m.get("metadata") or {}).get("status") == "pending" for o in outputs[:-1] for m in o), (
+        "the thinking should stream into an open (pending) section first"
+    )
+    plan = video_plan(app.ASSETS / "example_video.mp4", model.config.media)
+    stats = final["stats"]["metadata"]["title"]
+    # The preview panel's cost is the cost the model paid.
+    assert f"vision {plan.vision_tokens} " in stats, (plan, stats)
+    thinking_tokens = int(stats.split("thinking ")[1].split(" ")[0])
+    assert 1 <= thinking_tokens <= 16, stats
+
+
+def test_bad_file_shows_error_and_app_keeps_answering(url, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    client = gradio_client.Client(url, verbose=False)
+    try:
+        error = ask(url, "What is this?", [broken], client=client)[-1]
+        assert len(error) == 1 and error[0]["content"].startswith(app.ERROR), error
+        assert "broken.png" in error[0]["content"]
+        # Same session: the failed turn stays on screen but is left out of the model's history.
+        again = parts(
+            ask(url, "Describe the screenshot.", [app.ASSETS / "example_screenshot.png"], client=client)[-1]
+        )
+        assert again["answer"]["content"] and not again["answer"]["content"].startswith(app.ERROR)
+        assert "vision 0 " not in again["stats"]["metadata"]["title"]
+        # A follow-up question without files reuses the screenshot's features from the earlier turn.
+        follow = parts(ask(url, "And which button is highlighted?", client=client)[-1])
+        assert "media items encoded now: 0" in follow["stats"]["content"], follow["stats"]
+    finally:
+        client.close()
+
+
+def test_unsupported_file_and_empty_message(url, tmp_path):
+    notes = tmp_path / "notes.pdf"
+    notes.write_bytes(b"%PDF-1.4")
+    # Gradio itself refuses file types outside the textbox's file_types (a toast in the browser).
+    with pytest.raises(Exception, match="Invalid file type"):
+        ask(url, "Read this", [notes])
+    assert ask(url, "   ")[-1][0]["content"].startswith(app.ERROR + "type a question")
+    assert parts(ask(url, "hello")[-1])["answer"]["content"]
+
+
+def test_files_served_only_from_uploads_and_examples(url, tiny_dir):
+    ok = urllib.request.urlopen(f"{url}gradio_api/file={app.ASSETS / 'example_image.png'}")
+    assert ok.status == 200
+    for path in (tiny_dir / "config.json", Path(app.__file__)):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{url}gradio_api/file={path}")
+        assert err.value.code == 403
+
+
+def test_limits_have_clear_messages(tmp_path):
+    video = app.ASSETS / "example_video.mp4"
+    assert check_file(video, Limits()) == "video"
+    with pytest.raises(mm_model.InputError, match=r"lasts 3\.0 s; this demo accepts videos up to 1 s"):
+        check_file(video, Limits(max_video_seconds=1))
+    with pytest.raises(mm_model.InputError, match=r"up to 0\.001 MB"):
+        check_file(video, Limits(max_upload_mb=0.001))
+
+
+def test_history_to_messages_drops_errors_and_display_only_messages():
+    shot = str(app.ASSETS / "example_screenshot.png")
+    history = [
+        {"role": "user", "content": [{"path": shot}, "first?"]},
+        {"role": "assistant", "content": "thinking...", "metadata": {"title": "Thinking"}},
+        {"role": "user", "content": [{"type": "text", "text": "ignored?"}]},  # grouped into the same turn
+        {"role": "assistant", "content": "an answer", "metadata": {}},
+        {"role": "assistant", "content": "stats", "metadata": {"title": "prompt 1 · vision 0"}},
+        {"role": "user", "content": [{"type": "file", "file": {"path": "/no/such/broken.png"}}]},
+        {"role": "assistant", "content": app.ERROR + "broken"},
+    ]
+    msgs = app.to_messages(history, {"text": "next", "files": []}, Limits())
+    assert msgs == [
+        {"role": "user", "content": [{"type": "image", "image": shot}, {"type": "text", "text": "first?"}]},
+        {"role": "user", "content": [{"type": "text", "text": "ignored?"}]},
+        {"role": "assistant", "content": "an answer"},
+        {"role": "user", "content": [{"type": "text", "text": "next"}]},
+    ]
+
+
+def test_add_demo_command_flags():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    app.add_demo_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["demo"])
+    assert (args.source, args.host, args.port, args.share) == ("tiny", "127.0.0.1", None, False)
+    args = parser.parse_args(["demo", "/ckpt", "--host", "0.0.0.0", "--port", "8000", "--share",
+                              "--max-upload-mb", "10", "--max-video-seconds", "30"])  # fmt: skip
+    assert (args.source, args.port, args.share, args.max_upload_mb, args.max_video_seconds) == (
+        "/ckpt", 8000, True, 10.0, 30.0,
+    )  # fmt: skip
+    assert args.func is app.run_demo
