@@ -512,3 +512,33 @@ def test_think_tokens_from_the_tokenizer_map():
     assert ThinkTokens.from_special_tokens(special) == ThinkTokens(10, 11, 12, (13,))
     with pytest.raises(InputError, match="</think>"):
         ThinkTokens.from_special_tokens({"<think>": 1, "<|im_end|>": 2})
+
+
+def test_toggle_curve_plumbing_with_a_scripted_answerer():
+    """benchmarks/toggle_curve: budgets come from the calib split's correct lengths per kind, auto
+    follows the λ rule, and the metrics are computed against the unlimited row."""
+    from benchmarks.toggle_curve import Task, run_curve
+
+    need = {f"t{i}": 10 * (i % 4 + 1) for i in range(16)}  # thinking a task needs to be answered right
+    kinds = {f"t{i}": ("easy" if i % 2 else "hard") for i in range(16)}
+    tasks = [Task(t, kinds[t], "", "") for t in need]
+
+    def answer(task, budget, thinking):
+        n = 0 if not thinking else need[task.task_id] if budget is None else min(budget, need[task.task_id])
+        return n >= need[task.task_id] and (task.kind == "easy" or task.task_id != "t0"), n
+
+    rows, info = run_curve(answer, tasks[:8], tasks[8:], lam=0.9, auto_rho=50, min_correct=1)
+    by = {r["mode"]: r for r in rows}
+    assert list(by) == ["none", "p90", "p75", "p50", "p25", "auto", "instant"]
+    assert by["none"]["accuracy"] == 1.0 and by["instant"]["accuracy"] == 0.0
+    # calib: easy t1, t3, t5, t7 need 20, 40, 20, 40; hard t0 (wrong), t2, t4, t6 need 30, 10, 30.
+    assert (
+        info["calibration"]["kinds"]["easy"]["budget"] == 30
+        and info["calibration"]["kinds"]["hard"]["accuracy"] == 0.75
+    )
+    assert info["per_task"]["p90"] == [30, 40] * 4  # eval t8..t15: hard, easy, hard, ...
+    assert info["per_task"]["auto"] == [None, 30, None, 30, None, 30, None, 30]  # hard 0.75 < λ 0.9
+    assert by["p50"]["mean_thinking"] < by["none"]["mean_thinking"]
+    assert by["auto"]["token_reduction"] == pytest.approx(
+        1 - by["auto"]["mean_thinking"] / by["none"]["mean_thinking"]
+    )
