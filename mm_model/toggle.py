@@ -30,6 +30,13 @@ with `<think>`, so the first new token is already thinking. Answer tokens follow
 instant mode, all new tokens) up to, not including, the turn-end token. Budget B therefore allows
 at most B thinking tokens, then `</think>`; B = 0 gives `<think></think>`, the instant-mode prompt.
 
+Departures from the spec note's decoding proposal (shared/research/toggle_yarn.md §2.4): the ramp
+bias is added where processors run, before temperature, so at temperature T it is worth bias / T;
+bans on turn ends and markers are opt-in (`strict=True`), so budgeted rows keep the model's own
+distribution up to the ramp; each row's start state comes from the `thinking` flag, since a
+processor never sees the prompt (`prompt_ends_in_thinking` computes the flag from prompt ids);
+no wrap-up text before the forced `</think>` (Kimi was not trained with one).
+
 Percentiles use NumPy's default "linear" method, computed exactly with fractions, and the budget
 is its ceiling: correct lengths [10, 20, 30, 40] give p25 17.5 -> 18, p50 25, p75 32.5 -> 33,
 p90 37. Marker ids always come from the caller (the tokenizer), never from constants here.
@@ -113,6 +120,10 @@ class ThinkingBudget:
 
     `B_eff = min(B, max_new_tokens - 1 - min_answer_tokens)` when `max_new_tokens` is given, so
     `</think>` and an answer still fit (InputError if that is negative).
+
+    Forcing needs no sampler bypass in `generation.sample`: with one finite logit, argmax, softmax,
+    top-k (the k-th value is -inf, nothing is masked) and top-p (the best token is always kept) all
+    return it, and the repetition penalty runs before processors. Put this policy last.
 
     State (the only mutable state; the caller owns one object per request) is rebuilt from
     `generated` as the loop advances; step 0 resets it, so an object may serve one generate call
@@ -214,42 +225,54 @@ class ThinkingBudget:
             for i, t in enumerate(col):
                 self._observe(i, t)
         self._seen = step
-        force_rows, force_ids, ban_rows, ban_ids, ramp_rows, ramp_bias = [], [], [], [], [], []
+        force: list[tuple[int, int]] = []  # (row, token) to emit now
+        ban: list[tuple[int, int]] = []  # (row, token) to forbid (strict mode)
+        ramp: list[tuple[int, float]] = []  # (row, bias on </think>)
         tk = self.tokens
         for i, phase in enumerate(self.phase):
             budget, answer_budget = self.budgets[i], self.answer_budgets[i]
             if phase == THINKING and budget is not None:
                 n = self.n_think[i]
                 if n >= budget:
-                    force_rows.append(i), force_ids.append(tk.think_close)
+                    force.append((i, tk.think_close))
                     self.forced_close[i] = True
                     continue
                 if self.strict:
-                    for t in (tk.think_open, *tk.turn_end):
-                        ban_rows.append(i), ban_ids.append(t)
-                window = math.ceil(self.ramp * budget)
+                    ban += [(i, t) for t in (tk.think_open, *tk.turn_end)]
+                window = math.ceil(self.ramp * budget)  # R; the ramp covers n_think in [B - R, B)
                 if window and n >= budget - window:
-                    (
-                        ramp_rows.append(i),
-                        ramp_bias.append(self.ramp_strength * (n - budget + window + 1) / window),
-                    )
-            elif phase == ANSWER and answer_budget is not None and self.n_answer[i] >= answer_budget:
-                force_rows.append(i), force_ids.append(tk.end)
-                self.forced_end[i] = True
-                continue
-            if self.strict and phase == ANSWER and (budget is not None or answer_budget is not None):
-                for t in (tk.think_open, tk.think_close):
-                    ban_rows.append(i), ban_ids.append(t)
-        if ban_rows:
-            logits[ban_rows, ban_ids] = float("-inf")
-        if ramp_rows:
-            logits[ramp_rows, [tk.think_close] * len(ramp_rows)] += torch.tensor(
-                ramp_bias, dtype=logits.dtype, device=logits.device
+                    ramp.append((i, self.ramp_strength * (n - budget + window + 1) / window))
+            elif phase == ANSWER and answer_budget is not None:
+                if self.n_answer[i] >= answer_budget:
+                    force.append((i, tk.end))
+                    self.forced_end[i] = True
+                elif self.strict:
+                    ban += [(i, tk.think_open), (i, tk.think_close)]
+            elif phase == ANSWER and budget is not None and self.strict:
+                ban += [(i, tk.think_open), (i, tk.think_close)]
+        if ban:
+            rows, ids = zip(*ban)
+            logits[list(rows), list(ids)] = float("-inf")
+        if ramp:
+            rows, bias = zip(*ramp)
+            logits[list(rows), [tk.think_close] * len(rows)] += torch.tensor(
+                bias, dtype=logits.dtype, device=logits.device
             )
-        if force_rows:
-            logits[force_rows] = float("-inf")
-            logits[force_rows, force_ids] = 0.0  # finite even if an earlier processor set it to -inf
+        if force:
+            rows, ids = zip(*force)
+            logits[list(rows)] = float("-inf")
+            logits[list(rows), list(ids)] = 0.0  # finite even where an earlier processor put -inf
         return logits
+
+
+def prompt_ends_in_thinking(prompt_ids: Sequence[int], tokens: ThinkTokens) -> bool:
+    """Whether a prompt leaves a thinking block open (its last `<think>` comes after its last
+    `</think>`): the `thinking` flag for callers who bring their own ids. The policy cannot see the
+    prompt (the processor protocol passes only new tokens), so the caller decides from this."""
+    ids = [int(t) for t in prompt_ids]
+    last_open = max((k for k, t in enumerate(ids) if t == tokens.think_open), default=-1)
+    last_close = max((k for k, t in enumerate(ids) if t == tokens.think_close), default=-1)
+    return last_open > last_close
 
 
 # ---- splitting generated ids into thinking and answer -----------------------------------------

@@ -33,6 +33,7 @@ from mm_model.toggle import (
     estimate_budget,
     percentile,
     percentile_budget,
+    prompt_ends_in_thinking,
     resolve_budget,
     split_thinking,
     toggle_group_rewards,
@@ -205,6 +206,34 @@ def test_row_that_closed_is_untouched_by_thinking_budget():
         before = logits.clone()
         out = policy(step, gen[:, :step], logits)
         assert torch.equal(out, before) == (step >= 2), step  # steps 0-1 are in the ramp window
+
+
+def test_strict_bans_turn_ends_while_thinking_and_markers_in_the_answer():
+    policy = ThinkingBudget(TK, budget=2, strict=True)
+    gen = torch.tensor([[5, 6, TK.think_close, 7]])
+    for step, banned in enumerate([{250, 252, 253}, {250, 252, 253}, None, {250, 251}]):
+        logits = torch.randn(1, 256)
+        before = logits.clone()
+        out = policy(step, gen[:, :step], logits)
+        if banned is None:  # step 2: the forced close
+            continue
+        changed = set((out != before).nonzero()[:, 1].tolist())
+        assert changed == banned and torch.isinf(out[0, list(banned)]).all(), (step, changed)
+
+
+@pytest.mark.parametrize(
+    "prompt, want",
+    [
+        ([1, 250], True),
+        ([1, 250, 251], False),
+        ([1, 2], False),
+        ([250, 251, 7, 250, 9], True),
+        ([251, 250, 251], False),
+    ],
+    ids=["thinking_prompt", "instant_prompt", "no_markers", "history_then_open", "closed_last"],
+)
+def test_prompt_ends_in_thinking(prompt, want):
+    assert prompt_ends_in_thinking(prompt, TK) is want
 
 
 # ---- untouched modes ---------------------------------------------------------------------------
