@@ -161,6 +161,7 @@ class ThinkingBudget:
             raise InputError(
                 f"ramp must be in [0, 1] and ramp_strength finite >= 0, got {ramp}, {ramp_strength}"
             )
+        _check_int(min_answer_tokens, "min_answer_tokens")
         if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or max_new_tokens < 1):
             raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}")
         self.tokens, self.ramp, self.ramp_strength, self.strict = tokens, ramp, ramp_strength, strict
