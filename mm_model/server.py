@@ -260,7 +260,10 @@ def _local_file(url: str, root: Path | None, param: str) -> str:
     path = Path(unquote(parsed.path)).resolve()
     if root not in path.parents:
         raise APIError(
-            400, f"{param}: {unquote(parsed.path)!r} is outside the allowed media folder", param=param
+            400,
+            f"{param}: {unquote(parsed.path)!r} is outside the allowed media folder",
+            param=param,
+            code="media_url_not_allowed",
         )
     if not path.is_file():
         raise APIError(400, f"{param}: {unquote(parsed.path)!r} is not a file in the allowed media folder",

@@ -1,0 +1,365 @@
+"""The OpenAI-compatible server, through the official `openai` client on a loopback port.
+
+The server runs in a background thread of this process (`background_server`), on its own `Model`;
+expected answers come from a second `Model` loaded from the same tiny random checkpoint (gibberish
+text: these tests check plumbing and equality, not quality). Sampling at temperature > 0 with a seed
+makes answers differ between requests, so a swapped answer would show.
+"""
+
+from __future__ import annotations
+
+import base64
+import gc
+import io
+import json
+import shutil
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+openai = pytest.importorskip("openai")
+
+import mm_model  # noqa: E402
+from mm_model.server import ServerLimits, background_server, create_app  # noqa: E402
+from tests.conftest import write_video  # noqa: E402
+
+MODEL = "tiny-test"
+SAMPLING = {"temperature": 0.7, "seed": 11, "max_tokens": 6}
+
+
+def data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def png_bytes(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, sample_video) -> dict[str, Any]:
+    """The allowed media folder (an image, the clip, a symlink out of it) and files outside it."""
+    root = tmp_path_factory.mktemp("served")
+    allowed = root / "allowed"
+    allowed.mkdir()
+    png = png_bytes(Image.fromarray(np.random.default_rng(7).integers(0, 256, (40, 60, 3), dtype=np.uint8)))
+    (allowed / "shot.png").write_bytes(png)
+    shutil.copy(sample_video, allowed / "clip.mp4")
+    (root / "outside.png").write_bytes(png)
+    (allowed / "escape.png").symlink_to(root / "outside.png")
+    long_video = write_video(root / "long.mp4", frames=40, fps=10, size=(32, 32))  # 4 s
+    return {"dir": allowed, "png": png, "video": Path(sample_video).read_bytes(),
+            "long_video": long_video.read_bytes(), "outside": root / "outside.png"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ref_model(tiny_dir) -> mm_model.Model:
+    return mm_model.load(tiny_dir)
+
+
+LIMITS = dict(max_body_bytes=256 * 1024, max_media_items=3, max_video_seconds=3.0, max_prompt_tokens=400,
+              timeout_s=60.0, queue_size=16)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(tiny_dir, media) -> str:
+    limits = ServerLimits(**LIMITS, allowed_local_media_path=media["dir"])
+    app = create_app(mm_model.load(tiny_dir), limits=limits, model_name=MODEL)
+    with background_server(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server) -> Any:
+    with openai.OpenAI(base_url=server, api_key="unused", max_retries=0, timeout=60) as c:
+        yield c
+
+
+def user(*parts: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": list(parts)}]
+
+
+def text(t: str) -> dict[str, Any]:
+    return {"type": "text", "text": t}
+
+
+def stream_text(client, **kwargs: Any) -> tuple[str, str, Any, str | None]:
+    """(answer, thinking, usage, finish_reason) from a streamed request."""
+    answer, thinking, usage, finish = [], [], None, None
+    for chunk in client.chat.completions.create(
+        **kwargs, stream=True, stream_options={"include_usage": True}
+    ):
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            finish = choice.finish_reason or finish
+            answer.append(choice.delta.content or "")
+            thinking.append((choice.delta.model_extra or {}).get("reasoning_content") or "")
+    return "".join(answer), "".join(thinking), usage, finish
+
+
+def assert_good_request_works(client) -> None:
+    r = client.chat.completions.create(model=MODEL, messages=user(text("hello")), max_tokens=2)
+    assert r.choices[0].finish_reason in ("stop", "length")
+
+
+# ---- same answers as Model.chat -------------------------------------------------------------------
+
+EQUALITY = {
+    # name: (local parts for Model.chat, served parts builder, thinking/budget)
+    "image": ("image", {}),
+    "video": ("video", {}),
+    "image_and_video_thinking_budget": ("image+video", {"thinking": True, "budget": 2}),
+    "image_by_allowed_file_url": ("file", {}),
+}
+
+
+def parts_for(kind: str, media: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    """(parts for Model.chat, parts for the server) of one equality case."""
+    local, served = [], []
+    if kind in ("image", "image+video"):
+        local.append({"type": "image", "image": media["png"]})
+        served.append({"type": "image_url", "image_url": {"url": data_url(media["png"], "image/png")}})
+    if kind in ("video", "image+video"):
+        local.append({"type": "video", "video": media["video"]})
+        served.append({"type": "video_url", "video_url": {"url": data_url(media["video"], "video/mp4")}})
+    if kind == "file":
+        local.append({"type": "image", "image": str(media["dir"] / "shot.png")})
+        served.append({"type": "image_url", "image_url": {"url": (media["dir"] / "shot.png").as_uri()}})
+    question = text("what is in the picture?")
+    return [*local, question], [*served, question]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("case", list(EQUALITY))
+def test_served_answer_equals_model_chat(client, ref_model, media, case, stream) -> None:
+    kind, think = EQUALITY[case]
+    local, served = parts_for(kind, media)
+    thinking, budget = think.get("thinking", False), think.get("budget")
+    ref = ref_model.chat(user(*local), max_new_tokens=SAMPLING["max_tokens"], temperature=SAMPLING["temperature"],
+                         seed=SAMPLING["seed"], thinking=thinking, budget=budget)  # fmt: skip
+    extra = {"chat_template_kwargs": {"thinking": thinking}}
+    if budget is not None:
+        extra["thinking_budget"] = budget
+    kwargs = dict(model=MODEL, messages=user(*served), extra_body=extra, **SAMPLING)
+    if stream:
+        answer, reasoning, usage, finish = stream_text(client, **kwargs)
+    else:
+        r = client.chat.completions.create(**kwargs)
+        message, usage, finish = r.choices[0].message, r.usage, r.choices[0].finish_reason
+        answer, reasoning = message.content, (message.model_extra or {}).get("reasoning_content") or ""
+        assert r.model == MODEL and r.object == "chat.completion"
+    assert (answer, reasoning) == (ref.text, ref.thinking)
+    assert finish == ref.finish_reason
+    assert usage.prompt_tokens == ref.usage["prompt_tokens"]
+    assert usage.completion_tokens == ref.usage["completion_tokens"]
+    assert usage.completion_tokens_details.reasoning_tokens == ref.usage["thinking_tokens"]
+    assert usage.model_extra["vision_tokens"] == ref.usage["vision_tokens"]
+
+
+def test_stop_string_cuts_the_answer(client, ref_model) -> None:
+    ref = ref_model.chat(user(text("hello world")), max_new_tokens=8, temperature=1.0, seed=5)
+    assert len(ref.text) >= 3, ref.text
+    stop = ref.text[2:4]
+    kwargs = dict(
+        model=MODEL, messages=user(text("hello world")), max_tokens=8, temperature=1.0, seed=5, stop=stop
+    )
+    r = client.chat.completions.create(**kwargs)
+    expected = ref.text[: ref.text.find(stop)]
+    assert (r.choices[0].message.content, r.choices[0].finish_reason) == (expected, "stop")
+    assert stream_text(client, **kwargs)[0] == expected
+
+
+def test_models_and_health(server, client) -> None:
+    assert [m.id for m in client.models.list()] == [MODEL]
+    with urllib.request.urlopen(server.removesuffix("/v1") + "/health", timeout=10) as r:
+        body = json.load(r)
+    assert body["status"] == "ok" and body["queue"]["capacity"] == LIMITS["queue_size"]
+
+
+# ---- bad input: the right 4xx, and the server keeps serving ---------------------------------------
+
+
+def bad_cases(media: dict[str, Any]) -> dict[str, tuple[dict[str, Any], int, str | None]]:
+    """name: (request fields, HTTP status, error code)."""
+    img = lambda url: {"type": "image_url", "image_url": {"url": url}}  # noqa: E731
+    allowed = media["dir"]
+    return {
+        "corrupt_image_data_url": (dict(messages=user(img(data_url(b"not an image at all", "image/png")), text("?"))),
+                                   400, "invalid_image"),
+        "invalid_base64": (dict(messages=user(img("data:image/png;base64,@@not-base64@@"))), 400, None),
+        "corrupt_video": (dict(messages=user({"type": "video_url", "video_url": {"url": data_url(b"\0" * 64, "video/mp4")}})),
+                          400, "invalid_video"),
+        "file_outside_allowed_folder": (dict(messages=user(img(media["outside"].as_uri()))), 400, "media_url_not_allowed"),
+        "system_file": (dict(messages=user(img("file:///etc/hostname"))), 400, "media_url_not_allowed"),
+        "dotdot_escape": (dict(messages=user(img(f"file://{allowed}/../outside.png"))), 400, "media_url_not_allowed"),
+        "symlink_escape": (dict(messages=user(img((allowed / "escape.png").as_uri()))), 400, "media_url_not_allowed"),
+        "bare_path": (dict(messages=user(img(str(allowed / "shot.png")))), 400, "media_url_not_allowed"),
+        "remote_url": (dict(messages=user(img("http://127.0.0.1:9/shot.png"))), 400, "media_url_not_allowed"),
+        "too_many_media_items": (dict(messages=user(*[img(data_url(media["png"], "image/png"))] * 4)),
+                                 400, "too_many_media_items"),
+        "video_too_long": (dict(messages=user({"type": "video_url", "video_url": {"url": data_url(media["long_video"], "video/mp4")}})),
+                           400, "video_too_long"),
+        "prompt_too_long": (dict(messages=user(text("hello world " * 400))), 400, "context_length_exceeded"),
+        "oversized_request": (dict(messages=user(text("x" * 300_000))), 413, "request_too_large"),
+        "unknown_model": (dict(model="gpt-4o"), 404, "model_not_found"),
+        "max_tokens_over_limit": (dict(max_tokens=10**6), 400, None),
+        "budget_without_thinking": (dict(extra_body={"thinking_budget": 4}), 400, None),
+        "unknown_content_type": (dict(messages=user({"type": "audio_url", "audio_url": {"url": "data:,"}})), 400, None),
+        "unknown_role": (dict(messages=[{"role": "robot", "content": "hi"}]), 400, None),
+    }  # fmt: skip
+
+
+BAD = [
+    "corrupt_image_data_url", "invalid_base64", "corrupt_video", "file_outside_allowed_folder", "system_file",
+    "dotdot_escape", "symlink_escape", "bare_path", "remote_url", "too_many_media_items", "video_too_long",
+    "prompt_too_long", "oversized_request", "unknown_model", "max_tokens_over_limit", "budget_without_thinking",
+    "unknown_content_type", "unknown_role",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("name", BAD)
+def test_bad_input_gives_openai_error_json(client, media, name, stream) -> None:
+    fields, status, code = bad_cases(media)[name]
+    kwargs = {"model": MODEL, "messages": user(text("hello")), "max_tokens": 2, **fields}
+    with pytest.raises(openai.APIStatusError) as info:
+        result = client.chat.completions.create(**kwargs, stream=stream)
+        if stream:
+            list(result)
+    exc = info.value
+    assert exc.status_code == status, exc.response.text
+    error = exc.response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error" and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    assert_good_request_works(client)
+
+
+def raw(url: str, data: bytes | None = None, method: str = "GET") -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+@pytest.mark.parametrize(
+    "path, body, status",
+    [("/v1/chat/completions", b"{not json", 400), ("/v1/chat/completions", b"[1, 2]", 400),
+     ("/v1/nothing-here", None, 404), ("/v1/models/gpt-4o", None, 404)],
+    ids=["malformed_json", "not_an_object", "unknown_route", "unknown_model_card"],
+)  # fmt: skip
+def test_raw_http_errors_have_the_openai_shape(server, client, path, body, status) -> None:
+    code, payload = raw(server.removesuffix("/v1") + path, body, "POST" if body else "GET")
+    assert code == status
+    assert set(payload["error"]) == {"message", "type", "param", "code"}
+    assert_good_request_works(client)
+
+
+# ---- timeouts and disconnects cancel the work -----------------------------------------------------
+
+
+def wait_idle(base: str, within_s: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < within_s:
+        status, body = raw(base + "/health")
+        if status == 200 and not body["queue"]["busy"] and body["queue"]["waiting"] == 0:
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"the worker was still busy after {within_s} s")
+
+
+LONG = dict(model=MODEL, messages=user(text("hello")), max_tokens=1500, temperature=1.0, seed=1)
+
+
+def test_timeout_gives_504_and_cancels_the_generation(tiny_dir) -> None:
+    # 1500 tokens take far longer than the 1 s budget (minutes on a loaded 2-core CPU); the worker
+    # must be free again within seconds of the 504.
+    app = create_app(mm_model.load(tiny_dir), limits=ServerLimits(timeout_s=1.0), model_name=MODEL)
+    with background_server(app) as url, openai.OpenAI(base_url=url, api_key="x", max_retries=0) as c:
+        with pytest.raises(openai.APIStatusError) as info:
+            c.chat.completions.create(**LONG)
+        assert info.value.status_code == 504
+        assert info.value.response.json()["error"]["code"] == "timeout"
+        wait_idle(url.removesuffix("/v1"), 10)
+        assert_good_request_works(c)
+
+
+def test_client_disconnect_cancels_the_stream(server, client) -> None:
+    stream = client.chat.completions.create(**LONG, stream=True)
+    next(iter(stream))
+    stream.close()
+    wait_idle(server.removesuffix("/v1"), 10)
+    assert_good_request_works(client)
+
+
+# ---- bounded load -----------------------------------------------------------------------------------
+
+
+def test_concurrent_requests_complete_or_get_503_and_never_swap_answers(server, client, ref_model) -> None:
+    """32 requests at once on a queue of 16: each completes with its own answer or is refused with 503.
+
+    Memory: RSS after a burst must be within 64 MiB of the RSS after an identical warm-up burst (the
+    first burst grows allocator arenas and thread stacks once; a leak of per-request buffers would
+    grow every burst).
+    """
+    n = 32
+    prompts = [f"request {i}: what is in the picture?" for i in range(n)]
+    expected = [
+        ref_model.chat(p, max_new_tokens=5, temperature=1.0, seed=i).text for i, p in enumerate(prompts)
+    ]
+    assert len(set(expected)) >= n - 2, "expected answers must tell requests apart"
+
+    def one(i: int) -> tuple[str, Any]:
+        try:
+            r = client.chat.completions.create(model=MODEL, messages=user(text(prompts[i])), max_tokens=5,
+                                               temperature=1.0, seed=i, timeout=60)  # fmt: skip
+            return "ok", r.choices[0].message.content
+        except openai.APIStatusError as exc:
+            return str(exc.status_code), exc.response.headers.get("retry-after")
+
+    def burst() -> list[tuple[str, Any]]:
+        with ThreadPoolExecutor(n) as pool:
+            futures = [pool.submit(one, i) for i in range(n)]
+            return [f.result(timeout=120) for f in futures]
+
+    burst()
+    wait_idle(server.removesuffix("/v1"), 30)
+    gc.collect()
+    before = rss_bytes()
+    results = burst()
+    wait_idle(server.removesuffix("/v1"), 30)
+    gc.collect()
+    after = rss_bytes()
+
+    ok = [i for i, (status, _) in enumerate(results) if status == "ok"]
+    refused = [i for i, (status, _) in enumerate(results) if status == "503"]
+    assert len(ok) + len(refused) == n, results
+    assert ok, "at least the running and the queued requests complete"
+    for i in ok:
+        assert results[i][1] == expected[i], f"request {i} got {results[i][1]!r}, expected {expected[i]!r}"
+    for i in refused:
+        assert results[i][1] is not None and int(results[i][1]) >= 1, "503 carries Retry-After"
+    assert after - before < 64 * 2**20, f"RSS grew {(after - before) / 2**20:.1f} MiB over a burst"
+    assert_good_request_works(client)
