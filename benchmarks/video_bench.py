@@ -114,25 +114,35 @@ def run(
     correct = sum(1 for r in results.records() if r.get("correct"))
     scored = len(results.done)
     with ThreadPoolExecutor(max_workers=max(1, backend.workers)) as pool:
-        pending = set()
         queue = iter(todo)
-        for s in queue:  # keep at most 2 x workers in flight, so an interrupt loses little
-            pending.add(pool.submit(evaluate, s, backend, settings))
-            if len(pending) >= 2 * backend.workers:
-                break
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                rec = fut.result()
-                results.append(rec)
-                if not rec["error"]:
-                    scored, correct = scored + 1, correct + bool(rec["correct"])
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(acc=f"{correct / max(scored, 1):.1%}")
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.add(pool.submit(evaluate, nxt, backend, settings))
+        # at most 2 x workers in flight, so an interrupt loses little
+        pending = {
+            pool.submit(evaluate, s, backend, settings) for _, s in zip(range(2 * backend.workers), queue)
+        }
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                stop: BaseException | None = None
+                for fut in done:  # write every finished sample before re-raising an interrupt
+                    try:
+                        rec = fut.result()
+                    except BaseException as exc:  # KeyboardInterrupt in a worker, or a bug
+                        stop = stop or exc
+                        continue
+                    results.append(rec)
+                    if not rec["error"]:
+                        scored, correct = scored + 1, correct + bool(rec["correct"])
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(acc=f"{correct / max(scored, 1):.1%}")
+                    nxt = None if stop else next(queue, None)
+                    if nxt is not None:
+                        pending.add(pool.submit(evaluate, nxt, backend, settings))
+                if stop is not None:
+                    raise stop
+        finally:
+            for fut in pending:
+                fut.cancel()
     if bar is not None:
         bar.close()
     return len(todo)
@@ -142,11 +152,13 @@ def make_backend(args: argparse.Namespace) -> Backend:
     from benchmarks.video_suites import backends
 
     if args.backend == "local":
-        return backends.LocalBackend(args.model, fps=args.fps, max_frames=args.max_frames,
+        return backends.LocalBackend(args.model or "tiny", fps=args.fps, max_frames=args.max_frames,
                                      max_patches_per_frame=args.max_patches_per_frame)  # fmt: skip
-    return backends.OpenAIBackend(args.base_url, args.model if args.model != "tiny" else None, workers=args.workers,
-                                  fps=args.fps, max_frames=args.max_frames,
-                                  max_patches_per_frame=args.max_patches_per_frame)  # fmt: skip
+    if args.fps or args.max_frames or args.max_patches_per_frame:
+        print("note: with --backend openai the endpoint samples video with its own settings; --fps only "
+              "cuts segments client-side, --max-frames/--max-patches-per-frame are not sent", file=sys.stderr)  # fmt: skip
+    return backends.OpenAIBackend(args.base_url, args.model,
+                                  workers=args.workers, fps=args.fps or 2.0)  # fmt: skip
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -165,7 +177,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--backend", choices=("local", "openai"), default="local")
     ap.add_argument(
-        "--model", default="tiny", help="local: bundled name or checkpoint dir; openai: served model id"
+        "--model",
+        default=None,
+        help="local: bundled name or checkpoint dir (default tiny); openai: served model id (default: the endpoint's first)",
     )
     ap.add_argument(
         "--base-url",

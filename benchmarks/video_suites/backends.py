@@ -8,7 +8,6 @@ client-side, into a frame list (local) or a small MP4 (openai), so both backends
 
 from __future__ import annotations
 
-import base64
 import io
 import os
 import threading
@@ -175,22 +174,15 @@ class LocalBackend:
 # ---- openai -------------------------------------------------------------------------------------
 
 
-def _data_url(video: Any, fps: float) -> str:
-    if isinstance(video, (str, os.PathLike)):
-        data, suffix = Path(video).read_bytes(), Path(video).suffix.lstrip(".").lower() or "mp4"
-    else:
-        data, suffix = frames_to_mp4(video, fps), "mp4"
-    mime = {"mkv": "x-matroska", "mov": "quicktime", "avi": "x-msvideo"}.get(suffix, suffix)
-    return f"data:video/{mime};base64," + base64.b64encode(data).decode()
-
-
 class OpenAIBackend:
-    """Any OpenAI-compatible chat-completions endpoint (our `mm-model serve`, vLLM, SGLang).
+    """Any OpenAI-compatible chat-completions endpoint (our `mm-model serve`, vLLM, SGLang), through
+    `mm_model.client.OpenAIBackend` (the official `openai` package).
 
-    The video goes as a `video_url` data URL; thinking, budget and sampling controls go in
-    `extra_body` (`thinking`, `thinking_budget`, `video_fps`, `max_video_frames`,
-    `max_patches_per_frame`, only those set). Streams, so time to first token is measured
-    client-side; token counts come from the endpoint's `usage`.
+    The video goes as a `video_url` data URL (segments and frame folders as a small MP4); thinking and
+    the Toggle budget as the client sends them (`chat_template_kwargs.thinking`, `thinking_token_budget`
+    / `thinking_budget`). Streams, so time to first token is measured here; token counts come from
+    the endpoint's `usage`. Video sampling (fps, frames, patches) is the endpoint's own: start
+    `mm-model serve` with the same settings to compare with the local backend.
     """
 
     name = "openai"
@@ -203,66 +195,30 @@ class OpenAIBackend:
         api_key: str | None = None,
         workers: int = 4,
         timeout: float = 600.0,
-        fps: float | None = None,
-        max_frames: int | None = None,
-        max_patches_per_frame: int | None = None,
+        fps: float = 2.0,
     ) -> None:
-        import openai
+        from mm_model.client import OpenAIBackend as Client
 
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1")
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY", "EMPTY"),
-                                    timeout=timeout, max_retries=2)  # fmt: skip
-        self.model = model or os.environ.get("OPENAI_MODEL") or self.client.models.list().data[0].id
+        self.client = Client(self.base_url, model or os.environ.get("OPENAI_MODEL"), api_key, timeout=timeout)
         self.workers = max(1, int(workers))
-        self.fps = fps or 2.0
-        self.controls = {k: v for k, v in {"video_fps": fps, "max_video_frames": max_frames,
-                                          "max_patches_per_frame": max_patches_per_frame}.items() if v is not None}  # fmt: skip
+        self.fps = fps  # only for cutting segments client-side
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "openai", "base_url": self.base_url, "model": self.model, **self.controls}
+        return {"backend": "openai", "base_url": self.base_url, "model": self.client.model}
 
     def answer(self, request: Request) -> Reply:
-        content = [{"type": "video_url", "video_url": {"url": _data_url(request.video, self.fps)}},
-                   {"type": "text", "text": request.prompt}]  # fmt: skip
-        extra: dict[str, Any] = dict(self.controls)
-        if request.thinking:
-            extra["thinking"] = True
-            if request.budget is not None:
-                extra["thinking_budget"] = request.budget
-        start = time.perf_counter()
-        stream = self.client.chat.completions.create(
-            model=self.model, messages=[{"role": "user", "content": content}], max_tokens=request.max_new_tokens,
+        video = request.video
+        if not isinstance(video, (str, os.PathLike)):
+            video = frames_to_mp4(video, self.fps)
+        messages = [{"role": "user", "content": [{"type": "video", "video": video},
+                                                 {"type": "text", "text": request.prompt}]}]  # fmt: skip
+        stream = self.client.chat(
+            messages, max_tokens=request.max_new_tokens, thinking=request.thinking, budget=request.budget,
             temperature=request.temperature, top_p=request.top_p, seed=request.seed, stream=True,
-            stream_options={"include_usage": True}, extra_body=extra or None,
         )  # fmt: skip
-        text, thinking, usage, first, finish = [], [], {}, None, "stop"
-        for chunk in stream:
-            if chunk.usage is not None:
-                usage = chunk.usage.model_dump(exclude_none=True)
-            for choice in chunk.choices:
-                delta = choice.delta
-                piece = getattr(delta, "content", None)
-                reasoning = getattr(delta, "reasoning_content", None) or (delta.model_extra or {}).get(
-                    "reasoning_content"
-                )
-                if (piece or reasoning) and first is None:
-                    first = time.perf_counter() - start
-                if piece:
-                    text.append(piece)
-                if reasoning:
-                    thinking.append(reasoning)
-                finish = choice.finish_reason or finish
-        total = time.perf_counter() - start
-        usage = _normalize_usage(usage)
-        return Reply("".join(text), "".join(thinking), usage, first, total, None, None, finish)
-
-
-def _normalize_usage(usage: dict[str, Any]) -> dict[str, int]:
-    """OpenAI usage -> our keys (prompt_tokens, completion_tokens, vision_tokens, thinking_tokens, answer_tokens)."""
-    out = {k: int(v) for k, v in usage.items() if isinstance(v, (int, float))}
-    details = usage.get("completion_tokens_details") or {}
-    if "thinking_tokens" not in out and details.get("reasoning_tokens") is not None:
-        out["thinking_tokens"] = int(details["reasoning_tokens"])
-    if "answer_tokens" not in out and "completion_tokens" in out:
-        out["answer_tokens"] = out["completion_tokens"] - out.get("thinking_tokens", 0)
-    return out
+        for _ in stream:
+            pass
+        r = stream.result
+        return Reply(r.text, r.thinking, dict(r.usage), r.timings.get("time_to_first_token_s"),
+                     r.timings.get("total_s"), None, None, r.finish_reason)  # fmt: skip

@@ -41,6 +41,8 @@ _LEADING = re.compile(r"^[(\[]?([A-Z])\s*[.):\]]")
 _PAREN = re.compile(r"[(\[]([A-Z])[)\]]")
 _TRAILING = re.compile(r"(?:^|[\s:(])([A-Z])[)\].!]?\s*$")
 _STANDALONE = re.compile(r"(?<![A-Za-z0-9'])([A-Z])(?![A-Za-z0-9'])")
+# "A"/"I" followed by a lowercase word is an article or pronoun, unless that word joins letters.
+_ARTICLE = re.compile(r"\s+(?!(?:and|or|nor|but|vs|versus|is|are|was|were|seems|looks|then)\b)[a-z]")
 
 
 def strip_thinking(text: str) -> str:
@@ -78,7 +80,7 @@ def extract_answer(raw: str, options: Sequence[str]) -> Extraction:
         rest = text[m.end() :]
         if letter.islower() and not (tail.strip() or not rest.strip()):
             continue
-        if letter.isupper() and not tail.strip() and re.match(r"\s+[a-z]", rest) and letter in "AI":
+        if letter.isupper() and not tail.strip() and _ARTICLE.match(rest) and letter in "AI":
             continue  # "the answer is A red ball": an article
         if letter.upper() in letters:
             found = letter.upper()
@@ -113,7 +115,7 @@ def extract_answer(raw: str, options: Sequence[str]) -> Extraction:
     standalone = {
         s.group(1)
         for s in _STANDALONE.finditer(text)
-        if s.group(1) in letters and not (s.group(1) in "AI" and re.match(r"\s+[a-z]", text[s.end() :]))
+        if s.group(1) in letters and not (s.group(1) in "AI" and _ARTICLE.match(text[s.end() :]))
     }
     if len(standalone) == 1:
         return Extraction(standalone.pop(), "standalone")

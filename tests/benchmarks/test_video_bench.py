@@ -1,0 +1,177 @@
+"""The benchmark loop on a fake backend with known answers: records, summary, resume after an interrupt,
+concurrent workers; the CLI end to end on the tiny random model (local, and through our server)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+
+import pytest
+
+from benchmarks import video_bench
+from benchmarks.video_suites import load_suite
+from benchmarks.video_suites.backends import Reply, Request
+from benchmarks.video_suites.results import ResultsFile
+from benchmarks.video_suites.summary import summarize
+from benchmarks.video_suites.synthetic import make_suite
+
+SETTINGS = {"fps": 2.0, "max_frames": None, "subtitles": False, "thinking": False, "budget": None,
+            "max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "seed": None}  # fmt: skip
+
+
+class FakeBackend:
+    """Replies from a table by sample id; counts calls; can be told to raise KeyboardInterrupt at call k."""
+
+    name = "fake"
+
+    def __init__(self, replies: dict[str, str], workers: int = 1, interrupt_at: int | None = None) -> None:
+        self.replies, self.workers, self.interrupt_at = replies, workers, interrupt_at
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict:
+        return {"backend": "fake"}
+
+    def answer(self, request: Request) -> Reply:
+        with self._lock:
+            self.calls.append(request.sample_id)
+            if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
+                raise KeyboardInterrupt
+        reply = self.replies[request.sample_id]
+        if reply == "!error":
+            raise RuntimeError("endpoint said 500")
+        return Reply(reply, "", {"vision_tokens": 12, "completion_tokens": 3}, 0.1, 0.2, 0.05, 4)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    make_suite(root, n=8, seed=7)
+    samples = load_suite("synthetic", root).samples
+    return root, samples
+
+
+def known_replies(samples):
+    """Right for even samples (in assorted forms), wrong or junk for odd ones."""
+    forms = ["{a}", "The answer is {a}.", "({a})", "Answer: {a}"]
+    out = {}
+    for i, s in enumerate(samples):
+        wrong = next(letter for letter in s.letters if letter != s.answer)
+        out[s.id] = forms[i % 4].format(a=s.answer) if i % 2 == 0 else ("no idea" if i % 4 == 1 else wrong)
+    return out
+
+
+def test_records_and_summary_on_fake_backend(suite, tmp_path):
+    _, samples = suite
+    backend = FakeBackend(known_replies(samples))
+    results = ResultsFile(tmp_path / "r.jsonl", {"x": 1})
+    assert video_bench.run(samples, backend, results, SETTINGS, progress=False) == 8
+    recs = {r["id"]: r for r in results.records()}
+    for i, s in enumerate(samples):
+        r = recs[s.id]
+        assert r["correct"] == (i % 2 == 0) and r["raw_output"] == backend.replies[s.id]
+        assert r["answer"] == s.answer and r["options"] == list(s.options) and r["question"] == s.question
+        assert r["duration_bucket"] == s.tags["duration_bucket"] and r["duration_s"] == s.duration
+        assert r["usage"]["vision_tokens"] == 12 and r["timings"]["total_s"] == 0.2
+    assert [recs[s.id]["prediction"] for i, s in enumerate(samples) if i % 4 == 1] == [None, None]
+    summary = summarize(results.records())
+    assert summary["overall"]["accuracy"] == 0.5 and summary["unparsed"] == 2
+    assert {k: v["n"] for k, v in summary["by_task_type"].items()} == {
+        "colour_order": 2, "direction": 2, "first_appear": 2, "flash_count": 2}  # fmt: skip
+    assert summary["throughput"]["decode_frames_per_s"] == pytest.approx(4 / 0.05)
+
+
+def test_interrupted_run_resumes_without_redoing(suite, tmp_path):
+    _, samples = suite
+    replies = known_replies(samples)
+    replies[samples[5].id] = "!error"
+    path = tmp_path / "r.jsonl"
+    first = FakeBackend(replies, interrupt_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        video_bench.run(samples, first, ResultsFile(path, {"x": 1}), SETTINGS, progress=False)
+    finished = ResultsFile(path, {"x": 1}).done
+    assert len(finished) == 3  # calls 1-3 were written; the 4th was interrupted
+    replies[samples[5].id] = "A"
+    second = FakeBackend(replies)
+    ran = video_bench.run(samples, second, ResultsFile(path, {"x": 1}), SETTINGS, progress=False)
+    assert ran == len(samples) - len(finished) == len(second.calls)
+    assert not set(second.calls) & finished
+    assert ResultsFile(path, {"x": 1}).done == {s.id for s in samples}
+    # an error is recorded, and retried by the next run
+    third_replies = dict(replies)
+    third_replies[samples[6].id] = "!error"
+    p2 = tmp_path / "r2.jsonl"
+    video_bench.run(samples, FakeBackend(third_replies), ResultsFile(p2, {"x": 1}), SETTINGS, progress=False)
+    rec = next(r for r in ResultsFile(p2, {"x": 1}).records() if r["id"] == samples[6].id)
+    assert rec["error"].startswith("RuntimeError") and samples[6].id not in ResultsFile(p2, {"x": 1}).done
+    again = FakeBackend(replies)
+    video_bench.run(samples, again, ResultsFile(p2, {"x": 1}), SETTINGS, progress=False)
+    assert again.calls == [samples[6].id]
+
+
+def test_workers_run_concurrently_and_record_everything(suite, tmp_path):
+    _, samples = suite
+    backend = FakeBackend(known_replies(samples), workers=3)
+    results = ResultsFile(tmp_path / "r.jsonl", {"x": 1})
+    video_bench.run(samples, backend, results, SETTINGS, progress=True)
+    assert sorted(backend.calls) == sorted(s.id for s in samples)
+    assert summarize(results.records())["overall"]["accuracy"] == 0.5
+
+
+def test_add_bench_command_parses():
+    ap = argparse.ArgumentParser(prog="mm-model")
+    video_bench.add_bench_command(ap.add_subparsers(dest="command"))
+    args = ap.parse_args(["bench", "video", "--suite", "mvbench", "--root", "/x", "--backend", "openai",
+                          "--workers", "8", "--thinking", "--budget", "auto", "--fps", "1"])  # fmt: skip
+    assert (
+        args.func is video_bench.main_args and args.workers == 8 and args.budget == "auto" and args.fps == 1.0
+    )
+
+
+def _last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_cli_local_and_openai_agree_on_tiny_model(tiny_dir, tmp_path, capsys):
+    """Plumbing on the tiny RANDOM model (chance-level answers): local and our server give the same predictions."""
+    pytest.importorskip("fastapi")
+    import mm_model
+    from mm_model.server import background_server, create_app
+
+    root = tmp_path / "syn"
+    common = ["--suite", "synthetic", "--root", str(root), "--make-synthetic", "4", "--max-new-tokens", "4",
+              "--no-progress"]  # fmt: skip
+    assert video_bench.main([*common, "--model", str(tiny_dir), "--out", str(tmp_path / "local")]) == 0
+    local = _last_json(capsys.readouterr().out)
+    assert local["samples"] == 4 and local["overall"]["n"] == 4 and local["ran_now"] == 4
+    assert (tmp_path / "local" / "summary.json").exists() and (tmp_path / "local" / "results.jsonl").exists()
+    # resume: nothing left to do
+    assert (
+        video_bench.main([*common, "--model", str(tiny_dir), "--out", str(tmp_path / "local"), "--no-plots"])
+        == 0
+    )
+    assert _last_json(capsys.readouterr().out)["ran_now"] == 0
+
+    with background_server(create_app(mm_model.load(tiny_dir), model_name="tiny-random")) as url:
+        args = [
+            *common,
+            "--backend",
+            "openai",
+            "--base-url",
+            url,
+            "--workers",
+            "2",
+            "--out",
+            str(tmp_path / "oa"),
+        ]
+        assert video_bench.main(args) == 0
+    remote = _last_json(capsys.readouterr().out)
+    assert remote["model"] == "tiny-random", remote
+    assert remote["overall"] == local["overall"]
+    by_id = {}
+    for name in ("local", "oa"):
+        for line in (tmp_path / name / "results.jsonl").read_text().splitlines()[1:]:
+            r = json.loads(line)
+            by_id.setdefault(r["id"], []).append(r["raw_output"])
+    assert all(a == b for a, b in by_id.values())
