@@ -154,6 +154,7 @@ def test_served_answer_equals_model_chat(client, ref_model, media, case, stream)
     thinking, budget = think.get("thinking", False), think.get("budget")
     ref = ref_model.chat(user(*local), max_new_tokens=SAMPLING["max_tokens"], temperature=SAMPLING["temperature"],
                          seed=SAMPLING["seed"], thinking=thinking, budget=budget)  # fmt: skip
+    assert ref.text and (ref.thinking if thinking else True), "the case must produce text to compare"
     extra = {"chat_template_kwargs": {"thinking": thinking}}
     if budget is not None:
         extra["thinking_budget"] = budget
