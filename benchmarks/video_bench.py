@@ -175,6 +175,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--synthetic-seed", type=int, default=None, help="synthetic: held-out seed (default 100000)"
     )
+    ap.add_argument(
+        "--synthetic-source",
+        choices=("auto", "training", "builtin"),
+        default="auto",
+        help="synthetic: the training generators' held-out splits (auto: when importable) or the built-in families",
+    )
     ap.add_argument("--backend", choices=("local", "openai"), default="local")
     ap.add_argument(
         "--model",
@@ -223,7 +229,9 @@ def main_args(args: argparse.Namespace) -> int:
     if args.suite == "synthetic" and args.make_synthetic and not (root / "annotations.jsonl").exists():
         from benchmarks.video_suites.synthetic import HELD_OUT_SEED, make_suite
 
-        make_suite(root, args.make_synthetic, args.synthetic_seed or HELD_OUT_SEED)
+        make_suite(
+            root, args.make_synthetic, args.synthetic_seed or HELD_OUT_SEED, source=args.synthetic_source
+        )
     loaded = load_suite(args.suite, root, subtitles=args.subtitles, tasks=args.tasks)
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -15,7 +15,12 @@ The generator interface (shared with the training generators, which may pass the
 `annotations.jsonl`, cycling through families and durations. Training uses seeds below
 HELD_OUT_SEED; evaluation seeds start there, so the suite is held out.
 
-    python -m benchmarks.video_suites.synthetic OUT_DIR [--n 24] [--seed 100000]
+`make_training_suite(out_dir, n)` builds the suite from the bundled model's own training generators
+(`training.generators`, splits "heldout" and "long": seeds never trained on), turning each open
+question into lettered options (the right answer plus same-kind distractors). `make_suite(...,
+source="auto")` uses them when they are importable, else the built-in families above.
+
+    python -m benchmarks.video_suites.synthetic OUT_DIR [--n 24] [--seed 100000] [--source auto|training|builtin]
 """
 
 from __future__ import annotations
@@ -142,14 +147,93 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS) -> Path:
     return path
 
 
+def _options_for(task: str, answer: str, question: str, rng: random.Random) -> list[str]:
+    """Lettered options for an open training question: the answer and same-kind distractors, shuffled."""
+    from training.generators.common import COLOUR_NAMES
+
+    if task == "direction":
+        return ["left", "right", "up", "down"]
+    if task == "flashes":
+        return ["1", "2", "3", "4"]
+    if task == "first_appear":  # "Which appears first, the {a} or the {b}?"
+        a, b = question.rstrip("?").split("the ", 1)[1].split(" or the ")
+        return [a, b]
+    if task == "colour_order":
+        import itertools
+
+        colours = answer.split(", ")
+        options = [", ".join(p) for p in itertools.permutations(colours)]
+        for c in COLOUR_NAMES:  # two-colour orders have 2 permutations: add orders with a stranger
+            if c not in colours:
+                options.append(
+                    ", ".join([colours[0], c]) if len(colours) == 2 else ", ".join([c, *colours[1:]])
+                )
+        options = [answer, *rng.sample([o for o in dict.fromkeys(options) if o != answer], 3)]
+    else:  # at_time: a colour
+        options = [answer, *rng.sample([c for c in COLOUR_NAMES if c != answer], 3)]
+    rng.shuffle(options)
+    return options
+
+
+def make_training_suite(out_dir: str | Path, n: int = 20, long_every: int = 4) -> Path:
+    """`n` held-out questions from `training.generators` (every `long_every`-th from the "long" split)."""
+    from training.generators import sample
+    from training.generators.videos import FPS as TRAIN_FPS
+    from training.generators.videos import TASKS
+
+    out = Path(out_dir)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        split = "long" if long_every and i % long_every == long_every - 1 else "heldout"
+        task = TASKS[i % len(TASKS)]
+        s = sample(split, i, family="video", task=task)
+        frames = next(p["video"] for p in s.messages[-1]["content"] if p.get("type") == "video")
+        question = next(p["text"] for p in s.messages[-1]["content"] if p.get("type") == "text")
+        options = _options_for(task, s.answer, question, random.Random(f"options/{split}/{i}"))
+        name = f"videos/{i:04d}_{split}_{task}.mp4"
+        _write_frames(out / name, frames, TRAIN_FPS)
+        seconds = len(frames) / TRAIN_FPS
+        bucket = (
+            "16-32s (long)"
+            if split == "long"
+            else ("2-4s" if seconds <= 4 else "6-8s" if seconds <= 8 else "10-12s")
+        )
+        lines.append({
+            "id": f"{split}-{i:04d}", "video": name, "question": question, "options": options,
+            "answer": "ABCDEFGHIJ"[options.index(s.answer)], "duration": seconds,
+            "tags": {"task_type": task, "duration_bucket": bucket, "split": split, "source": "training.generators"},
+        })  # fmt: skip
+    path = out / "annotations.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def _write_frames(path: Path, frames: list, fps: float) -> Path:
+    arr = np.stack([np.asarray(f.convert("RGB"), dtype=np.uint8) for f in frames])
+    h, w = arr.shape[1] - arr.shape[1] % 2, arr.shape[2] - arr.shape[2] % 2
+    return write_mp4(path, np.ascontiguousarray(arr[:, :h, :w]), fps=int(fps))
+
+
 def make_suite(
     out_dir: str | Path,
     n: int = 24,
     seed: int = HELD_OUT_SEED,
     generators: dict[str, Generator] | None = None,
     durations: tuple[float, ...] = DURATIONS,
+    source: str = "builtin",
 ) -> Path:
-    """Write `n` clips and their questions under `out_dir`; returns the annotations.jsonl path."""
+    """Write `n` clips and their questions under `out_dir`; returns the annotations.jsonl path.
+
+    source: "builtin" (the families above, from `seed`), "training" (`make_training_suite`), or
+    "auto" (training when importable).
+    """
+    if source in ("training", "auto"):
+        try:
+            return make_training_suite(out_dir, n)
+        except ImportError:
+            if source == "training":
+                raise
     generators = generators or GENERATORS
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
@@ -177,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out_dir")
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--seed", type=int, default=HELD_OUT_SEED)
+    ap.add_argument("--source", choices=("auto", "training", "builtin"), default="auto")
     args = ap.parse_args(argv)
-    print(make_suite(args.out_dir, args.n, args.seed))
+    print(make_suite(args.out_dir, args.n, args.seed, source=args.source))
     return 0
 
 

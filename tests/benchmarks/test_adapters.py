@@ -136,3 +136,13 @@ def test_synthetic_suite_is_deterministic_and_readable(tmp_path):
     assert not loaded.missing and {s.tags["task_type"] for s in loaded.samples} == set(GENERATORS)
     clip = video.load_video(loaded.samples[0].video, fps=2.0)
     assert clip.frames.shape[1:] == (64, 96, 3) and len(clip.frames) == 4  # 2 s at 2 fps
+
+
+def test_synthetic_suite_from_training_generators(tmp_path):
+    pytest.importorskip("training.generators")
+    from benchmarks.video_suites.synthetic import make_training_suite
+
+    loaded = load_suite("synthetic", make_training_suite(tmp_path, n=4, long_every=0))
+    assert len(loaded.samples) == 4 and not loaded.missing
+    for s in loaded.samples:
+        assert s.tags["split"] == "heldout" and len(set(s.options)) == len(s.options) >= 2

@@ -140,7 +140,7 @@ def test_cli_local_and_openai_agree_on_tiny_model(tiny_dir, tmp_path, capsys):
     from mm_model.server import background_server, create_app
 
     root = tmp_path / "syn"
-    common = ["--suite", "synthetic", "--root", str(root), "--make-synthetic", "4", "--max-new-tokens", "4",
+    common = ["--suite", "synthetic", "--root", str(root), "--make-synthetic", "4", "--synthetic-source", "builtin", "--max-new-tokens", "4",
               "--no-progress"]  # fmt: skip
     assert video_bench.main([*common, "--model", str(tiny_dir), "--out", str(tmp_path / "local")]) == 0
     local = _last_json(capsys.readouterr().out)
@@ -175,3 +175,26 @@ def test_cli_local_and_openai_agree_on_tiny_model(tiny_dir, tmp_path, capsys):
             r = json.loads(line)
             by_id.setdefault(r["id"], []).append(r["raw_output"])
     assert all(a == b for a, b in by_id.values())
+
+
+def test_local_backend_sampling_controls_and_thinking_budget(tiny_dir, suite):
+    from benchmarks.video_suites.backends import LocalBackend
+
+    _, samples = suite
+    four_s = next(s for s in samples if s.tags["duration_bucket"] == "4s")  # 8 frames at 2 fps
+    full = LocalBackend(str(tiny_dir))
+    capped = LocalBackend(str(tiny_dir), fps=1.0, max_frames=3, max_patches_per_frame=16)
+    assert capped.describe()["max_patches_per_frame"] == 16
+    req = Request(four_s.id, four_s.video, "Which way?", max_new_tokens=3)
+    a, b = full.answer(req), capped.answer(req)
+    assert (a.frames, b.frames) == (8, 3)
+    assert b.usage["vision_tokens"] < a.usage["vision_tokens"] and a.decode_s > 0
+    thought = full.answer(
+        Request(four_s.id, four_s.video, "Which way?", max_new_tokens=8, thinking=True, budget=2)
+    )
+    assert thought.usage["thinking_tokens"] <= 2
+
+
+def test_budget_needs_thinking(tmp_path, capsys):
+    assert video_bench.main(["--suite", "generic", "--root", str(tmp_path), "--budget", "4"]) == 2
+    assert "--budget needs --thinking" in capsys.readouterr().err
