@@ -133,9 +133,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = BENCH_CONFIG
-    prefill_lens = [
-        int(n) for n in (args.prefill_lens or ("512" if args.quick else "512,2048")).split(",") if n
-    ]
+    lens = args.prefill_lens if args.prefill_lens is not None else ("512" if args.quick else "512,2048")
+    prefill_lens = [int(n) for n in lens.split(",") if n]
     steps = args.decode_steps or (32 if args.quick else 128)
     repeats = args.repeats or (1 if args.quick else 3)
     prompt = 128
