@@ -17,135 +17,17 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
 
-from benchmarks.video_suites import SUITES, Sample, load_suite
-from benchmarks.video_suites.backends import Backend, Request, video_input
-from benchmarks.video_suites.extract import extract_answer
-from benchmarks.video_suites.prompts import PROMPT_VERSION, build_prompt
+from benchmarks.video_suites import SUITES, load_suite
+from benchmarks.video_suites.backends import Backend
+from benchmarks.video_suites.prompts import PROMPT_VERSION
 from benchmarks.video_suites.results import ResultsFile
-from benchmarks.video_suites.schema import duration_bucket
-from benchmarks.video_suites.subtitles import subtitle_text
+from benchmarks.video_suites.runner import evaluate, run
+
+__all__ = ["add_bench_command", "evaluate", "main", "run"]
 
 RESULTS = Path(__file__).resolve().parent / "results" / "video"
-
-
-def measured_duration(sample: Sample) -> float | None:
-    """Seconds of video the question is about: annotation, segment bounds, frame count, or the container."""
-    if sample.start is not None and sample.end is not None:
-        return float(sample.end - sample.start)
-    if sample.duration is not None:
-        return float(sample.duration)
-    try:
-        import video
-
-        if sample.frame_fps:
-            from video.sequence import as_sequence
-
-            return len(as_sequence(sample.video, sample.frame_fps).frames) / sample.frame_fps
-        with video.open_video(sample.video) as reader:
-            return float(reader.info.duration)
-    except Exception:  # a broken file shows up as the sample's error later
-        return None
-
-
-def sampled_times(sample: Sample, fps: float, max_frames: int | None) -> list[float] | None:
-    try:
-        import video
-
-        with video.open_video(sample.video, fps, max_frames) as reader:
-            return [float(t) for t in reader.targets]
-    except Exception:
-        return None
-
-
-def evaluate(sample: Sample, backend: Backend, settings: dict[str, Any]) -> dict[str, Any]:
-    """Ask `backend` about `sample`; the result record (never raises: failures go into `error`)."""
-    duration = measured_duration(sample)
-    record: dict[str, Any] = {
-        "id": sample.id, "suite": sample.suite, "video": sample.video, "question": sample.question,
-        "options": list(sample.options), "answer": sample.answer, "tags": sample.tags, "duration_s": duration,
-        "duration_bucket": sample.tags.get("duration_bucket") or duration_bucket(duration),
-        "task_type": sample.tags.get("task_type", "unknown"),
-    }  # fmt: skip
-    try:
-        subs = None
-        if settings["subtitles"] and sample.subtitle:
-            subs = subtitle_text(
-                sample.subtitle, sampled_times(sample, settings["fps"], settings["max_frames"])
-            )
-        prompt = build_prompt(sample, subs)
-        request = Request(
-            sample.id, video_input(sample, settings["fps"]), prompt, settings["max_new_tokens"], settings["thinking"],
-            settings["budget"], settings["temperature"], settings["top_p"], settings["seed"],
-        )  # fmt: skip
-        reply = backend.answer(request)
-    except Exception as exc:  # a bad video or a failed request: recorded, retried on resume
-        record.update(prediction=None, correct=False, error=f"{type(exc).__name__}: {exc}")
-        return record
-    found = extract_answer(reply.text, sample.options)
-    record.update(
-        prediction=found.letter, rule=found.rule, correct=found.letter == sample.answer, raw_output=reply.text,
-        thinking=reply.thinking, finish_reason=reply.finish_reason, usage=reply.usage,
-        timings={"ttft_s": reply.ttft_s, "total_s": reply.total_s, "decode_s": reply.decode_s, "frames": reply.frames},
-        error=None,
-    )  # fmt: skip
-    return record
-
-
-def run(
-    samples: list[Sample],
-    backend: Backend,
-    results: ResultsFile,
-    settings: dict[str, Any],
-    progress: bool = True,
-) -> int:
-    """Evaluate the samples not finished in `results`, `backend.workers` at a time; returns how many ran."""
-    todo = [s for s in samples if s.id not in results.done]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=len(samples), initial=len(samples) - len(todo), desc="video QA", unit="q", file=sys.stderr
-        )
-    correct = sum(1 for r in results.records() if r.get("correct"))
-    scored = len(results.done)
-    with ThreadPoolExecutor(max_workers=max(1, backend.workers)) as pool:
-        queue = iter(todo)
-        # at most 2 x workers in flight, so an interrupt loses little
-        pending = {
-            pool.submit(evaluate, s, backend, settings) for _, s in zip(range(2 * backend.workers), queue)
-        }
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                stop: BaseException | None = None
-                for fut in done:  # write every finished sample before re-raising an interrupt
-                    try:
-                        rec = fut.result()
-                    except BaseException as exc:  # KeyboardInterrupt in a worker, or a bug
-                        stop = stop or exc
-                        continue
-                    results.append(rec)
-                    if not rec["error"]:
-                        scored, correct = scored + 1, correct + bool(rec["correct"])
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(acc=f"{correct / max(scored, 1):.1%}")
-                    nxt = None if stop else next(queue, None)
-                    if nxt is not None:
-                        pending.add(pool.submit(evaluate, nxt, backend, settings))
-                if stop is not None:
-                    raise stop
-        finally:
-            for fut in pending:
-                fut.cancel()
-    if bar is not None:
-        bar.close()
-    return len(todo)
 
 
 def make_backend(args: argparse.Namespace) -> Backend:
@@ -251,13 +133,19 @@ def main_args(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else RESULTS / f"{args.suite}-{args.backend}"
     results = ResultsFile(out / "results.jsonl", fingerprint, restart=args.restart)
     start = time.perf_counter()
-    ran = run(samples, backend, results, settings, progress=not args.no_progress)
+    try:
+        ran = run(samples, backend, results, settings, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(results.done)} finished samples are in {results.path}; rerun to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
     wall = time.perf_counter() - start
     wanted = {s.id for s in samples}
     records = [r for r in results.records() if r["id"] in wanted]
     chance = sum(1 / len(s.options) for s in samples) / len(samples) if samples else None
     meta = {"suite": args.suite, "model": fingerprint.get("model"), "backend": args.backend, "settings": fingerprint,
-            "samples": len(samples), "missing_videos": len(loaded.missing), "ran_now": ran, "wall_s_now": wall,
+            "samples": len(samples), "missing_videos": len(loaded.missing),
+            "missing_examples": [f"{i}: {p}" for i, p in loaded.missing[:20]], "ran_now": ran, "wall_s_now": wall,
             "chance": chance}  # fmt: skip
     summary = summ.summarize(records, meta)
     print(summ.format_table(summary))

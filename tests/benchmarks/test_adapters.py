@@ -146,3 +146,17 @@ def test_synthetic_suite_from_training_generators(tmp_path):
     assert len(loaded.samples) == 4 and not loaded.missing
     for s in loaded.samples:
         assert s.tags["split"] == "heldout" and len(set(s.options)) == len(s.options) >= 2
+
+
+def test_segments_reach_endpoints_as_mp4():
+    import numpy as np
+    from PIL import Image
+
+    import video
+    from benchmarks.video_suites.backends import frames_to_mp4
+
+    frames = [Image.fromarray(np.full((33, 41, 3), 40 * k, np.uint8)) for k in range(5)]  # odd sizes
+    clip = video.load_video(frames_to_mp4(frames, fps=2.0), fps=2.0)
+    assert clip.frames.shape == (5, 32, 40, 3)
+    assert np.allclose(clip.timestamps, [0, 0.5, 1.0, 1.5, 2.0])
+    assert abs(int(clip.frames[4].mean()) - 160) < 6
