@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks.video_suites import SUITES, load_suite
 from benchmarks.video_suites.backends import Backend
 from benchmarks.video_suites.prompts import PROMPT_VERSION
-from benchmarks.video_suites.results import ResultsFile
+from benchmarks.video_suites.results import FingerprintMismatch, ResultsFile
 from benchmarks.video_suites.runner import evaluate, run
 
 __all__ = ["add_bench_command", "evaluate", "main", "run"]
@@ -114,7 +114,11 @@ def main_args(args: argparse.Namespace) -> int:
         make_suite(
             root, args.make_synthetic, args.synthetic_seed or HELD_OUT_SEED, source=args.synthetic_source
         )
-    loaded = load_suite(args.suite, root, subtitles=args.subtitles, tasks=args.tasks)
+    try:
+        loaded = load_suite(args.suite, root, subtitles=args.subtitles, tasks=args.tasks)
+    except (OSError, ValueError, KeyError, ImportError) as exc:  # a wrong --root or a malformed annotation
+        print(f"video bench: cannot read {args.suite} under {root}: {exc}", file=sys.stderr)
+        return 2
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
     if loaded.missing:
@@ -131,7 +135,11 @@ def main_args(args: argparse.Namespace) -> int:
     fingerprint = {"suite": args.suite, "root": str(root.resolve()), **backend.describe(), **settings,
                    "prompt_version": PROMPT_VERSION}  # fmt: skip
     out = Path(args.out) if args.out else RESULTS / f"{args.suite}-{args.backend}"
-    results = ResultsFile(out / "results.jsonl", fingerprint, restart=args.restart)
+    try:
+        results = ResultsFile(out / "results.jsonl", fingerprint, restart=args.restart)
+    except FingerprintMismatch as exc:
+        print(f"video bench: {exc}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     try:
         ran = run(samples, backend, results, settings, progress=not args.no_progress)

@@ -195,6 +195,8 @@ def test_local_backend_sampling_controls_and_thinking_budget(tiny_dir, suite):
     assert thought.usage["thinking_tokens"] <= 2
 
 
-def test_budget_needs_thinking(tmp_path, capsys):
+def test_budget_needs_thinking_and_bad_roots_are_reported(tmp_path, capsys):
     assert video_bench.main(["--suite", "generic", "--root", str(tmp_path), "--budget", "4"]) == 2
     assert "--budget needs --thinking" in capsys.readouterr().err
+    assert video_bench.main(["--suite", "mlvu", "--root", str(tmp_path / "nowhere")]) == 2
+    assert "cannot read mlvu" in capsys.readouterr().err
