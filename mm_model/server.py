@@ -119,16 +119,14 @@ class PromptTooLongError(InputError):
 
 
 def _input_error(exc: InputError) -> APIError:
-    code = (
-        "context_length_exceeded"
-        if isinstance(exc, PromptTooLongError) or "context window" in str(exc)
-        else "invalid_image"
-        if isinstance(exc, ImageError)
-        else "invalid_video"
-        if isinstance(exc, VideoError)
-        else "invalid_request"
-    )
-    return APIError(400, str(exc), param="messages" if code != "invalid_request" else None, code=code)
+    """`InputError` -> 400, with OpenAI's code for over-long prompts and ours for bad media."""
+    # The processor and the generation loop both say "context window" when a prompt does not fit.
+    if isinstance(exc, PromptTooLongError) or "context window" in str(exc):
+        return APIError(400, str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, (ImageError, VideoError)):
+        code = "invalid_image" if isinstance(exc, ImageError) else "invalid_video"
+        return APIError(400, str(exc), param="messages", code=code)
+    return APIError(400, str(exc), code="invalid_request")
 
 
 # ---- request parsing ---------------------------------------------------------------------------
@@ -223,7 +221,7 @@ def parse_request(body: Any, limits: ServerLimits, model_name: str) -> ChatReque
     return ChatRequest(
         messages=messages, max_new_tokens=max_tokens or min(limits.default_max_tokens, limits.max_tokens_limit),
         temperature=_number(body, "temperature", 0.0, 2.0, 0.0), top_p=_number(body, "top_p", 1e-6, 1.0, 1.0),
-        seed=_int(body, "seed", 0, 2**63 - 1), stop=stop, thinking=thinking, budget=budget,
+        seed=_int(body, "seed", -(2**63), 2**63 - 1), stop=stop, thinking=thinking, budget=budget,
         stream=bool(body.get("stream")), include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
         model=model_name,
     )  # fmt: skip
@@ -245,7 +243,11 @@ def _decode_data_url(url: str, param: str) -> bytes:
 
 
 def _local_file(url: str, root: Path | None, param: str) -> str:
-    """The resolved path of a file:// URL inside `root`; refuses anything else."""
+    """The resolved path of a file:// URL inside `root`; refuses anything else.
+
+    Checked when the request arrives; the processor opens the resolved path (no symlinks left in it)
+    moments later, so a folder whose contents untrusted users can change is not a safe `root`.
+    """
     if root is None:
         raise APIError(400, f"{param}: local files are disabled on this server (start it with "
                        "--allowed-local-media-path DIR); send a data: URL instead", param=param,
@@ -610,6 +612,12 @@ def create_app(
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = "not_found" if exc.status_code == 404 else None
         return _error_response(APIError(exc.status_code, str(exc.detail), code=code))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error on %s", request.url.path, exc_info=exc)
+        return _error_response(APIError(500, f"internal error: {type(exc).__name__}", type="server_error",
+                                        code="internal_error"))  # fmt: skip
 
     def authorize(request: Request) -> None:
         if api_key:

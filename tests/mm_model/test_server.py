@@ -29,7 +29,7 @@ pytest.importorskip("uvicorn")
 openai = pytest.importorskip("openai")
 
 import mm_model  # noqa: E402
-from mm_model.server import ServerLimits, background_server, create_app  # noqa: E402
+from mm_model.server import APIError, ServerLimits, background_server, create_app, parse_request  # noqa: E402
 from tests.conftest import write_video  # noqa: E402
 
 MODEL = "tiny-test"
@@ -192,6 +192,46 @@ def test_models_and_health(server, client) -> None:
     with urllib.request.urlopen(server.removesuffix("/v1") + "/health", timeout=10) as r:
         body = json.load(r)
     assert body["status"] == "ok" and body["queue"]["capacity"] == LIMITS["queue_size"]
+
+
+# ---- request fields (no server needed) -------------------------------------------------------------
+
+MSGS = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [({}, dict(thinking=False, budget=None, max_new_tokens=256, temperature=0.0, stop=[])),
+     ({"thinking": True, "thinking_budget": "auto"}, dict(thinking=True, budget="auto")),
+     ({"thinking": {"type": "enabled"}}, dict(thinking=True)),
+     ({"thinking": {"type": "disabled"}, "chat_template_kwargs": {"thinking": True}}, dict(thinking=False)),
+     ({"chat_template_kwargs": {"thinking": True}, "thinking_token_budget": 7}, dict(thinking=True, budget=7)),
+     ({"chat_template_kwargs": {"enable_thinking": True}}, dict(thinking=True)),
+     ({"max_tokens": 5, "max_completion_tokens": 9}, dict(max_new_tokens=9)),
+     ({"stop": "END", "seed": -3, "stream": True, "stream_options": {"include_usage": True}},
+      dict(stop=["END"], seed=-3, stream=True, include_usage=True))],
+    ids=["defaults", "budget_auto", "moonshot_enabled", "top_level_wins", "vllm_fields", "qwen_switch",
+         "max_completion_tokens_wins", "stop_seed_stream"],
+)  # fmt: skip
+def test_parse_request_fields(fields, expected) -> None:
+    req = parse_request({"model": MODEL, "messages": MSGS, **fields}, ServerLimits(), MODEL)
+    assert {k: getattr(req, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "fields, param",
+    [({"temperature": 3}, "temperature"), ({"top_p": 0}, "top_p"), ({"max_tokens": 0}, "max_tokens"),
+     ({"max_tokens": True}, "max_tokens"), ({"n": 2}, "n"), ({"tools": [{"type": "function"}]}, "tools"),
+     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"thinking": "yes"}, "thinking"),
+     ({"thinking": True, "thinking_budget": -1}, "thinking_budget"), ({"messages": []}, "messages"),
+     ({"response_format": {"type": "json_object"}}, "response_format")],
+    ids=["temperature", "top_p", "max_tokens_zero", "max_tokens_bool", "n", "tools", "five_stops", "thinking_str",
+         "negative_budget", "no_messages", "json_mode"],
+)  # fmt: skip
+def test_parse_request_refuses(fields, param) -> None:
+    with pytest.raises(APIError) as info:
+        parse_request({"model": MODEL, "messages": MSGS, **fields}, ServerLimits(), MODEL)
+    assert (info.value.status, info.value.param) == (400, param)
 
 
 # ---- bad input: the right 4xx, and the server keeps serving ---------------------------------------
