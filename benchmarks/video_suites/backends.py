@@ -66,16 +66,14 @@ def video_input(sample: Sample, fps: float) -> Any:
     if (
         sample.frame_fps is not None
     ):  # a folder of frames at frame_fps: keep those on the fps grid in [start, end]
-        from video.sequence import IMAGE_SUFFIXES, _natural_key
+        from video.sequence import as_sequence
 
-        names = sorted(
-            (n for n in os.listdir(sample.video) if n.lower().endswith(IMAGE_SUFFIXES)), key=_natural_key
-        )
+        names = list(as_sequence(sample.video, sample.frame_fps).frames)  # image paths in natural order
         times = [i / sample.frame_fps for i in range(len(names))]
         keep, next_t = [], start
         for name, t in zip(names, times):
             if start <= t <= end and t + 1e-9 >= next_t:
-                keep.append(Image.open(os.path.join(sample.video, name)).convert("RGB"))
+                keep.append(Image.open(name).convert("RGB"))
                 next_t += 1.0 / fps
         return keep
     import video

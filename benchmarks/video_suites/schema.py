@@ -6,6 +6,7 @@ answer as a letter; the prompt re-letters them (`benchmarks.video_suites.prompts
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from dataclasses import asdict, dataclass, field
@@ -127,8 +128,6 @@ def resolve(root: Path, *candidates: str | Path) -> Path | None:
 
 def read_json_or_jsonl(path: Path) -> list[dict[str, Any]]:
     """A JSON list (or {"data": [...]}) or a JSONL file of objects."""
-    import json
-
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in text.splitlines() if line.strip()]

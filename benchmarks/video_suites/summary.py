@@ -29,14 +29,15 @@ def _acc(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "accuracy_answered": correct / answered if answered else None}  # fmt: skip
 
 
-def _group(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+def _group(rows: list[dict[str, Any]], key: str, by_duration: bool = True) -> dict[str, dict[str, Any]]:
+    """Accuracy per value of `key`; buckets ordered by their mean duration, other keys by name."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[str(r.get(key) or "unknown")].append(r)
 
     def order(item: tuple[str, list[dict[str, Any]]]) -> tuple[float, str]:
         ds = [r["duration_s"] for r in item[1] if r.get("duration_s") is not None]
-        return (sum(ds) / len(ds) if ds else math.inf, item[0])
+        return (sum(ds) / len(ds) if ds and by_duration else math.inf, item[0])
 
     out = {}
     for name, members in sorted(groups.items(), key=order):
@@ -56,7 +57,7 @@ def summarize(records: list[dict[str, Any]], meta: dict[str, Any] | None = None)
     failed = [r for r in records if r.get("error")]
     rows = [r for r in records if not r.get("error")]
     overall = _acc(rows)
-    by_task = _group(rows, "task_type")
+    by_task = _group(rows, "task_type", by_duration=False)
     task_accs = [v["accuracy"] for v in by_task.values() if v["accuracy"] is not None]
     t = [r.get("timings") or {} for r in rows]
     u = [r.get("usage") or {} for r in rows]
