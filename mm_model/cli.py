@@ -161,9 +161,35 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose modules pull in optional extras (FastAPI, Gradio, matplotlib): imported only when used.
+LAZY_COMMANDS = {
+    "serve": ("mm_model.server", "add_serve_command", "OpenAI-compatible chat-completions server", "server"),
+    "demo": ("demo.app", "add_demo_command", "Gradio demo for screenshots and videos", "demo"),
+    "bench": ("benchmarks.video_bench", "add_bench_command", "benchmarks: bench video ...", "bench"),
+}
+
+
+def _add_lazy(sub: argparse._SubParsersAction, name: str, wanted: str | None) -> None:
+    module_name, adder, help_text, extra = LAZY_COMMANDS[name]
+    if name != wanted:
+        sub.add_parser(name, help=help_text)
+        return
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(
+            f"mm-model {name} needs the '{extra}' extra: pip install 'mm-model[{extra}]' ({exc})"
+        ) from exc
+    getattr(module, adder)(sub)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mm-model", description="Kimi K2.5-style multimodal models")
     sub = parser.add_subparsers(dest="command", required=True)
+    for name in LAZY_COMMANDS:
+        _add_lazy(sub, name, command)
 
     chat = sub.add_parser("chat", help="chat about images and videos (streams the answer)")
     chat.add_argument("prompt")
@@ -207,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     if getattr(args, "budget", None) not in (None, "auto"):
         try:
             args.budget = int(args.budget)

@@ -50,3 +50,14 @@ def test_convert_to_transformers_and_back(tiny_dir, tmp_path):
     with torch.no_grad():
         assert torch.equal(a(ids), b(ids))
     assert (back_dir / "tokenizer.json").exists()
+
+
+@pytest.mark.parametrize("argv", [["serve", "--help"], ["bench", "video", "--help"], ["--help"]])
+def test_every_command_has_help(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: mm-model" in out
+    if argv == ["--help"]:
+        assert all(name in out for name in ("serve", "demo", "bench", "chat", "info", "convert"))
