@@ -140,17 +140,14 @@ def test_cli_local_and_openai_agree_on_tiny_model(tiny_dir, tmp_path, capsys):
     from mm_model.server import background_server, create_app
 
     root = tmp_path / "syn"
-    common = ["--suite", "synthetic", "--root", str(root), "--make-synthetic", "4", "--synthetic-source", "builtin", "--max-new-tokens", "4",
+    common = ["--suite", "synthetic", "--root", str(root), "--make-synthetic", "4", "--synthetic-source", "builtin", "--max-new-tokens", "3", "--no-plots",
               "--no-progress"]  # fmt: skip
     assert video_bench.main([*common, "--model", str(tiny_dir), "--out", str(tmp_path / "local")]) == 0
     local = _last_json(capsys.readouterr().out)
     assert local["samples"] == 4 and local["overall"]["n"] == 4 and local["ran_now"] == 4
     assert (tmp_path / "local" / "summary.json").exists() and (tmp_path / "local" / "results.jsonl").exists()
     # resume: nothing left to do
-    assert (
-        video_bench.main([*common, "--model", str(tiny_dir), "--out", str(tmp_path / "local"), "--no-plots"])
-        == 0
-    )
+    assert video_bench.main([*common, "--model", str(tiny_dir), "--out", str(tmp_path / "local")]) == 0
     assert _last_json(capsys.readouterr().out)["ran_now"] == 0
 
     with background_server(create_app(mm_model.load(tiny_dir), model_name="tiny-random")) as url:
@@ -182,8 +179,11 @@ def test_local_backend_sampling_controls_and_thinking_budget(tiny_dir, suite):
 
     _, samples = suite
     four_s = next(s for s in samples if s.tags["duration_bucket"] == "4s")  # 8 frames at 2 fps
-    full = LocalBackend(str(tiny_dir))
-    capped = LocalBackend(str(tiny_dir), fps=1.0, max_frames=3, max_patches_per_frame=16)
+    import mm_model
+
+    model = mm_model.load(tiny_dir)
+    full = LocalBackend(model)
+    capped = LocalBackend(model, fps=1.0, max_frames=3, max_patches_per_frame=16)
     assert capped.describe()["max_patches_per_frame"] == 16
     req = Request(four_s.id, four_s.video, "Which way?", max_new_tokens=3)
     a, b = full.answer(req), capped.answer(req)
