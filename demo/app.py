@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import gradio as gr
 
 from demo.media import Limits, check_file, describe
 from mm_model import InputError
@@ -106,15 +106,25 @@ def stats_line(usage: dict[str, int], timings: dict[str, float]) -> str:
     )
 
 
-def _render(thinking: str, answer: str, done: bool, result: Any = None) -> list[gr.ChatMessage]:
+def _render(thinking: str, answer: str, think_s: float | None, result: Any = None) -> list:
+    """The messages of one answer so far: thinking (open while it streams), answer, stats line."""
+    import gradio as gr
+
     out = []
     if thinking:
-        meta = {"title": "Thinking", "status": "done" if done else "pending"}
-        if result is not None:
-            meta["duration"] = round(result.timings.get("total_s", 0.0), 2)
+        meta = {"title": "Thinking", "status": "pending" if think_s is None else "done"}
+        if think_s is not None:
+            meta["duration"] = round(think_s, 2)
         out.append(gr.ChatMessage(content=thinking, metadata=meta))
+    done = result is not None
     if answer or done:
-        out.append(gr.ChatMessage(content=answer or "(empty answer)"))
+        cut = done and result.finish_reason == "length" and not answer and thinking
+        out.append(
+            gr.ChatMessage(
+                content=answer
+                or ("(no answer yet: max new tokens ran out while thinking)" if cut else "(empty answer)")
+            )
+        )
     if result is not None:
         detail = (
             f"finish reason: {result.finish_reason} · media items encoded now: "
@@ -127,8 +137,10 @@ def _render(thinking: str, answer: str, done: bool, result: Any = None) -> list[
     return out
 
 
-def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-model") -> gr.Blocks:
+def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-model") -> Any:
     """The Gradio app around a loaded `mm_model.Model` (not launched)."""
+    import gradio as gr
+
     limits = limits or Limits()
     lock = threading.Lock()  # the UI submit event and the /chat API event are separate queues
 
@@ -146,13 +158,18 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
                     messages, max_new_tokens=int(max_new_tokens), thinking=thinking, budget=budget,
                     temperature=float(temperature), stream=True,
                 )  # fmt: skip
-                text = {"thinking": "", "answer": ""}
+                text, start, think_s = {"thinking": "", "answer": ""}, time.perf_counter(), None
                 for piece in stream:
                     text[piece.kind] += piece
-                    yield _render(text["thinking"], text["answer"], done=False)
-            yield _render(text["thinking"], text["answer"], done=True, result=stream.result)
+                    if piece.kind == "answer" and think_s is None:
+                        think_s = time.perf_counter() - start
+                    yield _render(text["thinking"], text["answer"], think_s)
+            think_s = think_s if think_s is not None else time.perf_counter() - start
+            yield _render(text["thinking"], text["answer"], think_s, result=stream.result)
         except InputError as exc:  # bad file, too long, over a limit: say so in the chat, keep serving
-            yield [gr.ChatMessage(content=ERROR + re.sub(r"/[^\s'\"]*/", "", str(exc)))]  # no server paths
+            yield [
+                {"role": "assistant", "content": ERROR + re.sub(r"/[^\s'\"]*/", "", str(exc))}
+            ]  # no server paths
 
     def preview(value: dict | None) -> str:
         paths = [p for f in (value or {}).get("files") or [] if (p := _file_path(f))]
@@ -171,8 +188,12 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
                     ["none", "number", "auto"], value="none", label="Thinking budget (Toggle)",
                     info="Thinking mode only: unlimited, at most N tokens, or calibrated",
                 )  # fmt: skip
-                budget_tokens = gr.Slider(16, 4096, value=256, step=16, label="Budget (thinking tokens)")
-                max_new_tokens = gr.Slider(1, 4096, value=256, step=1, label="Max new tokens")
+                budget_tokens = gr.Slider(
+                    16, 4096, value=128, step=16, label="Budget (thinking tokens)", elem_id="budget-tokens"
+                )
+                max_new_tokens = gr.Slider(
+                    1, 4096, value=256, step=1, label="Max new tokens", elem_id="max-new-tokens"
+                )
                 temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
                 sampling = gr.Markdown(describe([], model.config.media, limits), elem_id="media-preview")
             with gr.Column(scale=3):
@@ -193,7 +214,7 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
     return demo
 
 
-def launch(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
+def launch(demo: Any, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
            limits: Limits | None = None, **kwargs: Any) -> tuple[Any, str, str]:  # fmt: skip
     """Launch `demo`, serving only uploads and the bundled examples; returns (app, local_url, share_url)."""
     limits = limits or Limits()
@@ -217,6 +238,11 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print("mm-model demo needs Gradio: pip install 'mm-model[demo]'", file=sys.stderr)
+        return 2
     import mm_model
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -232,8 +258,12 @@ def run_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.app")
     add_demo_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["demo", *(argv if argv is not None else __import__("sys").argv[1:])])
-    return args.func(args)
+    args = parser.parse_args(["demo", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"mm-model: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

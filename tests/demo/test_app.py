@@ -6,7 +6,7 @@ the answer, stats, errors in the chat, the app still answering afterwards), not 
 
 from __future__ import annotations
 
-import socket
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +19,7 @@ gradio_client = pytest.importorskip("gradio_client")
 import mm_model  # noqa: E402
 from demo import app  # noqa: E402
 from demo.media import Limits, check_file, video_plan  # noqa: E402
+from video import iter_chunks  # noqa: E402
 from vision.preprocess import num_tokens  # noqa: E402
 
 DEFAULTS = {
@@ -28,30 +29,6 @@ DEFAULTS = {
     "max_new_tokens": 12,
     "temperature": 0.0,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def model(tiny_dir):
-    return mm_model.load(tiny_dir, dtype=None, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def url(model, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_cache")))
-    mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-    demo = app.build_demo(model, Limits(max_upload_mb=5, max_video_seconds=60))
-    _, local_url, _ = app.launch(demo, port=free_port(), prevent_thread_lock=True, quiet=True)
-    assert local_url.startswith("http://127.0.0.1:")
-    yield local_url
-    demo.close()
-    mp.undo()
 
 
 def ask(url: str, text: str, files: list[Path] = (), client=None, **controls) -> list:
@@ -136,6 +113,64 @@ def test_unsupported_file_and_empty_message(url, tmp_path):
     assert parts(ask(url, "hello")[-1])["answer"]["content"]
 
 
+def test_two_users_share_one_model_without_cross_talk(url, model):
+    """Two sessions at once: the queue runs them one after the other, each gets its own answer."""
+    a, b = (gradio_client.Client(url, verbose=False) for _ in range(2))
+    try:
+        jobs = [
+            c.submit({"text": "What is this?", "files": [gradio_client.handle_file(str(app.ASSETS / f))]},
+                     *DEFAULTS.values(), api_name="/chat")
+            for c, f in ((a, "example_image.png"), (b, "example_video.mp4"))
+        ]  # fmt: skip
+        finals = [parts(list(j)[-1]) for j in jobs]
+    finally:
+        a.close(), b.close()
+    image_tokens = num_tokens(240, 320, model.config.media)
+    video_tokens = video_plan(app.ASSETS / "example_video.mp4", model.config.media).vision_tokens
+    assert f"vision {image_tokens} " in finals[0]["stats"]["metadata"]["title"]
+    assert f"vision {video_tokens} " in finals[1]["stats"]["metadata"]["title"]
+
+
+def test_stopping_an_answer_stops_generation_and_frees_the_model(url, model, monkeypatch):
+    ended = {}
+    chat = model.chat
+
+    class Watched:  # the demo's view of a ChatStream, noting how far generation got when it ended
+        def __init__(self, stream):
+            self.stream, self.pieces = stream, 0
+
+        def __iter__(self):
+            try:
+                for piece in self.stream:
+                    self.pieces += 1
+                    yield piece
+            finally:
+                ended.update(pieces=self.pieces, finished=self.stream.result is not None)
+                done.set()
+
+        @property
+        def result(self):
+            return self.stream.result
+
+    done = threading.Event()
+    monkeypatch.setattr(model, "chat", lambda *a, **k: Watched(chat(*a, **k)))
+    client = gradio_client.Client(url, verbose=False)
+    try:
+        controls = {**DEFAULTS, "max_new_tokens": 1500}
+        job = client.submit(
+            {"text": "Tell me everything.", "files": []}, *controls.values(), api_name="/chat"
+        )
+        first = next(iter(job))  # generation is running
+        assert not first[0]["content"].startswith(app.ERROR), first
+        job.cancel()
+        assert done.wait(60), "the generation did not end after Stop"
+        print(f"generation stopped after {ended['pieces']} streamed pieces")
+        assert not ended["finished"] and ended["pieces"] < 1500, ended
+    finally:
+        client.close()
+    assert parts(ask(url, "hello")[-1])["answer"]["content"]  # the model is free: the next user is served
+
+
 def test_files_served_only_from_uploads_and_examples(url, tiny_dir):
     ok = urllib.request.urlopen(f"{url}gradio_api/file={app.ASSETS / 'example_image.png'}")
     assert ok.status == 200
@@ -143,6 +178,15 @@ def test_files_served_only_from_uploads_and_examples(url, tiny_dir):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{url}gradio_api/file={path}")
         assert err.value.code == 403
+
+
+def test_video_plan_matches_the_chunks_the_model_gets(model):
+    path = app.ASSETS / "example_video.mp4"
+    plan = video_plan(path, model.config.media)
+    chunks = list(iter_chunks(path, fps=model.config.media.sample_fps, cfg=model.config.media))
+    assert plan.timestamps == tuple(c.timestamp_text for c in chunks)
+    assert (plan.frames_kept, plan.chunks) == (sum(c.num_frames for c in chunks), len(chunks)) == (6, 2)
+    assert plan.vision_tokens == sum(c.num_tokens for c in chunks)
 
 
 def test_limits_have_clear_messages(tmp_path):

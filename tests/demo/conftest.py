@@ -1,0 +1,41 @@
+"""The demo app on a free localhost port, shared by the gradio_client and browser tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def model(tiny_dir):
+    """The tiny random test model (gibberish answers), or DEMO_TEST_MODEL (e.g. "tiny" once bundled,
+    for a README screenshot with real answers: UPDATE_DEMO_SCREENSHOT=1 DEMO_TEST_MODEL=tiny)."""
+    import mm_model
+
+    return mm_model.load(os.environ.get("DEMO_TEST_MODEL") or tiny_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def url(model, tmp_path_factory):
+    """Gradio's own test pattern: launch(prevent_thread_lock=True), a private GRADIO_TEMP_DIR, close after."""
+    pytest.importorskip("gradio")
+    from demo import app
+    from demo.media import Limits
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_cache")))
+    mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    demo = app.build_demo(model, Limits(max_upload_mb=5, max_video_seconds=60))
+    _, local_url, _ = app.launch(demo, port=free_port(), prevent_thread_lock=True, quiet=True)
+    assert local_url.startswith("http://127.0.0.1:")
+    yield local_url
+    demo.close()
+    mp.undo()

@@ -1,0 +1,124 @@
+"""The demo in a real browser: Playwright (Python) drives Debian's Chromium, headless.
+
+Uploads the example screenshot, checks the cost preview, asks a question in thinking mode, waits for
+the streamed answer and its stats line, and saves a screenshot of the page that must not be blank.
+UPDATE_DEMO_SCREENSHOT=1 also writes it to docs/demo.png (the README's picture).
+Skipped, with the reason printed, only where no Chromium binary can be found or started.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageStat
+
+pytest.importorskip("gradio")
+playwright = pytest.importorskip("playwright.sync_api")
+
+from demo import app  # noqa: E402
+from demo.media import video_plan  # noqa: E402
+
+DOCS_PNG = Path(__file__).resolve().parents[2] / "docs" / "demo.png"
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def skip(reason: str) -> None:
+    print(f"SKIPPED browser test: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = chromium_path()
+    if path is None:
+        skip("no Chromium found (apt-get install chromium, or set CHROMIUM=/path/to/chromium)")
+    with playwright.sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        except playwright.Error as exc:
+            skip(f"Chromium at {path} did not start: {str(exc).splitlines()[0]}")
+        yield b
+        b.close()
+
+
+def blankness(png: Path) -> tuple[float, float]:
+    """(grey-level standard deviation, fraction of pixels that are not near-white)."""
+    grey = Image.open(png).convert("L")
+    hist = grey.histogram()
+    return ImageStat.Stat(grey).stddev[0], sum(hist[:240]) / sum(hist)
+
+
+def test_upload_screenshot_ask_and_capture(browser, url, tmp_path):
+    expect = playwright.expect
+    expect.set_options(timeout=60_000)
+    page = browser.new_page(viewport={"width": 1280, "height": 820})
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    expect(page.locator("#chat-input textarea")).to_be_visible()
+
+    page.locator("#chat-input input[type=file]").set_input_files(str(app.ASSETS / "example_screenshot.png"))
+    # Before sending: the side panel shows what the attachment will cost.
+    expect(page.locator("#media-preview")).to_contain_text("example_screenshot.png")
+    expect(page.locator("#media-preview")).to_contain_text("vision tokens")
+
+    page.get_by_label("Thinking", exact=True).check()
+    page.get_by_label("number", exact=True).check()
+    for box, value in (("#budget-tokens", "16"), ("#max-new-tokens", "40")):
+        page.locator(f"{box} input[type=number]").fill(value)
+        page.locator(f"{box} input[type=number]").press("Tab")
+    page.locator("#chat-input textarea").fill("Which button is highlighted in this dialog?")
+    page.locator("#chat-input textarea").press("Enter")
+
+    chat = page.locator("#chatbot")
+    expect(chat).to_contain_text("Which button is highlighted")
+    expect(chat).to_contain_text("Thinking")
+    expect(chat).to_contain_text("tok/s", timeout=90_000)  # the stats line: the answer has finished
+    expect(chat).to_contain_text("first token")
+    expect(chat.locator("img").first).to_be_visible()  # the uploaded screenshot is shown in the chat
+    stats = chat.get_by_text("tok/s").first.inner_text()
+    assert 1 <= int(re.search(r"thinking (\d+) ", stats).group(1)) <= 16, stats  # the budget held
+    expect(chat).not_to_contain_text("⚠️")
+
+    # Next turn, not sent: attach the example video; the panel shows how it will be sampled.
+    expect(page.locator("#chat-input textarea")).to_be_editable()  # the app has reset the input box
+    page.locator("#chat-input input[type=file]").set_input_files(str(app.ASSETS / "example_video.mp4"))
+    page.locator("#chat-input textarea").fill("And what happens to the ball in this video?")
+    preview = page.locator("#media-preview")
+    expect(preview).to_contain_text("6 frames kept")
+    expect(preview).to_contain_text("2 chunks")
+    expect(preview).to_contain_text(
+        f"chunk timestamps: {', '.join(video_plan(app.ASSETS / 'example_video.mp4').timestamps)}"
+    )
+    expect(preview).to_contain_text("60 vision tokens")
+    page.wait_for_timeout(500)  # let the last re-render settle before the picture
+
+    shot = tmp_path / "demo.png"
+    page.screenshot(path=str(shot))
+    stddev, inked = blankness(shot)
+    print(f"screenshot {shot}: grey stddev {stddev:.1f}, non-white fraction {inked:.3f}")
+    assert stddev > 8 and inked > 0.02, "the page screenshot looks blank"
+    if os.environ.get("UPDATE_DEMO_SCREENSHOT") == "1":
+        DOCS_PNG.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(shot).save(DOCS_PNG, optimize=True)
+        print(f"wrote {DOCS_PNG}")
+    page.close()
