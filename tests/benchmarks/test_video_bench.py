@@ -200,3 +200,22 @@ def test_budget_needs_thinking_and_bad_roots_are_reported(tmp_path, capsys):
     assert "--budget needs --thinking" in capsys.readouterr().err
     assert video_bench.main(["--suite", "mlvu", "--root", str(tmp_path / "nowhere")]) == 2
     assert "cannot read mlvu" in capsys.readouterr().err
+
+
+def test_subtitles_at_sampled_times_reach_the_prompt(tmp_path):
+    from tests.benchmarks import suite_layouts
+
+    root = suite_layouts.videomme(tmp_path / "vmme")
+    sample = {s.id: s for s in load_suite("videomme", root, subtitles=True).samples}["001-1"]
+    seen = []
+
+    class Recorder(FakeBackend):
+        def answer(self, request):
+            seen.append(request.prompt)
+            return Reply("The best answer is A", "", {}, 0.1, 0.2)
+
+    rec = video_bench.evaluate(sample, Recorder({}), {**SETTINGS, "subtitles": True})
+    assert rec["correct"] and rec["prediction"] == "A" and rec["duration_bucket"] == "short"
+    assert "hello there\nsecond line\n" in seen[0] and "never shown" not in seen[0]
+    video_bench.evaluate(sample, Recorder({}), SETTINGS)
+    assert "subtitles" not in seen[1]
