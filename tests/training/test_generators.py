@@ -1,0 +1,104 @@
+"""The curriculum generators: seeded, split-separated, sizes in their declared ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.generators import FAMILY_TASKS, sample
+from training.generators.common import COLOUR_NAMES, SHAPES
+from training.generators.screenshots import BUTTONS, TITLES, VALUES
+from training.generators.videos import stamp
+
+
+def _media(s):
+    part = s.messages[0]["content"][0]
+    return part.get("image") if part["type"] == "image" else part["video"]
+
+
+def _pixels(media) -> bytes:
+    frames = media if isinstance(media, list) else [media]
+    return b"".join(np.asarray(f).tobytes() for f in frames)
+
+
+@pytest.mark.parametrize("family", ["image", "screenshot", "video", "chat"])
+def test_same_seed_same_sample(family):
+    a, b = sample("train", 7, family=family), sample("train", 7, family=family)
+    assert (a.task, a.answer, a.trace, a.messages[1:]) == (b.task, b.answer, b.trace, b.messages[1:])
+    assert _pixels(_media(a)) == _pixels(_media(b))
+
+
+def test_splits_and_indices_differ():
+    texts = {
+        (split, i): _pixels(_media(sample(split, i, family="image")))
+        for split in ("train", "heldout")
+        for i in range(5)
+    }
+    assert len(set(texts.values())) == len(texts)
+
+
+@pytest.mark.parametrize(
+    "family, task",
+    [(f, t) for f, tasks in FAMILY_TASKS.items() for t in tasks],
+)
+def test_every_task_answers_from_its_vocabulary(family, task):
+    vocab = {
+        "count_all": {str(i) for i in range(1, 7)},
+        "count_colour": {str(i) for i in range(0, 7)},
+        "colour_of": set(COLOUR_NAMES),
+        "shape_of": set(SHAPES),
+        "position": {"left", "right", "above", "below"},
+        "title": set(TITLES),
+        "highlighted": set(BUTTONS),
+        "button_colour": set(COLOUR_NAMES),
+        "checked": {"0", "1", "2", "3"},
+        "field": set(VALUES),
+        "direction": {"left", "right", "up", "down"},
+        "flashes": {"1", "2", "3"},
+        "first_appear": set(SHAPES),
+        "at_time": set(COLOUR_NAMES),
+    }
+    for i in range(3):
+        s = sample("train", i, family=family, task=task)
+        assert s.task == task and s.family == family
+        if task == "colour_order":
+            parts = s.answer.split(", ")
+            assert 2 <= len(parts) <= 3 and set(parts) <= set(COLOUR_NAMES)
+        else:
+            assert s.answer in vocab[task], (task, s.answer)
+
+
+def test_seen_and_unseen_resolutions_do_not_overlap():
+    seen = {sample("heldout", i, family="image").meta["size"] for i in range(30)}
+    unseen = {sample("unseen", i, family="image").meta["size"] for i in range(30)}
+    assert all(84 <= w <= 168 and 84 <= h <= 168 for w, h in seen)
+    # unseen: a side beyond 168 or an aspect ratio beyond 2
+    assert all(max(w, h) > 168 or max(w, h) > 2 * min(w, h) for w, h in unseen)
+
+
+def test_video_lengths_and_chunk_alignment():
+    for i in range(10):
+        s = sample("train", i, family="video")
+        frames = _media(s)
+        assert 4 <= len(frames) <= 24 and all(isinstance(f, Image.Image) for f in frames)
+        long = sample("long", i, family="video")
+        assert len(_media(long)) >= 32
+    assert stamp(0) == "00:00:00.000" and stamp(3) == "00:00:06.000" and stamp(40) == "00:01:20.000"
+
+
+def test_thinking_traces_only_where_defined_and_longer_for_harder():
+    s = [sample("train", i, family="image", task="count_all") for i in range(40)]
+    assert any(x.thinking for x in s) and not all(x.thinking for x in s)
+    by_n = {int(x.answer): len(x.trace) for x in s}
+    assert by_n[max(by_n)] > by_n[min(by_n)]
+    assert all(not sample("heldout", i, family="image", task="count_all").thinking for i in range(10))
+    t = next(x for x in s if x.thinking)
+    assert t.target_text() == f"{t.trace}</think>{t.answer}<|im_end|>"
+
+
+def test_multi_turn_chat_has_history():
+    s = sample("train", 3, family="chat")
+    roles = [m["role"] for m in s.messages]
+    assert roles == ["user", "assistant", "user"]
+    assert s.messages[0]["content"][0]["type"] == "image"

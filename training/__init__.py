@@ -1,0 +1,1 @@
+"""Training the bundled default model: synthetic curriculum generators, tokenizer, trainer, evaluation."""

@@ -1,0 +1,130 @@
+"""Shape images: count, colour, shape and relative position questions at many resolutions.
+
+Seen resolutions (train and held-out): each side 84..168 px, aspect ratio at most 2. Unseen
+resolutions (eval only): larger canvases (sides 182..252) or stretched ones (aspect 2.2..3). Small
+media keep the patch count (and CPU training cost) low: 36..144 patches per image.
+"""
+
+from __future__ import annotations
+
+import random
+
+from PIL import Image
+
+from training.generators.common import (
+    COLOUR_NAMES,
+    COLOURS,
+    QA,
+    SHAPES,
+    Sample,
+    background,
+    draw_shape,
+    new_canvas,
+    place,
+    user,
+)
+
+TASKS = ("count_all", "count_colour", "colour_of", "shape_of", "position")
+
+
+def image_size(rng: random.Random, unseen: bool = False) -> tuple[int, int]:
+    """(width, height) from the seen or the unseen resolution distribution."""
+    if not unseen:
+        while True:
+            w, h = rng.randint(84, 168), rng.randint(84, 168)
+            if max(w, h) <= 2 * min(w, h):
+                return w, h
+    if rng.random() < 0.5:
+        return rng.randint(182, 252), rng.randint(182, 252)
+    short = rng.randint(84, 100)
+    long = int(short * rng.uniform(2.2, 3.0))
+    return (long, short) if rng.random() < 0.5 else (short, long)
+
+
+def scene(rng: random.Random, width: int, height: int, n: int) -> tuple[Image.Image, list[dict]]:
+    """An image with n non-overlapping shapes; returns it and the objects (shape, colour, x, y, r)."""
+    while True:
+        radii = [rng.uniform(8, 13) for _ in range(n)]
+        centres = place(rng, width, height, radii)
+        if centres is not None:
+            break
+        n = max(1, n - 1)
+    image, draw = new_canvas(width, height, background(rng))
+    objects = []
+    for (cx, cy), r in zip(centres, radii):
+        obj = dict(shape=rng.choice(SHAPES), colour=rng.choice(COLOUR_NAMES), x=cx, y=cy, r=r)
+        draw_shape(draw, obj["shape"], cx, cy, r, COLOURS[obj["colour"]])
+        objects.append(obj)
+    return image, objects
+
+
+def enumerate_trace(objects: list[dict]) -> str:
+    """Objects left to right: 'red circle, blue square.' (longer for harder counts)."""
+    return ", ".join(f"{o['colour']} {o['shape']}" for o in sorted(objects, key=lambda o: o["x"])) + "."
+
+
+def questions(rng: random.Random, objects: list[dict]) -> dict[str, QA]:
+    """Every question this scene supports, by task."""
+    out: dict[str, QA] = {}
+    n = len(objects)
+    out["count_all"] = QA("count_all", "How many shapes are in the image?", str(n), enumerate_trace(objects))
+    colour = rng.choice(COLOUR_NAMES)
+    k = sum(o["colour"] == colour for o in objects)
+    picked = [o for o in objects if o["colour"] == colour]
+    out["count_colour"] = QA(
+        "count_colour",
+        f"How many {colour} shapes are there?",
+        str(k),
+        enumerate_trace(picked) if k else "none.",
+    )
+    unique_shapes = [s for s in SHAPES if sum(o["shape"] == s for o in objects) == 1]
+    if unique_shapes:
+        s = rng.choice(unique_shapes)
+        o = next(o for o in objects if o["shape"] == s)
+        out["colour_of"] = QA("colour_of", f"What colour is the {s}?", o["colour"])
+    unique_colours = [c for c in COLOUR_NAMES if sum(o["colour"] == c for o in objects) == 1]
+    if unique_colours:
+        c = rng.choice(unique_colours)
+        o = next(o for o in objects if o["colour"] == c)
+        out["shape_of"] = QA("shape_of", f"What shape is the {c} object?", o["shape"])
+    names = [(o["colour"], o["shape"]) for o in objects]
+    distinct = [o for o in objects if names.count((o["colour"], o["shape"])) == 1]
+    pairs = [(a, b) for a in distinct for b in distinct if a is not b]
+    rng.shuffle(pairs)
+    for a, b in pairs:
+        dx, dy = a["x"] - b["x"], a["y"] - b["y"]
+        axes = []
+        if abs(dx) > a["r"] + b["r"]:
+            axes.append("h")
+        if abs(dy) > a["r"] + b["r"]:
+            axes.append("v")
+        if not axes:
+            continue
+        da, db = f"{a['colour']} {a['shape']}", f"{b['colour']} {b['shape']}"
+        if rng.choice(axes) == "h":
+            q = f"Is the {da} left or right of the {db}?"
+            ans = "left" if dx < 0 else "right"
+        else:
+            q = f"Is the {da} above or below the {db}?"
+            ans = "above" if dy < 0 else "below"
+        out["position"] = QA("position", q, ans)
+        break
+    return out
+
+
+def make(
+    rng: random.Random, *, unseen: bool = False, task: str | None = None, thinking: float = 0.0
+) -> Sample:
+    """One image question; `task` forces a task family member, `thinking` is P(thinking mode) when a trace exists."""
+    while True:
+        w, h = image_size(rng, unseen)
+        want = task or rng.choice(TASKS)
+        n = rng.randint(1, 6) if want.startswith("count") else rng.randint(2, 5)
+        image, objects = scene(rng, w, h, n)
+        qs = questions(rng, objects)
+        if want in qs:
+            break
+    qa = qs[want]
+    think = qa.trace is not None and rng.random() < thinking
+    msg = user([{"type": "image", "image": image}, {"type": "text", "text": qa.question}])
+    return Sample("image", qa.task, [msg], qa.answer, qa.trace, think, {"size": (w, h), "unseen": unseen})

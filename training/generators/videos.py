@@ -1,0 +1,205 @@
+"""Short synthetic videos (frames at 2 fps, so chunk k of 4 frames starts at 2k s).
+
+Tasks: direction of a moving shape, order of colour changes, number of flashes, which shape
+appears first, the colour at a given timestamp. Events are aligned to 4-frame chunks (the unit
+MoonViT-3D pools over time). Seen lengths: 4..24 frames (mostly <= 16); long (eval only): 32..64
+frames, longer than any training video.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+from PIL import Image
+
+from training.generators.common import COLOUR_NAMES, COLOURS, QA, SHAPES, Sample, background, draw_shape, user
+
+TASKS = ("direction", "colour_order", "flashes", "first_appear", "at_time")
+FPS = 2.0
+CHUNK = 4
+
+
+def stamp(chunk: int) -> str:
+    """The prompt's timestamp text of chunk `chunk` (`HH:MM:SS.mmm`)."""
+    ms = round(chunk * CHUNK / FPS * 1000)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+
+
+def frame_size(rng: random.Random) -> tuple[int, int]:
+    return rng.randint(56, 98), rng.randint(56, 98)
+
+
+def num_chunks(rng: random.Random, long: bool, low: int = 1) -> int:
+    if long:
+        return rng.randint(8, 16)
+    return max(low, rng.choice((1, 2, 2, 3, 3, 4, 4, 5, 6)))
+
+
+def frames_of(per_chunk: list, draw_fn, size: tuple[int, int], bg: tuple[int, int, int]) -> list[Image.Image]:
+    w, h = size
+    out = []
+    for c, state in enumerate(per_chunk):
+        for f in range(CHUNK):
+            image = Image.new("RGB", (w, h), bg)
+            draw_fn(image, state, c * CHUNK + f)
+            out.append(image)
+    return out
+
+
+def _draw(image: Image.Image, items: list[tuple[str, str, float, float, float]]) -> None:
+    from PIL import ImageDraw
+
+    d = ImageDraw.Draw(image)
+    for shape, colour, x, y, r in items:
+        draw_shape(d, shape, x, y, r, COLOURS[colour])
+
+
+def direction(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[list[Image.Image], QA]:
+    w, h = size
+    n = num_chunks(rng, long) * CHUNK
+    shape, colour = rng.choice(SHAPES), rng.choice(COLOUR_NAMES)
+    r = rng.uniform(7, 10)
+    way = rng.choice(("left", "right", "up", "down"))
+    span_x, span_y = (r + 2, w - r - 2), (r + 2, h - r - 2)
+    other = rng.uniform(*span_y) if way in ("left", "right") else rng.uniform(*span_x)
+    start, end = span_x if way in ("left", "right") else span_y
+    if way in ("left", "up"):
+        start, end = end, start
+    frames = []
+    bg = background(rng)
+    for i in range(n):
+        t = i / max(1, n - 1)
+        pos = start + (end - start) * t
+        x, y = (pos, other) if way in ("left", "right") else (other, pos)
+        image = Image.new("RGB", (w, h), bg)
+        _draw(image, [(shape, colour, x, y, r)])
+        frames.append(image)
+    return frames, QA("direction", f"Which way does the {colour} {shape} move?", way)
+
+
+def colour_order(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[list[Image.Image], QA]:
+    w, h = size
+    k = rng.randint(2, 3)
+    colours = rng.sample(COLOUR_NAMES, k)
+    total = num_chunks(rng, long, low=k)
+    cuts = sorted(rng.sample(range(1, total), k - 1))
+    per_chunk = []
+    for c in range(total):
+        per_chunk.append(colours[sum(c >= cut for cut in cuts)])
+    shape = rng.choice(SHAPES)
+    r = min(w, h) * rng.uniform(0.2, 0.3)
+    x, y = rng.uniform(r + 2, w - r - 2), rng.uniform(r + 2, h - r - 2)
+    frames = frames_of(
+        per_chunk, lambda im, col, f: _draw(im, [(shape, col, x, y, r)]), size, background(rng)
+    )
+    return frames, QA("colour_order", f"In what order does the {shape} change colour?", ", ".join(colours))
+
+
+def flashes(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[list[Image.Image], QA]:
+    w, h = size
+    n = rng.randint(1, 3)
+    total = max(num_chunks(rng, long), 2 * n - 1)
+    while True:
+        on = sorted(rng.sample(range(total), n))
+        if all(b - a >= 2 for a, b in itertools.pairwise(on)):
+            break
+    shape, colour = rng.choice(SHAPES), rng.choice(COLOUR_NAMES)
+    r = 8.0
+    x, y = rng.uniform(r + 2, w - r - 2), rng.uniform(r + 2, h - r - 2)
+    grey = tuple(rng.randint(70, 110) for _ in range(3))
+
+    def draw(image: Image.Image, lit: bool, f: int) -> None:
+        if lit:
+            image.paste((250, 250, 250), (0, 0, w, h))
+        _draw(image, [(shape, colour, x, y, r)])
+
+    frames = frames_of([c in on for c in range(total)], draw, size, grey)
+    trace = ", ".join(stamp(c) for c in on) + "."
+    return frames, QA("flashes", "How many times does the screen flash?", str(n), trace)
+
+
+def first_appear(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[list[Image.Image], QA]:
+    w, h = size
+    total = num_chunks(rng, long, low=2)
+    s1, s2 = rng.sample(SHAPES, 2)
+    c1, c2 = rng.sample(COLOUR_NAMES, 2)
+    t1, t2 = sorted(rng.sample(range(total), 2))
+    r = 8.0
+    while True:
+        x1, y1, x2, y2 = (rng.uniform(r + 2, w - r - 2), rng.uniform(r + 2, h - r - 2),
+                          rng.uniform(r + 2, w - r - 2), rng.uniform(r + 2, h - r - 2))  # fmt: skip
+        if (x1 - x2) ** 2 + (y1 - y2) ** 2 > (2 * r + 4) ** 2:
+            break
+
+    def draw(image: Image.Image, c: int, f: int) -> None:
+        items = []
+        if c >= t1:
+            items.append((s1, c1, x1, y1, r))
+        if c >= t2:
+            items.append((s2, c2, x2, y2, r))
+        _draw(image, items)
+
+    frames = frames_of(list(range(total)), draw, size, background(rng))
+    a, b = (s1, s2) if rng.random() < 0.5 else (s2, s1)
+    return frames, QA("first_appear", f"Which appears first, the {a} or the {b}?", s1)
+
+
+def at_time(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[list[Image.Image], QA]:
+    w, h = size
+    total = num_chunks(rng, long, low=2)
+    per_chunk = [rng.choice(COLOUR_NAMES)]
+    for _ in range(total - 1):
+        per_chunk.append(rng.choice([c for c in COLOUR_NAMES if c != per_chunk[-1]]))
+    shape = rng.choice(SHAPES)
+    r = min(w, h) * rng.uniform(0.2, 0.3)
+    x, y = rng.uniform(r + 2, w - r - 2), rng.uniform(r + 2, h - r - 2)
+    frames = frames_of(
+        per_chunk, lambda im, col, f: _draw(im, [(shape, col, x, y, r)]), size, background(rng)
+    )
+    c = rng.randrange(total)
+    return frames, QA("at_time", f"What colour is the {shape} at {stamp(c)}?", per_chunk[c])
+
+
+MAKERS = {
+    "direction": direction,
+    "colour_order": colour_order,
+    "flashes": flashes,
+    "first_appear": first_appear,
+    "at_time": at_time,
+}
+
+
+def make(rng: random.Random, *, long: bool = False, task: str | None = None, thinking: float = 0.0) -> Sample:
+    """One video question; the video is a list of PIL frames (an image sequence at 2 fps)."""
+    want = task or rng.choice(TASKS)
+    size = frame_size(rng)
+    frames, qa = MAKERS[want](rng, size, long)
+    think = qa.trace is not None and rng.random() < thinking
+    msg = user([{"type": "video", "video": frames}, {"type": "text", "text": qa.question}])
+    meta = {"size": size, "frames": len(frames), "long": long}
+    return Sample("video", qa.task, [msg], qa.answer, qa.trace, think, meta)
+
+
+def write_mp4(frames: list[Image.Image], path: str | Path, fps: float = FPS) -> Path:
+    """Encode frames as an H.264 mp4 at `fps` (near-lossless; sides cropped to even sizes for yuv420p)."""
+    import av
+    import numpy as np
+
+    path = Path(path)
+    w, h = frames[0].size
+    w2, h2 = w - w % 2, h - h % 2
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=int(fps))
+        stream.width, stream.height, stream.pix_fmt = w2, h2, "yuv420p"
+        stream.options = {"crf": "8", "preset": "veryfast"}
+        for image in frames:
+            arr = np.asarray(image.convert("RGB"), dtype=np.uint8)[:h2, :w2]
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            ):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -1,0 +1,305 @@
+"""CPU trainer for the bundled model on the synthetic curriculum.
+
+    nice -n 19 python -m training.train --out training/runs/main --minutes 60
+    python -m training.train --out training/runs/main --export mm_model/bundled/tiny   # weights only
+
+Batches: `batch` samples per step, right-padded (causal attention makes right padding safe
+without a mask), media of all samples packed into one MoonViT-3D call. Loss only on the
+assistant's tokens (answer, or thinking trace + answer), each sample's prompt rendered by the
+same `Processor` the API uses. fp32 (bf16 matmuls are ~10x slower on AVX2-only CPUs). Resumable:
+`ckpt.pt` in `--out` every `--ckpt-minutes`; data are a pure function of the step, so a resumed
+run sees exactly the samples it would have seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mm_model.config import ModelConfig
+from mm_model.lm.config import LMConfig, RopeScaling
+from mm_model.lm.moe import Router
+from mm_model.multimodal import KimiK25Model
+from mm_model.processor import Processor
+from mm_model.tokenizer import JsonTokenizer, Tokenizer
+from training.generators import Sample, sample
+from vision.config import MediaConfig, VisionConfig
+
+IGNORE = -100
+
+
+def model_config(tok: Tokenizer, *, vision_hidden: int = 128, vision_layers: int = 4, lm_hidden: int = 192,
+                 lm_layers: int = 4, experts: int = 8, moe_inter: int = 128, vision_mlp: int = 2) -> ModelConfig:  # fmt: skip
+    """The bundled model's architecture: every K2.5 feature, small sizes."""
+    vocab = -(-tok.vocab_size // 64) * 64
+    sp = tok.special_tokens
+    lm = LMConfig(
+        vocab_size=vocab, hidden_size=lm_hidden, intermediate_size=2 * lm_hidden, moe_intermediate_size=moe_inter,
+        num_hidden_layers=lm_layers, num_attention_heads=4, q_lora_rank=96, kv_lora_rank=64,
+        qk_nope_head_dim=32, qk_rope_head_dim=16, v_head_dim=32, n_routed_experts=experts, num_experts_per_tok=2,
+        n_shared_experts=1, n_group=1, topk_group=1, routed_scaling_factor=2.5, first_k_dense_replace=1,
+        rope_theta=10000.0, max_position_embeddings=4096,
+        rope_scaling=RopeScaling(factor=4.0, original_max_position_embeddings=1024, beta_fast=32.0, beta_slow=1.0,
+                                 mscale=1.0, mscale_all_dim=1.0),
+        bos_token_id=sp["[BOS]"], eos_token_id=sp["<|im_end|>"], pad_token_id=sp["[PAD]"],
+    )  # fmt: skip
+    vision = VisionConfig(
+        hidden_size=vision_hidden, num_hidden_layers=vision_layers, num_attention_heads=4,
+        intermediate_size=vision_mlp * vision_hidden, pos_emb_height=32, pos_emb_width=32, text_hidden_size=lm_hidden,
+    )  # fmt: skip
+    return ModelConfig(
+        vision=vision, text=lm, media=MediaConfig(), media_placeholder_token_id=sp["<|media_pad|>"]
+    )
+
+
+@dataclass
+class Encoded:
+    ids: Tensor  # (L,) prompt + target
+    labels: Tensor  # (L,) target ids at target positions, IGNORE elsewhere (unshifted)
+    patches: Tensor | None
+    grids: list[tuple[int, int, int]]
+
+
+def encode(s: Sample, processor: Processor, tok: Tokenizer) -> Encoded:
+    """Prompt (rendered exactly as at inference) + assistant target, with the loss mask."""
+    prompt = processor(s.messages, thinking=s.thinking)
+    target = torch.tensor(tok.encode(s.target_text()), dtype=torch.int64)
+    ids = torch.cat([prompt.input_ids, target])
+    labels = torch.full_like(ids, IGNORE)
+    labels[len(prompt.input_ids) :] = target
+    return Encoded(ids, labels, prompt.pixel_values, [m.grid for m in prompt.media])
+
+
+def collate(batch: list[Encoded], pad_id: int) -> dict[str, Tensor | None]:
+    """Right-padded (B, S) ids and labels; all samples' media packed in order."""
+    n = max(len(e.ids) for e in batch)
+    ids = torch.full((len(batch), n), pad_id, dtype=torch.int64)
+    labels = torch.full((len(batch), n), IGNORE, dtype=torch.int64)
+    for i, e in enumerate(batch):
+        ids[i, : len(e.ids)] = e.ids
+        labels[i, : len(e.labels)] = e.labels
+    patches = [e.patches for e in batch if e.patches is not None]
+    grids = [g for e in batch for g in e.grids]
+    return {
+        "input_ids": ids,
+        "labels": labels,
+        "pixel_values": torch.cat(patches) if patches else None,
+        "grid_thws": torch.tensor(grids, dtype=torch.int64) if grids else None,
+    }
+
+
+def loss_fn(model: KimiK25Model, batch: dict[str, Tensor | None]) -> Tensor:
+    logits = model(batch["input_ids"], batch["pixel_values"], batch["grid_thws"])  # (B, S, V)
+    labels = batch["labels"][:, 1:]
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
+
+
+class RouterBalance:
+    """Auxiliary-loss-free load balancing (DeepSeek-V3): nudge each router's correction bias
+    towards under-used experts after every step by `rate * sign(mean load - load)`."""
+
+    def __init__(self, model: KimiK25Model, rate: float = 1e-3) -> None:
+        self.rate = rate
+        self.routers = [m for m in model.modules() if isinstance(m, Router)]
+        self.counts = {id(r): torch.zeros(r.weight.shape[0]) for r in self.routers}
+        for r in self.routers:
+            r.register_forward_hook(self._hook)
+
+    def _hook(self, module: Router, args: tuple, out: tuple[Tensor, Tensor]) -> None:
+        if module.training:
+            self.counts[id(module)] += torch.bincount(
+                out[1].flatten(), minlength=module.weight.shape[0]
+            ).float()
+
+    @torch.no_grad()
+    def step(self) -> float:
+        """Update the biases; returns the worst max/mean load ratio of the step."""
+        worst = 0.0
+        for r in self.routers:
+            c = self.counts[id(r)]
+            if c.sum() == 0:
+                continue
+            r.e_score_correction_bias += self.rate * torch.sign(c.mean() - c)
+            worst = max(worst, float(c.max() / c.mean()))
+            c.zero_()
+        return worst
+
+
+def lr_at(step: int, progress: float, peak: float, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine to 10% of peak as `progress` goes 0 -> 1."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = min(1.0, max(0.0, progress))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def plot(log_file: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    steps = [r["step"] for r in rows]
+    loss = [r["loss"] for r in rows]
+    k = 25
+    smooth = [
+        sum(loss[max(0, i - k + 1) : i + 1]) / len(loss[max(0, i - k + 1) : i + 1]) for i in range(len(loss))
+    ]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, loss, alpha=0.3, label="loss per step")
+    ax.plot(steps, smooth, label=f"mean of {k}")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy on assistant tokens")
+    ax.set_title(f"bundled tiny model: {rows[-1]['elapsed'] / 60:.0f} min, {rows[-1]['samples']} samples")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+
+
+def build(tok: Tokenizer, seed: int, sizes: dict) -> KimiK25Model:
+    torch.manual_seed(seed)
+    return KimiK25Model.build(model_config(tok, **sizes))
+
+
+def save_ckpt(
+    path: Path, model: KimiK25Model, opt: torch.optim.Optimizer, step: int, elapsed: float, args: dict
+) -> None:
+    tmp = path / "ckpt.pt.tmp"
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
+                "args": args, "torch_rng": torch.get_rng_state()}, tmp)  # fmt: skip
+    os.replace(tmp, path / "ckpt.pt")
+
+
+def train(args: argparse.Namespace) -> Path:
+    from tqdm import tqdm
+
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok_file = out / "tokenizer.json"
+    if not tok_file.exists():
+        from training.tokenizer import build as build_tokenizer
+
+        build_tokenizer().save(tok_file)
+    tok = JsonTokenizer.from_file(tok_file)
+    sizes = json.loads(args.sizes)
+    model = build(tok, args.seed, sizes)
+    processor = Processor(model.config, tok)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.98), eps=1e-8)  # fmt: skip
+    step, elapsed = 0, 0.0
+    if (out / "ckpt.pt").exists():
+        ck = torch.load(out / "ckpt.pt", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed = ck["step"], ck["elapsed"]
+        torch.set_rng_state(ck["torch_rng"])
+        print(f"resumed at step {step} ({elapsed / 60:.1f} min)")
+    balance = RouterBalance(model)
+    model.train()
+    pad = tok.special_tokens["[PAD]"]
+    log = (out / "log.jsonl").open("a")
+    bar = tqdm(total=args.steps, initial=step, desc="train", dynamic_ncols=True, mininterval=5)
+    last_ckpt = time.time()
+    while step < args.steps and elapsed < args.minutes * 60:
+        t0 = time.time()
+        # the schedule follows whichever budget runs out first: steps or training minutes
+        progress = max(step / args.steps, elapsed / (args.minutes * 60))
+        lr = lr_at(step, progress, args.lr, args.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = collate(
+            [encode(sample("train", step * args.batch + j), processor, tok) for j in range(args.batch)], pad
+        )
+        loss = loss_fn(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+        opt.step()
+        load = balance.step()
+        step += 1
+        elapsed += time.time() - t0
+        row = {"step": step, "loss": round(loss.item(), 5), "lr": lr, "gnorm": round(gnorm, 3),
+               "load": round(load, 2), "tokens": int(batch["input_ids"].numel()),
+               "samples": step * args.batch, "elapsed": round(elapsed, 1)}  # fmt: skip
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", s_step=f"{time.time() - t0:.2f}", lr=f"{lr:.1e}")
+        if time.time() - last_ckpt > args.ckpt_minutes * 60:
+            save_ckpt(out, model, opt, step, elapsed, vars(args))
+            plot(out / "log.jsonl", out / "loss_curve.png")
+            last_ckpt = time.time()
+    bar.close()
+    save_ckpt(out, model, opt, step, elapsed, vars(args))
+    plot(out / "log.jsonl", out / "loss_curve.png")
+    print(f"done: step {step}, {elapsed / 60:.1f} min")
+    return out
+
+
+def export(run: Path, dest: Path, dtype: torch.dtype = torch.float32) -> None:
+    """Write the run's weights (released layout), config, tokenizer and loss curve into `dest`."""
+    import shutil
+
+    from mm_model.checkpoint import save_model
+    from mm_model.lm.model import cast_model
+
+    ck = torch.load(run / "ckpt.pt", weights_only=False)
+    tok = JsonTokenizer.from_file(run / "tokenizer.json")
+    model = build(tok, 0, json.loads(ck["args"]["sizes"]))
+    model.load_state_dict(ck["model"])
+    if dtype != torch.float32:
+        cast_model(model, dtype)
+    save_model(model.eval(), dest, tokenizer_dir=None)
+    shutil.copy(run / "tokenizer.json", dest / "tokenizer.json")
+    if (run / "loss_curve.png").exists():
+        shutil.copy(run / "loss_curve.png", dest / "loss_curve.png")
+    info = {"steps": ck["step"], "train_minutes": round(ck["elapsed"] / 60, 1), "args": ck["args"],
+            "parameters": sum(p.numel() for p in model.parameters())}  # fmt: skip
+    (dest / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(f"exported step {ck['step']} to {dest}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="training/runs/main")
+    ap.add_argument("--steps", type=int, default=20000, help="at most this many steps")
+    ap.add_argument("--minutes", type=float, default=90.0, help="stop after this much training time")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="1 beats 2 on a busy shared CPU (no spin-waits)")
+    ap.add_argument("--ckpt-minutes", type=float, default=4.0)
+    ap.add_argument(
+        "--sizes", default="{}", help='JSON overrides of model_config sizes, e.g. {"lm_layers": 6}'
+    )
+    ap.add_argument("--export", default=None, help="export the run in --out to this directory and exit")
+    ap.add_argument("--export-dtype", default="float32", choices=("float32", "bfloat16"))
+    args = ap.parse_args()
+    if args.export:
+        export(Path(args.out), Path(args.export), getattr(torch, args.export_dtype))
+    else:
+        train(args)
+
+
+if __name__ == "__main__":
+    main()
