@@ -70,6 +70,10 @@ class ChatStream:
     def __next__(self) -> TextPiece:
         return next(self._pieces)
 
+    def close(self) -> None:
+        """Stop generating now (e.g. the client went away); `.result` stays None."""
+        self._pieces.close()
+
 
 def _default_dtype(device: torch.device) -> torch.dtype:
     # bf16 only where matmuls have native bf16 units; elsewhere fp32 runs ~10x faster (vision/dtypes.py).

@@ -145,3 +145,10 @@ def test_thinking_budget_caps_thinking_in_chat(model, budget):
 def test_auto_budget_needs_a_calibration(model):
     with pytest.raises(InputError, match="calibration"):
         model.chat("hi", thinking=True, budget="auto", max_new_tokens=4)
+
+
+def test_closing_a_stream_stops_generation(model):
+    stream = model.chat("the cat sat on", max_new_tokens=50, stream=True)
+    next(stream, None)
+    stream.close()
+    assert next(stream, None) is None and stream.result is None
