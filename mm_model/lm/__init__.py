@@ -5,7 +5,7 @@ from __future__ import annotations
 from mm_model.lm.cache import LatentCache
 from mm_model.lm.config import ConfigError, LMConfig, RopeScaling
 from mm_model.lm.loading import CheckpointError, export_state_dict, load_lm, read_config
-from mm_model.lm.model import DeepseekV3LM, cast_model, count_parameters
+from mm_model.lm.model import DeepseekV3LM, cast_model, count_parameters, preferred_dtype
 
 __all__ = [
     "CheckpointError",
@@ -18,5 +18,6 @@ __all__ = [
     "count_parameters",
     "export_state_dict",
     "load_lm",
+    "preferred_dtype",
     "read_config",
 ]

@@ -191,6 +191,21 @@ def cast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model
 
 
+def preferred_dtype(device: torch.device | str = "cpu") -> torch.dtype:
+    """bf16 where the hardware has fast bf16 matmuls, else fp32.
+
+    On a CPU without AVX512-BF16 / AMX, bf16 matmuls are emulated: measured on a 2-core AVX2 EPYC
+    with torch 2.14.1, a 1024² bf16 matmul ran at ~1 GFLOP/s against ~70 in fp32, and bf16 GEMV was
+    2.5x slower than fp32 even though it reads half the bytes.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+    return torch.float32
+
+
 def count_parameters(cfg: LMConfig) -> tuple[int, int]:
     """(total, activated per token) parameter counts of the architecture, built on the meta device.
 

@@ -66,6 +66,21 @@ def test_cached_generate_equals_full_recompute(tiny):
     assert torch.equal(generate(tiny, ids, attention_mask=mask, max_new_tokens=24).tokens, want)
 
 
+def test_inputs_embeds_generation_equals_ids(tiny):
+    """The multimodal model passes merged embeddings (plus the ids, for the repetition penalty)."""
+    ids = torch.tensor([[5, 17, 99, 3], [0, 0, 9, 81]])
+    mask = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
+    want = generate(tiny, ids, attention_mask=mask, max_new_tokens=8, repetition_penalty=1.2).tokens
+    with torch.no_grad():
+        embeds = tiny.embed(ids)
+    got = generate(
+        tiny, ids, inputs_embeds=embeds, attention_mask=mask, max_new_tokens=8, repetition_penalty=1.2
+    )
+    assert torch.equal(got.tokens, want)
+    assert torch.equal(generate(tiny, None, inputs_embeds=embeds[:1], max_new_tokens=8).tokens,
+                       generate(tiny, ids[:1], max_new_tokens=8).tokens)  # fmt: skip
+
+
 def test_seeded_sampling_is_deterministic(tiny):
     kw = dict(max_new_tokens=16, temperature=1.0, top_k=50, top_p=0.9)
     a = generate(tiny, [[1, 2, 3]], seed=7, **kw).tokens

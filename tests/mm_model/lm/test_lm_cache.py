@@ -87,3 +87,11 @@ def test_latent_cache_is_35x_smaller_for_k25():
     assert latent == 61 * 576 * 2  # 70,272 bytes per token in bf16
     assert per_head / latent > 35.5  # 64·(192+128)/576 = 35.6
     assert LatentCache(LMConfig.tiny(), 1, 4, dtype=torch.bfloat16).bytes_per_token() == 3 * 24 * 2
+
+
+def test_preferred_dtype_is_a_float_dtype():
+    from mm_model.lm import preferred_dtype
+
+    assert preferred_dtype("cpu") in (torch.float32, torch.bfloat16)
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert preferred_dtype("cpu") == torch.float32
