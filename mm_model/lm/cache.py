@@ -75,6 +75,7 @@ class LatentCache:
                 f"attention_mask has {attention_mask.shape[0]} rows, cache holds {self.batch_size}"
             )
         pad = left_padding(attention_mask)
+        self.key_valid.fill_(True)  # forget an earlier prompt's padding
         self.key_valid[:, : attention_mask.shape[1]] = attention_mask.to(torch.bool)
         self.pad.copy_(pad)
         self.has_padding = bool(pad.any())

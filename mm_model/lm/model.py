@@ -102,7 +102,8 @@ class DeepseekV3LM(nn.Module):
             input_ids: (B, S) token ids, or None with `inputs_embeds` (B, S, D).
             cache: a `LatentCache`; the tokens are written at slots `input_pos` and attend to every
                 earlier slot. Without a cache the call is a full causal forward over the S tokens.
-            input_pos: (S,) consecutive cache slots; default: right after what the cache holds.
+            input_pos: (S,) consecutive cache slots; default: right after what the cache holds (slot 0
+                when `attention_mask` is given). Writing at slot 0 starts a new sequence.
             attention_mask: (B, S) 1 = token, 0 = left padding. With a cache, only on the first call
                 (slot 0); the cache remembers it for later steps.
             absorb: force the absorbed (True) or expanded (False) attention path; default picks
@@ -129,8 +130,9 @@ class DeepseekV3LM(nn.Module):
                     mask = _mask(attention_mask.to(device=device, dtype=torch.bool), 0, s, device)
                 max_pos = s - 1 - int(pad.min())
         else:
-            if input_pos is None:
-                input_pos = torch.arange(cache.length, cache.length + s, device=device)
+            if input_pos is None:  # continue after the cache's contents; a padded prompt starts anew
+                first = 0 if attention_mask is not None else cache.length
+                input_pos = torch.arange(first, first + s, device=device)
             start, end = int(input_pos[0]), int(input_pos[-1]) + 1
             if end - start != s:
                 raise InputError(f"input_pos must be {s} consecutive slots, got {input_pos.tolist()}")

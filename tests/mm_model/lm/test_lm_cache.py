@@ -69,6 +69,17 @@ def test_padded_batch_decode_matches_rows_alone(model):
     assert (batched[:1] - alone_long).abs().max().item() < TOL
 
 
+def test_reused_cache_forgets_earlier_padding(model):
+    ids = torch.randint(3, 256, (1, 12))
+    with torch.no_grad():
+        want = model(ids)
+        cache = model.new_cache(1, 12)
+        model(ids, cache=cache, attention_mask=torch.tensor([[0] * 8 + [1] * 4]))  # first use: padded
+        got = [model(ids[:, :3], cache=cache, attention_mask=torch.ones(1, 3, dtype=torch.long))]
+        got += [model(ids[:, t : t + 1], cache=cache) for t in range(3, 12)]
+    assert (torch.cat(got, 1) - want).abs().max().item() < TOL
+
+
 def test_cache_is_preallocated_and_written_in_place(model):
     cache = model.new_cache(1, 8)
     ptr = cache.kv.data_ptr()
