@@ -50,6 +50,14 @@ def test_round_trip_fills_every_parameter(model, tmp_path):
     assert _same(model, load_lm(tmp_path))
 
 
+def test_fused_expert_layout(model, tmp_path):
+    """transformers 5 keeps experts fused in memory (`mlp.experts.gate_up_proj`); that layout loads too."""
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "config.json").write_text(json.dumps(model.config.to_hf_dict()))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    assert _same(model, load_lm(tmp_path))
+
+
 def test_tied_embeddings(tmp_path):
     m = DeepseekV3LM(LMConfig.tiny(tie_word_embeddings=True)).eval()
     randomize_(m)
