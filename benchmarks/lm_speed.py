@@ -7,6 +7,11 @@ Measures prefill tokens/s (batch 1, 512 and 2048 tokens), decode tokens/s (batch
 side by side in one process, alternating runs so machine load hits both alike. Prints a table;
 the last printed line is the JSON, also written to benchmarks/results/lm_speed-<time>.json.
 
+On a shared 2-core machine, two OpenMP threads stall on every op whenever another process holds a
+core; `--threads 1` gives steadier ratios there. On CPUs without AVX512-BF16/AMX, bf16 matmuls are
+emulated (~1 GFLOP/s on the 2-core AVX2 machine this was written on), so bf16 prefill at 2048
+tokens takes many minutes per side: pick cases with --prefill-lens / --decode-batches.
+
 Reference setup: attn_implementation "sdpa" and experts_implementation "grouped_mm" (the CPU
 defaults) and its DynamicCache; decode is a plain step loop for both (model forward + argmax), so
 neither side pays `generate` bookkeeping.
