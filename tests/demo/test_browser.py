@@ -21,6 +21,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 from demo import app  # noqa: E402
 from demo.media import video_plan  # noqa: E402
+from vision.preprocess import num_tokens  # noqa: E402
 
 DOCS_PNG = Path(__file__).resolve().parents[2] / "docs" / "demo.png"
 CHROMIUM_ARGS = [
@@ -68,7 +69,7 @@ def blankness(png: Path) -> tuple[float, float]:
     return ImageStat.Stat(grey).stddev[0], sum(hist[:240]) / sum(hist)
 
 
-def test_upload_screenshot_ask_and_capture(browser, url, tmp_path):
+def test_upload_screenshot_ask_and_capture(browser, url, model, tmp_path):
     expect = playwright.expect
     expect.set_options(timeout=60_000)
     page = browser.new_page(viewport={"width": 1280, "height": 820})
@@ -122,4 +123,15 @@ def test_upload_screenshot_ask_and_capture(browser, url, tmp_path):
         DOCS_PNG.parent.mkdir(parents=True, exist_ok=True)
         Image.open(shot).save(DOCS_PNG, optimize=True)
         print(f"wrote {DOCS_PNG}")
+
+    # Send it: a second turn through the browser's own history format, the video shown with a player.
+    page.locator("#chat-input textarea").press("Enter")
+    expect(chat.get_by_text("tok/s")).to_have_count(2, timeout=90_000)
+    expect(chat.locator("video").first).to_be_visible()
+    expect(chat).not_to_contain_text("⚠️")
+    second = chat.get_by_text("tok/s").nth(1).inner_text()
+    # This turn's prompt holds the earlier screenshot and the video: both costs, as previewed.
+    cfg = model.config.media
+    expected = num_tokens(600, 960, cfg) + video_plan(app.ASSETS / "example_video.mp4", cfg).vision_tokens
+    assert f"vision {expected} " in second, (expected, second)
     page.close()
