@@ -135,3 +135,20 @@ def test_upload_screenshot_ask_and_capture(browser, url, model, tmp_path):
     expected = num_tokens(600, 960, cfg) + video_plan(app.ASSETS / "example_video.mp4", cfg).vision_tokens
     assert f"vision {expected} " in second, (expected, second)
     page.close()
+
+
+def test_bundled_example_is_one_click_away(browser, url):
+    expect = playwright.expect
+    expect.set_options(timeout=60_000)
+    page = browser.new_page(viewport={"width": 1280, "height": 820})
+    page.goto(url)
+    page.locator("#max-new-tokens input[type=number]").fill("16")
+    page.locator("#max-new-tokens input[type=number]").press("Tab")
+    page.get_by_text("What happens to the ball in this video?").click()
+    chat = page.locator("#chatbot")
+    expect(chat.get_by_text("tok/s")).to_have_count(1, timeout=90_000)
+    expect(chat.locator("video").first).to_be_visible()
+    expect(chat).not_to_contain_text("⚠️")
+    stats = chat.get_by_text("tok/s").first.inner_text()
+    assert 1 <= int(re.search(r"answer (\d+) tokens", stats).group(1)) <= 16, stats  # the controls applied
+    page.close()
