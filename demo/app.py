@@ -12,6 +12,7 @@ python -m demo.app /path/to/checkpoint --port 7860
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 import threading
@@ -25,6 +26,7 @@ from demo.media import Limits, describe
 from demo.messages import ERROR, file_path, to_messages
 from mm_model import InputError
 
+log = logging.getLogger(__name__)
 ASSETS = Path(str(resources.files("mm_model") / "assets"))
 EXAMPLES = [
     ("example_screenshot.png", "Which button is highlighted in this dialog?"),
@@ -106,6 +108,14 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
             yield [
                 {"role": "assistant", "content": ERROR + re.sub(r"/[^\s'\"]*/", "", str(exc))}
             ]  # no server paths
+        except Exception as exc:  # a bug, not the user's input: log it, say so, keep serving
+            log.exception("demo: the answer failed")
+            yield [
+                {
+                    "role": "assistant",
+                    "content": f"{ERROR}internal error ({type(exc).__name__}); see the server log",
+                }
+            ]
 
     def preview(value: dict | None) -> str:
         paths = [p for f in (value or {}).get("files") or [] if (p := file_path(f))]
