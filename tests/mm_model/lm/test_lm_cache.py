@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from lm_helpers import randomize_
@@ -106,3 +108,21 @@ def test_preferred_dtype_is_a_float_dtype():
     assert preferred_dtype("cpu") in (torch.float32, torch.bfloat16)
     if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         assert preferred_dtype("cpu") == torch.float32
+
+
+def test_bf16_absorbed_decode_tracks_fp32(model):
+    """bf16 storage (absorbed attention math upcast to fp32 on CPU): decode logits stay within bf16
+    noise of the fp32 model (logits are O(1); tolerance 0.1 absolute, observed ~0.03)."""
+    from mm_model.lm import cast_model
+
+    ids = torch.randint(0, 256, (1, 20))
+    with torch.no_grad():
+        want = model(ids)[:, -1]
+        low = cast_model(copy.deepcopy(model), torch.bfloat16)
+        cache = low.new_cache(1, 20)
+        low(ids[:, :19], cache=cache)
+        got = low(ids[:, 19:], cache=cache, absorb=True)[:, -1].float()
+        expanded = low(ids, absorb=False)[:, -1].float()
+    assert cache.kv.dtype == torch.bfloat16
+    assert (got - want).abs().max().item() < 0.1
+    assert (got - expanded).abs().max().item() < 0.1
