@@ -28,11 +28,15 @@ def best_time(fn: Callable[[], Any], repeats: int = 2, warmup: int = 1) -> float
 
 
 def matmul_ceiling(dtype: torch.dtype, m: int = 2048, k: int = 1152, n: int = 4304) -> float:
-    """GFLOP/s of one (m x k) @ (k x n) matmul in `dtype` on this machine, now."""
-    a = torch.randn(m, k, dtype=dtype)
-    b = torch.randn(k, n, dtype=dtype)
+    """GFLOP/s of `F.linear` on (m x k) activations and an (n x k) weight in `dtype`, now.
+
+    `F.linear`, not `a @ b`: it is what `nn.Linear` layers run, and on some CPUs the two take
+    different bf16 kernels.
+    """
+    x = torch.randn(m, k, dtype=dtype)
+    w = torch.randn(n, k, dtype=dtype)
     with torch.inference_mode():
-        seconds = best_time(lambda: a @ b, repeats=3)
+        seconds = best_time(lambda: torch.nn.functional.linear(x, w), repeats=3)
     return 2 * m * k * n / seconds / 1e9
 
 
