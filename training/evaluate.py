@@ -37,8 +37,10 @@ def norm(text: str) -> str:
     return " ".join(text.strip().lower().rstrip(".").split())
 
 
-def ask(model, s: Sample, *, thinking: bool = False, mp4_dir: Path | None = None) -> tuple[bool, str, int]:
-    """(correct, reply, thinking tokens) for one sample."""
+def ask(
+    model, s: Sample, *, thinking: bool = False, mp4_dir: Path | None = None
+) -> tuple[bool, str, dict[str, int]]:
+    """(correct, reply, usage) for one sample."""
     messages = s.messages
     if mp4_dir is not None:
         content = list(messages[0]["content"])
@@ -46,7 +48,7 @@ def ask(model, s: Sample, *, thinking: bool = False, mp4_dir: Path | None = None
         content[0] = {"type": "video", "video": str(path)}
         messages = [{"role": "user", "content": content}, *messages[1:]]
     r = model.chat(messages, max_new_tokens=96 if thinking else 16, thinking=thinking)
-    return norm(r.text) == norm(s.answer), r.text, r.usage.get("thinking_tokens", 0)
+    return norm(r.text) == norm(s.answer), r.text, r.usage
 
 
 def yarn_off(model):
@@ -79,6 +81,7 @@ def run(model, n: int, n_mp4: int, log_every: int = 50) -> dict:
     hits: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     examples: dict[str, list] = defaultdict(list)
     calib_runs = []
+    prompt_tokens: dict[str, list[int]] = defaultdict(list)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         for group, family, task, split, i in tqdm(jobs, desc="eval", mininterval=10):
@@ -87,12 +90,17 @@ def run(model, n: int, n_mp4: int, log_every: int = 50) -> dict:
             if group == "long_yarn_off":
                 plain = plain or yarn_off(model)
                 m = plain
-            ok, reply, think_tokens = ask(m, s, thinking=group == "thinking",
+            ok, reply, usage = ask(m, s, thinking=group == "thinking",
                                           mp4_dir=Path(tmp) if group == "mp4" else None)  # fmt: skip
             hits[(group, family, task)].append(int(ok))
+            prompt_tokens[group].append(usage["prompt_tokens"])
             if group == "thinking":
                 calib_runs.append(
-                    {"task_kind": f"{family}/{task}", "correct": ok, "thinking_tokens": think_tokens}
+                    {
+                        "task_kind": f"{family}/{task}",
+                        "correct": ok,
+                        "thinking_tokens": usage["thinking_tokens"],
+                    }
                 )
             key = f"{group}/{family}/{task}"
             if len(examples[key]) < 3:
@@ -109,7 +117,8 @@ def run(model, n: int, n_mp4: int, log_every: int = 50) -> dict:
     summary = {
         g: {f: round(sum(v) / len(v), 4) for f, v in sorted(fam.items())} for g, fam in summary.items()
     }
-    return {"summary": summary, "tasks": dict(table), "examples": dict(examples), "thinking_runs": calib_runs,
+    lengths = {g: {"mean": round(sum(v) / len(v), 1), "max": max(v)} for g, v in prompt_tokens.items()}
+    return {"summary": summary, "tasks": dict(table), "prompt_tokens": lengths, "examples": dict(examples), "thinking_runs": calib_runs,
             "eval_seconds": round(time.time() - t0, 1)}  # fmt: skip
 
 
@@ -144,6 +153,9 @@ def main() -> None:
     result = run(model, args.n, args.mp4)
     result["model"] = str(args.model)
     result["n_per_task"] = args.n
+    train_info = Path(model.path) / "training.json"
+    if train_info.exists():  # the longest training sequence, to show that "long" prompts exceed it
+        result["training"] = json.loads(train_info.read_text())
     out = Path(args.out) if args.out else Path(model.path) / "eval_results.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print_table(result)

@@ -63,3 +63,17 @@ def test_a_few_steps_reduce_the_loss_and_reach_the_vision_tower(setup):
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0], losses
     assert any(r.e_score_correction_bias.abs().sum() > 0 for r in balance.routers)
+
+
+def test_media_scale_penalty_is_zero_at_matched_scales_and_positive_otherwise(setup):
+    tok, model, proc = setup
+    batch = collate(
+        [encode(sample("train", i, family="image"), proc, tok) for i in range(2)], tok.special_tokens["[PAD]"]
+    )
+    stats: dict = {}
+    plain = loss_fn(model, batch)
+    with_penalty = loss_fn(model, batch, scale_weight=1.0, stats=stats)
+    ratio = stats["media_rms"] / stats["text_rms"]
+    assert with_penalty.item() == pytest.approx(
+        plain.item() + torch.log(torch.tensor(ratio)).item() ** 2, rel=1e-4
+    )
