@@ -32,7 +32,7 @@ from mm_model.lm.moe import Router
 from mm_model.multimodal import KimiK25Model
 from mm_model.processor import Processor
 from mm_model.tokenizer import JsonTokenizer, Tokenizer
-from training.generators import Sample, sample
+from training.generators import PHASE2_MIX, Sample, sample
 from vision.config import MediaConfig, VisionConfig
 
 IGNORE = -100
@@ -208,11 +208,12 @@ def build(tok: Tokenizer, seed: int, sizes: dict) -> KimiK25Model:
 
 
 def save_ckpt(
-    path: Path, model: KimiK25Model, opt: torch.optim.Optimizer, step: int, elapsed: float, args: dict
-) -> None:
+    path: Path, model: KimiK25Model, opt: torch.optim.Optimizer, step: int, elapsed: float, args: dict,
+    meta: dict | None = None,
+) -> None:  # fmt: skip
     tmp = path / "ckpt.pt.tmp"
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
-                "args": args, "torch_rng": torch.get_rng_state()}, tmp)  # fmt: skip
+                "args": args, "torch_rng": torch.get_rng_state(), "meta": meta or {}}, tmp)  # fmt: skip
     os.replace(tmp, path / "ckpt.pt")
 
 
@@ -237,28 +238,45 @@ def train(args: argparse.Namespace) -> Path:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.98), eps=1e-8)  # fmt: skip
     step, elapsed = 0, 0.0
+    ck_meta: dict = {}
     if (out / "ckpt.pt").exists():
         ck = torch.load(out / "ckpt.pt", weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, elapsed = ck["step"], ck["elapsed"]
         torch.set_rng_state(ck["torch_rng"])
+        ck_meta = ck.get("meta", {})
         print(f"resumed at step {step} ({elapsed / 60:.1f} min)")
     balance = RouterBalance(model)
+    phase_step, phase_start = step, elapsed
+    if args.phase2_minutes and "phase2_start" in ck_meta:
+        phase_step, phase_start = ck_meta["phase2_start"]
+    mix = PHASE2_MIX if args.phase2_minutes else None
+    meta = {"phase2_start": (phase_step, phase_start)} if args.phase2_minutes else {}
     model.train()
     pad = tok.special_tokens["[PAD]"]
     log = (out / "log.jsonl").open("a")
     bar = tqdm(total=args.steps, initial=step, desc="train", dynamic_ncols=True, mininterval=5)
     last_ckpt = time.time()
-    while step < args.steps and elapsed < args.minutes * 60:
+    while step < args.steps and (args.phase2_minutes or elapsed < args.minutes * 60):
         t0 = time.time()
         # the schedule follows whichever budget runs out first: steps or training minutes
-        progress = max(step / args.steps, elapsed / (args.minutes * 60))
-        lr = lr_at(step, progress, args.lr, args.warmup)
+        if args.phase2_minutes:  # a fresh warm-up + cosine over the phase
+            progress = (elapsed - phase_start) / (args.phase2_minutes * 60)
+            lr = lr_at(step - phase_step, progress, args.lr, args.warmup)
+            if progress >= 1:
+                break
+        else:
+            progress = max(step / args.steps, elapsed / (args.minutes * 60))
+            lr = lr_at(step, progress, args.lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         batch = collate(
-            [encode(sample("train", step * args.batch + j), processor, tok) for j in range(args.batch)], pad
+            [
+                encode(sample("train", step * args.batch + j, mix=mix), processor, tok)
+                for j in range(args.batch)
+            ],
+            pad,
         )
         stats: dict = {}
         loss = loss_fn(model, batch, args.scale_weight, stats)
@@ -278,11 +296,11 @@ def train(args: argparse.Namespace) -> Path:
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", s_step=f"{time.time() - t0:.2f}", lr=f"{lr:.1e}")
         if time.time() - last_ckpt > args.ckpt_minutes * 60:
-            save_ckpt(out, model, opt, step, elapsed, vars(args))
+            save_ckpt(out, model, opt, step, elapsed, vars(args), meta)
             plot(out / "log.jsonl", out / "loss_curve.png")
             last_ckpt = time.time()
     bar.close()
-    save_ckpt(out, model, opt, step, elapsed, vars(args))
+    save_ckpt(out, model, opt, step, elapsed, vars(args), meta)
     plot(out / "log.jsonl", out / "loss_curve.png")
     print(f"done: step {step}, {elapsed / 60:.1f} min")
     return out
@@ -331,6 +349,8 @@ def main() -> None:
     ap.add_argument(
         "--sizes", default="{}", help='JSON overrides of model_config sizes, e.g. {"lm_layers": 6}'
     )
+    ap.add_argument("--phase2-minutes", type=float, default=0.0,
+                    help="resume into phase 2 (PHASE2_MIX, fresh warm-up + cosine) for this many minutes")  # fmt: skip
     ap.add_argument("--export", default=None, help="export the run in --out to this directory and exit")
     ap.add_argument("--export-dtype", default="float32", choices=("float32", "bfloat16"))
     args = ap.parse_args()

@@ -22,7 +22,7 @@ def _pixels(media) -> bytes:
     return b"".join(np.asarray(f).tobytes() for f in frames)
 
 
-@pytest.mark.parametrize("family", ["image", "screenshot", "video", "chat"])
+@pytest.mark.parametrize("family", ["image", "screenshot", "video", "chat", "basics"])
 def test_same_seed_same_sample(family):
     a, b = sample("train", 7, family=family), sample("train", 7, family=family)
     assert (a.task, a.answer, a.trace, a.messages[1:]) == (b.task, b.answer, b.trace, b.messages[1:])
@@ -58,6 +58,8 @@ def test_every_task_answers_from_its_vocabulary(family, task):
         "flashes": {"1", "2", "3"},
         "first_appear": set(SHAPES),
         "at_time": set(COLOUR_NAMES),
+        "colour_single": set(COLOUR_NAMES),
+        "shape_single": set(SHAPES),
     }
     for i in range(3):
         s = sample("train", i, family=family, task=task)
@@ -102,3 +104,11 @@ def test_multi_turn_chat_has_history():
     roles = [m["role"] for m in s.messages]
     assert roles == ["user", "assistant", "user"]
     assert s.messages[0]["content"][0]["type"] == "image"
+
+
+def test_phase2_mix_draws_basics_and_default_mix_does_not():
+    from training.generators import PHASE2_MIX
+
+    default = {sample("train", i).family for i in range(60)}
+    phase2 = {sample("train", i, mix=PHASE2_MIX).family for i in range(60)}
+    assert "basics" not in default and "basics" in phase2

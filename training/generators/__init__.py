@@ -13,20 +13,27 @@ from training.generators.common import Sample, rng_for
 
 # Training mix: family -> weight. Thinking-mode probability for tasks that carry a trace.
 MIX = (("image", 0.3), ("screenshot", 0.32), ("video", 0.3), ("chat", 0.08))
+PHASE2_MIX = (("image", 0.25), ("screenshot", 0.25), ("video", 0.25), ("chat", 0.05), ("basics", 0.2))
 THINKING = 0.35
 FAMILY_TASKS = {
     "image": images.TASKS,
     "screenshot": screenshots.TASKS,
     "video": videos.TASKS,
+    "basics": images.BASICS,
 }
 
 
-def sample(split: str, index: int, *, family: str | None = None, task: str | None = None) -> Sample:
-    """Sample `index` of `split`; family/task force a kind (eval), else drawn from MIX."""
+def sample(
+    split: str, index: int, *, family: str | None = None, task: str | None = None, mix: tuple | None = None
+) -> Sample:
+    """Sample `index` of `split`; family/task force a kind (eval), else drawn from `mix` (default MIX).
+
+    Phase 2 of the bundled model's training used PHASE2_MIX, which adds the "basics" bootstrap
+    family (one large shape: its colour, its shape)."""
     rng = rng_for(split, index, f"{family}/{task}")
     if family is None:
         r, acc = rng.random(), 0.0
-        for family, weight in MIX:  # noqa: B007
+        for family, weight in mix or MIX:  # noqa: B007
             acc += weight
             if r < acc:
                 break
@@ -37,9 +44,11 @@ def sample(split: str, index: int, *, family: str | None = None, task: str | Non
         return screenshots.make(rng, unseen=split == "unseen", task=task, thinking=thinking)
     if family == "video":
         return videos.make(rng, long=split == "long", task=task, thinking=thinking)
+    if family == "basics":
+        return images.make_basic(rng, unseen=split == "unseen", task=task)
     if family == "chat":
         return chats.make(rng, unseen=split == "unseen", task=task, thinking=thinking)
     raise ValueError(f"unknown family {family!r}")
 
 
-__all__ = ["FAMILY_TASKS", "MIX", "Sample", "sample"]
+__all__ = ["FAMILY_TASKS", "MIX", "PHASE2_MIX", "Sample", "sample"]

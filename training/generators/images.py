@@ -112,6 +112,23 @@ def questions(rng: random.Random, objects: list[dict]) -> dict[str, QA]:
     return out
 
 
+BASICS = ("colour_single", "shape_single")
+
+
+def make_basic(rng: random.Random, *, unseen: bool = False, task: str | None = None) -> Sample:
+    """Bootstrap tasks (phase 2): one large shape; its colour or its shape. Grounding needs no binding."""
+    w, h = image_size(rng, unseen)
+    want = task or rng.choice(BASICS)
+    image, draw = new_canvas(w, h, background(rng))
+    r = min(w, h) * rng.uniform(0.2, 0.4)
+    shape, colour = rng.choice(SHAPES), rng.choice(COLOUR_NAMES)
+    draw_shape(draw, shape, rng.uniform(r, w - r), rng.uniform(r, h - r), r, COLOURS[colour])
+    qa = (QA(want, "What colour is the shape?", colour) if want == "colour_single"
+          else QA(want, "What shape is it?", shape))  # fmt: skip
+    msg = user([{"type": "image", "image": image}, {"type": "text", "text": qa.question}])
+    return Sample("basics", qa.task, [msg], qa.answer, None, False, {"size": (w, h), "unseen": unseen})
+
+
 def make(
     rng: random.Random, *, unseen: bool = False, task: str | None = None, thinking: float = 0.0
 ) -> Sample:

@@ -1,0 +1,67 @@
+"""The bundled default model (`mm_model.load()`): fixed held-out questions through `Model.chat`.
+
+The questions are held-out curriculum samples (seeds never used in training: `training.generators`,
+split "heldout") that the bundled weights answer correctly, one per media kind: a shape image,
+an app screenshot and a video (an H.264 mp4 written here, decoded by the video package). They
+guard the bundled files and the end-to-end path (load, template, packing, decoding).
+
+Caveat, stated in eval_results.json: the current weights (903 steps, 24 CPU minutes) are near
+the answer-prior level on most tasks, so these pinned answers are regression guards, not proof of
+visual grounding; re-pick them (from a fresh `python -m training.evaluate`) after retraining.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mm_model
+from training.generators import sample
+from training.generators.videos import write_mp4
+
+# (family, task, held-out index): chosen among the eval's correct answers (eval_results.json).
+FIXED = [
+    ("image", "position", 2),
+    ("screenshot", "title", 0),
+    ("video", "flashes", 6),
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mm_model.load("tiny", dtype=torch.float32, device="cpu")
+
+
+def _messages(family, task, index, tmp_path):
+    s = sample("heldout", index, family=family, task=task)
+    messages = s.messages
+    if family == "video":
+        content = list(messages[0]["content"])
+        content[0] = {"type": "video", "video": str(write_mp4(content[0]["video"], tmp_path / "clip.mp4"))}
+        messages = [{"role": "user", "content": content}]
+    return s, messages
+
+
+def test_bundled_files_are_small_and_complete(model):
+    files = {p.name: p.stat().st_size for p in model.path.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"} <= set(files)
+    assert files["model.safetensors"] <= 60 * 1024**2
+    assert mm_model.load().path == model.path  # the default
+
+
+@pytest.mark.parametrize("family, task, index", FIXED, ids=[f[0] for f in FIXED])
+def test_fixed_heldout_questions(model, family, task, index, tmp_path):
+    s, messages = _messages(family, task, index, tmp_path)
+    r = model.chat(messages, max_new_tokens=12)
+    assert r.text.strip() == s.answer, (r.text, s.answer)
+    assert r.usage["vision_tokens"] > 0
+
+
+def test_generation_is_deterministic(model, tmp_path):
+    _, messages = _messages("image", "count_all", 1, tmp_path)
+    a = model.chat(messages, max_new_tokens=12)
+    b = model.chat(messages, max_new_tokens=12)
+    assert a.text == b.text
+    c = model.chat(messages, max_new_tokens=12, temperature=1.0, seed=3)
+    d = model.chat(messages, max_new_tokens=12, temperature=1.0, seed=3)
+    assert c.text == d.text
