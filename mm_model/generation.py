@@ -246,10 +246,14 @@ def _steps(
     generated = torch.full((b, max_new_tokens), pad_id, dtype=torch.long, device=device)
     finished = torch.zeros(b, dtype=torch.bool, device=device)
     cache = model.new_cache(b, s + max_new_tokens)
+    # Inference mode is entered per step and never held across a `yield`: grad mode is thread-local,
+    # so a suspended (or abandoned, or interleaved) stream would otherwise leave its caller's thread
+    # in inference mode, and the exits of interleaved streams would restore the wrong mode.
     with torch.inference_mode():
         logits = prefill(model, None if inputs_embeds is not None else ids, cache, attention_mask=mask,
                          inputs_embeds=inputs_embeds)  # fmt: skip
-        for step in range(max_new_tokens):
+    for step in range(max_new_tokens):
+        with torch.inference_mode():
             if seen is not None:
                 logits = apply_repetition_penalty(logits, seen, repetition_penalty)
             for processor in logits_processors:
@@ -258,7 +262,8 @@ def _steps(
             token = token.masked_fill(finished, pad_id)
             generated[:, step] = token
             token_list = token.tolist()
-            yield token, token_list
+        yield token, token_list
+        with torch.inference_mode():
             if stops:
                 finished |= torch.tensor([t in stops for t in token_list], device=device)
             if seen is not None:

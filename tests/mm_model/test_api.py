@@ -152,3 +152,15 @@ def test_closing_a_stream_stops_generation(model):
     next(stream, None)
     stream.close()
     assert next(stream, None) is None and stream.result is None
+
+
+def test_streams_never_leave_the_caller_in_inference_mode(model):
+    """Grad mode is thread-local: a suspended, interleaved or abandoned stream must not leak it."""
+    a = model.chat("the cat", max_new_tokens=6, stream=True)
+    b = model.chat("hello world", max_new_tokens=6, stream=True)
+    next(a, None)
+    next(b, None)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    a.close()  # closed in crossed order
+    list(b)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
