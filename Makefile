@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# The main job: chat with the bundled model about the bundled example screenshot and video.
 example: $(STAMP)
-	$(VENV)/bin/mm-model encode
+	$(VENV)/bin/mm-model chat "What is the title of the window?" --image mm_model/assets/example_screenshot.png
+	$(VENV)/bin/mm-model chat "Which way does the red circle move?" --video mm_model/assets/example_video.mp4
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
