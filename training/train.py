@@ -7,7 +7,7 @@ Batches: `batch` samples per step, right-padded (causal attention makes right pa
 without a mask), media of all samples packed into one MoonViT-3D call. Loss only on the
 assistant's tokens (answer, or thinking trace + answer), each sample's prompt rendered by the
 same `Processor` the API uses. fp32 (bf16 matmuls are ~10x slower on AVX2-only CPUs). Resumable:
-`ckpt.pt` in `--out` every `--ckpt-minutes`; data are a pure function of the step, so a resumed
+`ckpt.safetensors` + `ckpt.json` in `--out` every `--ckpt-minutes` (no pickles); data are a pure function of the step, so a resumed
 run sees exactly the samples it would have seen.
 """
 
@@ -207,14 +207,53 @@ def build(tok: Tokenizer, seed: int, sizes: dict) -> KimiK25Model:
     return KimiK25Model.build(model_config(tok, **sizes))
 
 
+CKPT_TENSORS, CKPT_INFO = "ckpt.safetensors", "ckpt.json"
+
+
 def save_ckpt(
     path: Path, model: KimiK25Model, opt: torch.optim.Optimizer, step: int, elapsed: float, args: dict,
     meta: dict | None = None,
 ) -> None:  # fmt: skip
-    tmp = path / "ckpt.pt.tmp"
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
-                "args": args, "torch_rng": torch.get_rng_state(), "meta": meta or {}}, tmp)  # fmt: skip
-    os.replace(tmp, path / "ckpt.pt")
+    """Resumable state without pickles: tensors (model, optimizer, RNG) as safetensors, the rest as JSON."""
+    from safetensors.torch import save_file
+
+    tensors = {f"model/{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    opt_state = opt.state_dict()
+    scalars = {}
+    for idx, state in opt_state["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"opt/{idx}/{name}"] = value.detach().contiguous()
+            else:
+                scalars[f"{idx}/{name}"] = value
+    tensors["rng"] = torch.get_rng_state()
+    info = {"step": step, "elapsed": elapsed, "args": args, "meta": meta or {},
+            "param_groups": opt_state["param_groups"], "opt_scalars": scalars}  # fmt: skip
+    save_file(tensors, str(path / (CKPT_TENSORS + ".tmp")))
+    (path / (CKPT_INFO + ".tmp")).write_text(json.dumps(info, default=str))
+    os.replace(path / (CKPT_TENSORS + ".tmp"), path / CKPT_TENSORS)
+    os.replace(path / (CKPT_INFO + ".tmp"), path / CKPT_INFO)
+
+
+def load_ckpt(path: Path) -> tuple[dict, dict]:
+    """(tensors, info) as `save_ckpt` wrote them."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path / CKPT_TENSORS)), json.loads((path / CKPT_INFO).read_text())
+
+
+def restore(tensors: dict, info: dict, model: KimiK25Model, opt: torch.optim.Optimizer | None = None) -> None:
+    model.load_state_dict({k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")})
+    if opt is not None:
+        state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("opt/"):
+                _, idx, name = key.split("/", 2)
+                state.setdefault(int(idx), {})[name] = value
+        for key, value in info["opt_scalars"].items():
+            idx, name = key.split("/", 1)
+            state.setdefault(int(idx), {})[name] = value
+        opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
 
 
 def train(args: argparse.Namespace) -> Path:
@@ -239,12 +278,11 @@ def train(args: argparse.Namespace) -> Path:
                             lr=args.lr, betas=(0.9, 0.98), eps=1e-8)  # fmt: skip
     step, elapsed = 0, 0.0
     ck_meta: dict = {}
-    if (out / "ckpt.pt").exists():
-        ck = torch.load(out / "ckpt.pt", weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
+    if (out / CKPT_TENSORS).exists():
+        tensors, ck = load_ckpt(out)
+        restore(tensors, ck, model, opt)
         step, elapsed = ck["step"], ck["elapsed"]
-        torch.set_rng_state(ck["torch_rng"])
+        torch.set_rng_state(tensors["rng"])
         ck_meta = ck.get("meta", {})
         print(f"resumed at step {step} ({elapsed / 60:.1f} min)")
     balance = RouterBalance(model)
@@ -313,10 +351,10 @@ def export(run: Path, dest: Path, dtype: torch.dtype = torch.float32) -> None:
     from mm_model.checkpoint import save_model
     from mm_model.lm.model import cast_model
 
-    ck = torch.load(run / "ckpt.pt", weights_only=False)
+    tensors, ck = load_ckpt(run)
     tok = JsonTokenizer.from_file(run / "tokenizer.json")
     model = build(tok, 0, json.loads(ck["args"]["sizes"]))
-    model.load_state_dict(ck["model"])
+    restore(tensors, ck, model)
     if dtype != torch.float32:
         cast_model(model, dtype)
     save_model(model.eval(), dest, tokenizer_dir=None)

@@ -77,3 +77,28 @@ def test_media_scale_penalty_is_zero_at_matched_scales_and_positive_otherwise(se
     assert with_penalty.item() == pytest.approx(
         plain.item() + torch.log(torch.tensor(ratio)).item() ** 2, rel=1e-4
     )
+
+
+def test_checkpoint_round_trip_without_pickles(setup, tmp_path):
+    from training.train import CKPT_TENSORS, load_ckpt, restore, save_ckpt
+
+    tok, _, proc = setup
+    model = build(tok, 0, SIZES).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = collate([encode(sample("train", i), proc, tok) for i in range(2)], tok.special_tokens["[PAD]"])
+    loss_fn(model, batch).backward()
+    opt.step()
+    save_ckpt(tmp_path, model, opt, 7, 12.5, {"sizes": "{}", "batch": 2})
+    assert (tmp_path / CKPT_TENSORS).read_bytes()[:8] != b"PK\x03\x04"  # not a zip/pickle archive
+    fresh = build(tok, 1, SIZES)
+    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=1e-3)
+    tensors, info = load_ckpt(tmp_path)
+    restore(tensors, info, fresh, fresh_opt)
+    assert info["step"] == 7 and info["elapsed"] == 12.5
+    for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+    a, b = opt.state_dict()["state"], fresh_opt.state_dict()["state"]
+    assert a.keys() == b.keys()
+    for idx in a:
+        for name in a[idx]:
+            assert torch.equal(torch.as_tensor(a[idx][name]), torch.as_tensor(b[idx][name])), (idx, name)
