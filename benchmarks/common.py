@@ -15,6 +15,15 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def same_answer(reply: str, answer: str) -> bool:
+    """Exact match after folding case, whitespace and a final full stop (open-ended answers)."""
+
+    def fold(text: str) -> str:
+        return " ".join(text.strip().lower().rstrip(".").split())
+
+    return fold(reply) == fold(answer)
+
+
 def best_time(fn: Callable[[], Any], repeats: int = 2, warmup: int = 1) -> float:
     """Minimum wall time of `fn` over `repeats` runs after `warmup` runs (noisy machines: take the min)."""
     for _ in range(warmup):

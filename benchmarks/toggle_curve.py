@@ -1,11 +1,16 @@
 """Toggle curve: accuracy against mean thinking tokens at budgets none, p90, p75, p50, p25 and auto.
 
-python -m benchmarks.toggle_curve --tasks tasks.jsonl [--model tiny]   # needs the trained bundled model
-python -m benchmarks.toggle_curve --dry-run                             # plumbing only, random tiny LM
+python -m benchmarks.toggle_curve --curriculum 24 [--model tiny]   # the bundled model's reasoning tasks
+python -m benchmarks.toggle_curve --tasks tasks.jsonl [--model tiny]  # your own (text) tasks
+python -m benchmarks.toggle_curve --dry-run                           # plumbing only, random tiny LM
 
 The interface the bundled-model issue fills in:
 - `Task(task_id, kind, prompt, answer)`; a JSON-lines file with those fields plus "split":
   "calib" or "eval" (disjoint problems: budgets fitted on the evaluation set overstate savings).
+  `prompt` is a string or a chat (a list of messages, media included).
+- `--curriculum N`: N tasks per kind from the bundled model's own curriculum, the kinds trained with
+  thinking traces (`training.evaluate.TRACE_TASKS`: counting shapes, checked boxes, flashes), calib
+  from the "calib" split and eval from "heldout" -- both seeds disjoint from training.
 - `Answerer`: `answer(task, budget, thinking) -> (correct: bool, thinking_tokens: int)` with
   `budget` None (unlimited) or an int, `thinking=False` for the instant anchor. `thinking_tokens`
   must be counted as `mm_model.toggle.split_thinking` counts them; calibration runs (unlimited)
@@ -31,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import RESULTS, print_table, write_json
+from benchmarks.common import RESULTS, print_table, same_answer, write_json
 from mm_model.toggle import (
     ScoredRun,
     ThinkingBudget,
@@ -47,7 +52,7 @@ from mm_model.toggle import (
 class Task:
     task_id: str
     kind: str
-    prompt: str
+    prompt: str | list[dict]  # a user message, or a whole chat (media included)
     answer: str
 
 
@@ -66,7 +71,15 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def run_curve(answer: Answerer, calib: Sequence[Task], evals: Sequence[Task], *, lam: float, auto_rho: float,
               min_correct: int) -> tuple[list[dict], dict]:  # fmt: skip
     """Calibrate on `calib`, evaluate every mode on `evals`; returns (table rows, budgets used)."""
-    runs = [ScoredRun(t.kind, *answer(t, None, True)) for t in calib]
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(calib) + 7 * len(evals), desc="toggle curve", mininterval=5)
+
+    def answer_one(t: Task, budget: int | None, thinking: bool) -> tuple[bool, int]:
+        bar.update(1)
+        return answer(t, budget, thinking)
+
+    runs = [ScoredRun(t.kind, *answer_one(t, None, True)) for t in calib]
     record = build_calibration(runs, auto_rho, lam=lam, min_correct=min_correct)
     correct_by_kind: dict[str, list[int]] = {}
     for r in runs:
@@ -88,13 +101,14 @@ def run_curve(answer: Answerer, calib: Sequence[Task], evals: Sequence[Task], *,
     for name, pick in [*modes.items(), ("instant", lambda t: None)]:
         thinking = name != "instant"
         chosen = [pick(t) for t in evals]
-        results = [answer(t, b, thinking) for t, b in zip(evals, chosen)]
+        results = [answer_one(t, b, thinking) for t, b in zip(evals, chosen)]
         k, n = sum(c for c, _ in results), len(results)
         lo, hi = wilson(k, n)
         rows.append({"mode": name, "accuracy": k / n, "acc_lo": lo, "acc_hi": hi,
                      "mean_thinking": sum(t for _, t in results) / n,
                      "budgeted": sum(b is not None for b in chosen) / n if thinking else 0.0})  # fmt: skip
         budgets[name] = chosen
+    bar.close()
     base = rows[0]
     for r in rows:
         r["token_reduction"] = (
@@ -137,11 +151,25 @@ def chat_answerer(model_name: str, max_new_tokens: int) -> Answerer:
 
     def answer(task: Task, budget: int | None, thinking: bool) -> tuple[bool, int]:
         r = model.chat(task.prompt, thinking=thinking, budget=budget, max_new_tokens=max_new_tokens)
-        return " ".join(r.text.split()).lower() == " ".join(task.answer.split()).lower(), r.usage[
-            "thinking_tokens"
-        ]
+        return same_answer(r.text, task.answer), r.usage["thinking_tokens"]
 
     return answer
+
+
+def curriculum_tasks(n: int) -> tuple[list[Task], list[Task]]:
+    """`n` calib and `n` eval tasks per reasoning kind of the bundled model's curriculum."""
+    from training.evaluate import TRACE_TASKS
+    from training.generators import sample
+
+    def tasks(split: str) -> list[Task]:
+        out = []
+        for family, task in TRACE_TASKS:
+            for i in range(n):
+                s = sample(split, i, family=family, task=task)
+                out.append(Task(f"{split}/{family}/{task}/{i}", f"{family}/{task}", s.messages, s.answer))
+        return out
+
+    return tasks("calib"), tasks("heldout")
 
 
 def dry_answerer(seed: int) -> tuple[Answerer, list[Task], list[Task]]:
@@ -200,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="random tiny model, plumbing only")
     ap.add_argument("--tasks", type=Path, help="JSON lines: id, kind, prompt, answer, split (calib|eval)")
+    ap.add_argument(
+        "--curriculum", type=int, metavar="N", help="N tasks per kind from the bundled curriculum"
+    )
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--max-new-tokens", type=int, default=2048)
     ap.add_argument("--lam", type=float, default=0.8)
@@ -210,10 +241,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.dry_run:
         answer, calib, evals = dry_answerer(args.seed)
         args.min_correct = 1
-    elif args.tasks is None:
-        ap.error("give --tasks (the held-out reasoning tasks of the bundled model) or --dry-run")
+    elif args.tasks is None and not args.curriculum:
+        ap.error("give --curriculum N (the bundled model's reasoning tasks), --tasks FILE or --dry-run")
     else:
-        calib, evals = load_tasks(args.tasks)
+        calib, evals = curriculum_tasks(args.curriculum) if args.curriculum else load_tasks(args.tasks)
         answer = chat_answerer(args.model, args.max_new_tokens)
     rows, budgets = run_curve(
         answer, calib, evals, lam=args.lam, auto_rho=args.auto_rho, min_correct=args.min_correct

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import same_answer
 from training.generators import FAMILY_TASKS, Sample, sample
 from training.generators.videos import write_mp4
 
@@ -31,10 +32,6 @@ TRACE_TASKS = (
     ("screenshot", "checked"),
     ("video", "flashes"),
 )
-
-
-def norm(text: str) -> str:
-    return " ".join(text.strip().lower().rstrip(".").split())
 
 
 def ask(
@@ -48,7 +45,7 @@ def ask(
         content[0] = {"type": "video", "video": str(path)}
         messages = [{"role": "user", "content": content}, *messages[1:]]
     r = model.chat(messages, max_new_tokens=96 if thinking else 16, thinking=thinking)
-    return norm(r.text) == norm(s.answer), r.text, r.usage
+    return same_answer(r.text, s.answer), r.text, r.usage
 
 
 def yarn_off(model):

@@ -147,39 +147,11 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS) -> Path:
     return path
 
 
-def _options_for(task: str, answer: str, question: str, rng: random.Random) -> list[str]:
-    """Lettered options for an open training question: the answer and same-kind distractors, shuffled."""
-    from training.generators.common import COLOUR_NAMES
-
-    if task == "direction":
-        return ["left", "right", "up", "down"]
-    if task == "flashes":
-        return ["1", "2", "3", "4"]
-    if task == "first_appear":  # "Which appears first, the {a} or the {b}?"
-        a, b = question.rstrip("?").split("the ", 1)[1].split(" or the ")
-        return [a, b]
-    if task == "colour_order":
-        import itertools
-
-        colours = answer.split(", ")
-        options = [", ".join(p) for p in itertools.permutations(colours)]
-        for c in COLOUR_NAMES:  # two-colour orders have 2 permutations: add orders with a stranger
-            if c not in colours:
-                options.append(
-                    ", ".join([colours[0], c]) if len(colours) == 2 else ", ".join([c, *colours[1:]])
-                )
-        options = [answer, *rng.sample([o for o in dict.fromkeys(options) if o != answer], 3)]
-    else:  # at_time: a colour
-        options = [answer, *rng.sample([c for c in COLOUR_NAMES if c != answer], 3)]
-    rng.shuffle(options)
-    return options
-
-
 def make_training_suite(out_dir: str | Path, n: int = 20, long_every: int = 4) -> Path:
     """`n` held-out questions from `training.generators` (every `long_every`-th from the "long" split)."""
     from training.generators import sample
     from training.generators.videos import FPS as TRAIN_FPS
-    from training.generators.videos import TASKS
+    from training.generators.videos import TASKS, options_for
 
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
@@ -190,7 +162,7 @@ def make_training_suite(out_dir: str | Path, n: int = 20, long_every: int = 4) -
         s = sample(split, i, family="video", task=task)
         frames = next(p["video"] for p in s.messages[-1]["content"] if p.get("type") == "video")
         question = next(p["text"] for p in s.messages[-1]["content"] if p.get("type") == "text")
-        options = _options_for(task, s.answer, question, random.Random(f"options/{split}/{i}"))
+        options = options_for(task, s.answer, question, random.Random(f"options/{split}/{i}"))
         name = f"videos/{i:04d}_{split}_{task}.mp4"
         _write_frames(out / name, frames, TRAIN_FPS)
         seconds = len(frames) / TRAIN_FPS

@@ -64,11 +64,12 @@ def test_every_task_answers_from_its_vocabulary(family, task):
     for i in range(3):
         s = sample("train", i, family=family, task=task)
         assert s.task == task and s.family == family
+        answer = s.meta["options"]["ABCD".index(s.answer)] if "options" in s.meta else s.answer
         if task == "colour_order":
-            parts = s.answer.split(", ")
+            parts = answer.split(", ")
             assert 2 <= len(parts) <= 3 and set(parts) <= set(COLOUR_NAMES)
         else:
-            assert s.answer in vocab[task], (task, s.answer)
+            assert answer in vocab[task], (task, answer)
 
 
 def test_seen_and_unseen_resolutions_do_not_overlap():
@@ -112,3 +113,22 @@ def test_phase2_mix_draws_basics_and_default_mix_does_not():
     default = {sample("train", i).family for i in range(60)}
     phase2 = {sample("train", i, mix=PHASE2_MIX).family for i in range(60)}
     assert "basics" not in default and "basics" in phase2
+
+
+def test_training_videos_include_lettered_questions_worded_as_the_benchmarks_ask():
+    """Some training video questions are multiple choice, in the synthetic suite's own prompt
+    wording, answered with the letter of the right option; held-out questions stay open."""
+    from benchmarks.video_suites.prompts import build_prompt
+    from benchmarks.video_suites.schema import Sample as SuiteSample
+
+    lettered = [s for s in (sample("train", i, family="video") for i in range(60)) if "options" in s.meta]
+    assert 5 <= len(lettered) <= 40
+    for s in lettered:
+        options, text = s.meta["options"], s.messages[-1]["content"][-1]["text"]
+        assert s.answer in "ABCD"[: len(options)] and len(options) == len(set(options))
+        question = text.split("\n")[0].removeprefix("Question: ")
+        item = SuiteSample(
+            id="", suite="generic", video="", question=question, options=tuple(options), answer="A"
+        )
+        assert text == build_prompt(item)
+    assert not any("options" in sample("heldout", i, family="video").meta for i in range(30))

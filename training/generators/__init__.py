@@ -12,9 +12,10 @@ from training.generators import chats, images, screenshots, videos
 from training.generators.common import Sample, rng_for
 
 # Training mix: family -> weight. Thinking-mode probability for tasks that carry a trace.
-MIX = (("image", 0.3), ("screenshot", 0.32), ("video", 0.3), ("chat", 0.08))
+MIX = (("image", 0.28), ("screenshot", 0.28), ("video", 0.38), ("chat", 0.06))
 PHASE2_MIX = (("image", 0.25), ("screenshot", 0.25), ("video", 0.25), ("chat", 0.05), ("basics", 0.2))
 THINKING = 0.35
+CHOICE = 0.3  # P(a training video question is asked with lettered options, as the video benchmarks do)
 FAMILY_TASKS = {
     "image": images.TASKS,
     "screenshot": screenshots.TASKS,
@@ -43,7 +44,8 @@ def sample(
     if family == "screenshot":
         return screenshots.make(rng, unseen=split == "unseen", task=task, thinking=thinking)
     if family == "video":
-        return videos.make(rng, long=split == "long", task=task, thinking=thinking)
+        choice = CHOICE if split == "train" else 0.0
+        return videos.make(rng, long=split == "long", task=task, thinking=thinking, choice=choice)
     if family == "basics":
         return images.make_basic(rng, unseen=split == "unseen", task=task)
     if family == "chat":

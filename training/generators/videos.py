@@ -171,15 +171,59 @@ MAKERS = {
 }
 
 
-def make(rng: random.Random, *, long: bool = False, task: str | None = None, thinking: float = 0.0) -> Sample:
-    """One video question; the video is a list of PIL frames (an image sequence at 2 fps)."""
+def options_for(task: str, answer: str, question: str, rng: random.Random) -> list[str]:
+    """Lettered-option texts for an open question: the answer and same-kind distractors, shuffled."""
+    if task == "direction":
+        return ["left", "right", "up", "down"]
+    if task == "flashes":
+        return ["1", "2", "3", "4"]
+    if task == "first_appear":  # "Which appears first, the {a} or the {b}?"
+        a, b = question.rstrip("?").split("the ", 1)[1].split(" or the ")
+        return [a, b]
+    if task == "colour_order":
+        colours = answer.split(", ")
+        options = [", ".join(p) for p in itertools.permutations(colours)]
+        for c in COLOUR_NAMES:  # two-colour orders have 2 permutations: add orders with a stranger
+            if c not in colours:
+                options.append(
+                    ", ".join([colours[0], c]) if len(colours) == 2 else ", ".join([c, *colours[1:]])
+                )
+        options = [answer, *rng.sample([o for o in dict.fromkeys(options) if o != answer], 3)]
+    else:  # at_time: a colour
+        options = [answer, *rng.sample([c for c in COLOUR_NAMES if c != answer], 3)]
+    rng.shuffle(options)
+    return options
+
+
+def choice_prompt(question: str, options: list[str]) -> str:
+    """The question as the video benchmarks ask it (lettered options, answer with the letter)."""
+    from benchmarks.video_suites.prompts import build_prompt
+    from benchmarks.video_suites.schema import Sample as SuiteSample
+
+    item = SuiteSample(
+        id="", suite="generic", video="", question=question, options=tuple(options), answer="A"
+    )
+    return build_prompt(item)
+
+
+def make(
+    rng: random.Random, *, long: bool = False, task: str | None = None, thinking: float = 0.0,
+    choice: float = 0.0,
+) -> Sample:  # fmt: skip
+    """One video question; the video is a list of PIL frames (an image sequence at 2 fps).
+
+    choice: probability of asking it as a lettered multiple-choice question (answer: the letter)."""
     want = task or rng.choice(TASKS)
     size = frame_size(rng)
     frames, qa = MAKERS[want](rng, size, long)
     think = qa.trace is not None and rng.random() < thinking
-    msg = user([{"type": "video", "video": frames}, {"type": "text", "text": qa.question}])
-    meta = {"size": size, "frames": len(frames), "long": long}
-    return Sample("video", qa.task, [msg], qa.answer, qa.trace, think, meta)
+    text, answer, meta = qa.question, qa.answer, {"size": size, "frames": len(frames), "long": long}
+    if choice and rng.random() < choice:
+        options = options_for(want, qa.answer, qa.question, rng)
+        text, answer = choice_prompt(qa.question, options), "ABCDEFGHIJ"[options.index(qa.answer)]
+        meta["options"] = options
+    msg = user([{"type": "video", "video": frames}, {"type": "text", "text": text}])
+    return Sample("video", qa.task, [msg], answer, qa.trace, think, meta)
 
 
 def write_mp4(frames: list[Image.Image], path: str | Path, fps: float = FPS) -> Path:
