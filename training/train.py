@@ -32,7 +32,7 @@ from mm_model.lm.moe import Router
 from mm_model.multimodal import KimiK25Model
 from mm_model.processor import Processor
 from mm_model.tokenizer import JsonTokenizer, Tokenizer
-from training.generators import PHASE2_MIX, Sample, sample
+from training.generators import MIXES, Sample, sample
 from vision.config import MediaConfig, VisionConfig
 
 IGNORE = -100
@@ -96,6 +96,23 @@ def collate(batch: list[Encoded], pad_id: int) -> dict[str, Tensor | None]:
         "pixel_values": torch.cat(patches) if patches else None,
         "grid_thws": torch.tensor(grids, dtype=torch.int64) if grids else None,
     }
+
+
+class Batches(torch.utils.data.Dataset):
+    """Batch `step` of the run, encoded and collated: a pure function of the step, so a DataLoader
+    worker can build the next batches (PIL drawing, resizing) while the model trains on this one."""
+
+    def __init__(self, processor: Processor, tok: Tokenizer, batch: int, mix: tuple, steps: int) -> None:
+        self.processor, self.tok, self.batch, self.mix, self.steps = processor, tok, batch, mix, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, step: int) -> dict[str, Tensor | None]:
+        samples = [sample("train", step * self.batch + j, mix=self.mix) for j in range(self.batch)]
+        return collate(
+            [encode(s, self.processor, self.tok) for s in samples], self.tok.special_tokens["[PAD]"]
+        )
 
 
 def loss_fn(
@@ -287,20 +304,23 @@ def train(args: argparse.Namespace) -> Path:
         print(f"resumed at step {step} ({elapsed / 60:.1f} min)")
     balance = RouterBalance(model)
     phase_step, phase_start = step, elapsed
-    if args.phase2_minutes and "phase2_start" in ck_meta:
-        phase_step, phase_start = ck_meta["phase2_start"]
-    mix = PHASE2_MIX if args.phase2_minutes else None
-    meta = {"phase2_start": (phase_step, phase_start)} if args.phase2_minutes else {}
+    if args.phase_minutes and ck_meta.get("phase", {}).get("mix") == args.mix:  # resuming this phase
+        phase_step, phase_start = ck_meta["phase"]["start"]
+    mix = MIXES[args.mix]
+    meta = {"phase": {"mix": args.mix, "start": (phase_step, phase_start)}} if args.phase_minutes else {}
     model.train()
-    pad = tok.special_tokens["[PAD]"]
+    batches = iter(torch.utils.data.DataLoader(
+        Batches(processor, tok, args.batch, mix, args.steps), batch_size=None, sampler=range(step, args.steps),
+        num_workers=args.workers, prefetch_factor=4 if args.workers else None,
+    ))  # fmt: skip
     log = (out / "log.jsonl").open("a")
     bar = tqdm(total=args.steps, initial=step, desc="train", dynamic_ncols=True, mininterval=5)
     last_ckpt = time.time()
-    while step < args.steps and (args.phase2_minutes or elapsed < args.minutes * 60):
+    while step < args.steps and (args.phase_minutes or elapsed < args.minutes * 60):
         t0 = time.time()
         # the schedule follows whichever budget runs out first: steps or training minutes
-        if args.phase2_minutes:  # a fresh warm-up + cosine over the phase
-            progress = (elapsed - phase_start) / (args.phase2_minutes * 60)
+        if args.phase_minutes:  # a fresh warm-up + cosine over the phase
+            progress = (elapsed - phase_start) / (args.phase_minutes * 60)
             lr = lr_at(step - phase_step, progress, args.lr, args.warmup)
             if progress >= 1:
                 break
@@ -309,13 +329,7 @@ def train(args: argparse.Namespace) -> Path:
             lr = lr_at(step, progress, args.lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = collate(
-            [
-                encode(sample("train", step * args.batch + j, mix=mix), processor, tok)
-                for j in range(args.batch)
-            ],
-            pad,
-        )
+        batch = next(batches)
         stats: dict = {}
         loss = loss_fn(model, batch, args.scale_weight, stats)
         opt.zero_grad(set_to_none=True)
@@ -383,12 +397,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scale-weight", type=float, default=0.1, help="media/text embedding scale penalty")
     ap.add_argument("--threads", type=int, default=1, help="1 beats 2 on a busy shared CPU (no spin-waits)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="processes building batches ahead (0: in the loop)"
+    )
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
     ap.add_argument(
         "--sizes", default="{}", help='JSON overrides of model_config sizes, e.g. {"lm_layers": 6}'
     )
-    ap.add_argument("--phase2-minutes", type=float, default=0.0,
-                    help="resume into phase 2 (PHASE2_MIX, fresh warm-up + cosine) for this many minutes")  # fmt: skip
+    ap.add_argument("--mix", default="full", choices=sorted(MIXES), help="the curriculum mix to draw from")
+    ap.add_argument("--phase-minutes", type=float, default=0.0,
+                    help="a phase of this many minutes from the checkpoint: fresh warm-up + cosine on --mix")  # fmt: skip
     ap.add_argument("--export", default=None, help="export the run in --out to this directory and exit")
     ap.add_argument("--export-dtype", default="float32", choices=("float32", "bfloat16"))
     args = ap.parse_args()

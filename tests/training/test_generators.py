@@ -107,12 +107,12 @@ def test_multi_turn_chat_has_history():
     assert s.messages[0]["content"][0]["type"] == "image"
 
 
-def test_phase2_mix_draws_basics_and_default_mix_does_not():
-    from training.generators import PHASE2_MIX
+def test_ground_mix_draws_basics_and_default_mix_does_not():
+    from training.generators import GROUND_MIX
 
     default = {sample("train", i).family for i in range(60)}
-    phase2 = {sample("train", i, mix=PHASE2_MIX).family for i in range(60)}
-    assert "basics" not in default and "basics" in phase2
+    ground = {sample("train", i, mix=GROUND_MIX).family for i in range(60)}
+    assert "basics" not in default and "basics" in ground and "video" not in ground
 
 
 def test_training_videos_include_lettered_questions_worded_as_the_benchmarks_ask():
