@@ -118,7 +118,8 @@ class Batches(torch.utils.data.Dataset):
 def loss_fn(
     model: KimiK25Model, batch: dict[str, Tensor | None], scale_weight: float = 0.0, stats: dict | None = None
 ) -> Tensor:
-    """Cross-entropy on the assistant tokens, plus `scale_weight` x a media-scale penalty.
+    """Cross-entropy on the assistant tokens (mean per sample, then over samples), plus
+    `scale_weight` x a media-scale penalty.
 
     The penalty, (log(rms of media embeddings / rms of text embeddings))^2, keeps the projector's
     output at the scale of the token embeddings. Without it the media embeddings grew ~500x in
@@ -131,7 +132,13 @@ def loss_fn(
         media = model.embed_media(model.pack(batch["pixel_values"], batch["grid_thws"]))  # (T, D)
     logits = model(batch["input_ids"], media_embeds=media)  # (B, S, V)
     labels = batch["labels"][:, 1:]
-    loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
+    token_loss = F.cross_entropy(
+        logits[:, :-1].transpose(1, 2).float(), labels, ignore_index=IGNORE, reduction="none"
+    )  # (B, S-1)
+    # each sample weighs the same: a token mean would let the long thinking traces (~20 tokens)
+    # outweigh the one-token answers that carry the grounding signal
+    counts = (labels != IGNORE).sum(1).clamp(min=1)
+    loss = (token_loss.sum(1) / counts).mean()
     if media is not None and (scale_weight or stats is not None):
         text_rms = model.language_model.model.embed_tokens.weight.detach().pow(2).mean().sqrt()
         media_rms = media.float().pow(2).mean().sqrt()

@@ -102,3 +102,21 @@ def test_checkpoint_round_trip_without_pickles(setup, tmp_path):
     for idx in a:
         for name in a[idx]:
             assert torch.equal(torch.as_tensor(a[idx][name]), torch.as_tensor(b[idx][name])), (idx, name)
+
+
+def test_loss_weighs_each_sample_equally_whatever_its_target_length(setup):
+    """The batch loss is the mean over samples of each sample's mean token loss, so a long thinking
+    trace counts as one sample, not as twenty answers."""
+    tok, model, proc = setup
+    long_s = next(
+        s for s in (sample("train", i, family="image", task="count_all") for i in range(50)) if s.thinking
+    )
+    short_s = sample("train", 1, family="image", task="colour_of")
+    encs = [encode(long_s, proc, tok), encode(short_s, proc, tok)]
+    assert (encs[0].labels != IGNORE).sum() > 3 * (encs[1].labels != IGNORE).sum()
+    pad = tok.special_tokens["[PAD]"]
+    model.eval()
+    with torch.no_grad():
+        alone = [loss_fn(model, collate([e], pad)).item() for e in encs]
+        both = loss_fn(model, collate(encs, pad)).item()
+    assert both == pytest.approx(sum(alone) / 2, rel=1e-4)

@@ -17,7 +17,9 @@ MIX = (("image", 0.3), ("screenshot", 0.3), ("video", 0.34), ("chat", 0.06))
 # the answer prior for 1300+ steps (each of 15 question kinds gets 1/15 of the signal), while one
 # image task alone is learned in ~100 steps; grounding first switches the image pathway on.
 GROUND_MIX = (("image", 0.45), ("screenshot", 0.3), ("basics", 0.25))
-MIXES = {"full": MIX, "ground": GROUND_MIX}
+# Grounded-first: the full task set, weighted towards still images (cheap samples, learned first).
+IMAGE_FIRST_MIX = (("image", 0.38), ("screenshot", 0.3), ("basics", 0.08), ("video", 0.19), ("chat", 0.05))
+MIXES = {"full": MIX, "ground": GROUND_MIX, "image_first": IMAGE_FIRST_MIX}
 THINKING = 0.35
 CHOICE = 0.3  # P(a training video question is asked with lettered options, as the video benchmarks do)
 FAMILY_TASKS = {
