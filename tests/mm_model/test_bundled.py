@@ -5,9 +5,10 @@ split "heldout") that the bundled weights answer correctly, one per media kind: 
 an app screenshot and a video (an H.264 mp4 written here, decoded by the video package). They
 guard the bundled files and the end-to-end path (load, template, packing, decoding).
 
-Caveat, stated in eval_results.json: the current weights (903 steps, 24 CPU minutes) are near
-the answer-prior level on most tasks, so these pinned answers are regression guards, not proof of
-visual grounding; re-pick them (from a fresh `python -m training.evaluate`) after retraining.
+Caveat (eval_results.json): the current weights are grounded on colour (a single shape's colour
+100% held out) and above chance on a few other kinds, far from the issue's targets; the pinned
+questions include the colour one and are regression guards for the rest. Re-pick them from a
+fresh `python -m training.evaluate` after retraining.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from training.generators.videos import write_mp4
 
 # (family, task, held-out index): chosen among the eval's correct answers (eval_results.json).
 FIXED = [
-    ("image", "position", 2),
-    ("screenshot", "title", 0),
-    ("video", "flashes", 6),
+    ("basics", "colour_single", 0),
+    ("image", "colour_of", 1),
+    ("screenshot", "button_colour", 2),
+    ("video", "at_time", 1),
 ]
 
 
@@ -49,7 +51,7 @@ def test_bundled_files_are_small_and_complete(model):
     assert mm_model.load().path == model.path  # the default
 
 
-@pytest.mark.parametrize("family, task, index", FIXED, ids=[f[0] for f in FIXED])
+@pytest.mark.parametrize("family, task, index", FIXED, ids=[f"{f[0]}-{f[1]}" for f in FIXED])
 def test_fixed_heldout_questions(model, family, task, index, tmp_path):
     s, messages = _messages(family, task, index, tmp_path)
     r = model.chat(messages, max_new_tokens=12)
