@@ -1,6 +1,7 @@
 """CPU trainer for the bundled model on the synthetic curriculum.
 
-    nice -n 19 python -m training.train --out training/runs/main --minutes 60
+    bash training/curriculum.sh training/runs/main      # the bundled model: four phases, ~29 CPU-min
+    python -m training.train --out training/runs/main --mix ground --phase-minutes 6   # one phase
     python -m training.train --out training/runs/main --export mm_model/bundled/tiny   # weights only
 
 Batches: `batch` samples per step, right-padded (causal attention makes right padding safe
