@@ -8,4 +8,6 @@ common=(--out "$out" --lr 4e-4 --warmup 30 --threads 2 --workers 1 --ckpt-minute
 "$py" -m training.train "${common[@]}" --mix basics --phase-minutes 1.5
 "$py" -m training.train "${common[@]}" --mix images --phase-minutes 6
 "$py" -m training.train "${common[@]}" --mix ground --phase-minutes 6
-"$py" -m training.train "${common[@]}" --mix image_first --phase-minutes "${FINAL_MINUTES:-15}"
+"$py" -m training.train "${common[@]}" --mix image_first --phase-minutes 15
+# a second pass over the same mix, fresh warm-up, lower peak (the bundled weights: 47.5 CPU-min in all)
+"$py" -m training.train "${common[@]/4e-4/3e-4}" --mix image_first --new-phase --phase-minutes 19

@@ -312,7 +312,8 @@ def train(args: argparse.Namespace) -> Path:
         print(f"resumed at step {step} ({elapsed / 60:.1f} min)")
     balance = RouterBalance(model)
     phase_step, phase_start = step, elapsed
-    if args.phase_minutes and ck_meta.get("phase", {}).get("mix") == args.mix:  # resuming this phase
+    same_phase = ck_meta.get("phase", {}).get("mix") == args.mix and not args.new_phase
+    if args.phase_minutes and same_phase:  # resuming this phase
         phase_step, phase_start = ck_meta["phase"]["start"]
     mix = MIXES[args.mix]
     meta = {"phase": {"mix": args.mix, "start": (phase_step, phase_start)}} if args.phase_minutes else {}
@@ -415,6 +416,7 @@ def main() -> None:
     ap.add_argument("--mix", default="full", choices=sorted(MIXES), help="the curriculum mix to draw from")
     ap.add_argument("--phase-minutes", type=float, default=0.0,
                     help="a phase of this many minutes from the checkpoint: fresh warm-up + cosine on --mix")  # fmt: skip
+    ap.add_argument("--new-phase", action="store_true", help="start a new phase even if the mix is the same")
     ap.add_argument("--export", default=None, help="export the run in --out to this directory and exit")
     ap.add_argument("--export-dtype", default="float32", choices=("float32", "bfloat16"))
     args = ap.parse_args()
