@@ -73,7 +73,8 @@ def run_curve(answer: Answerer, calib: Sequence[Task], evals: Sequence[Task], *,
     """Calibrate on `calib`, evaluate every mode on `evals`; returns (table rows, budgets used)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(calib) + 7 * len(evals), desc="toggle curve", mininterval=5)
+    n_modes = len(RHOS) + 3  # the percentiles, plus none, auto and instant
+    bar = tqdm(total=len(calib) + n_modes * len(evals), desc="toggle curve", mininterval=5)
 
     def answer_one(t: Task, budget: int | None, thinking: bool) -> tuple[bool, int]:
         bar.update(1)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The bundled model's progressive curriculum: each stage a fresh warm-up + cosine phase on a wider mix.
+# The bundled model's progressive curriculum: each stage a fresh warm-up + cosine phase, on a wider mix
+# until the last, which repeats image_first at a lower peak.
 #   bash training/curriculum.sh training/runs/v4 [python]
 set -euo pipefail
 out=${1:-training/runs/main}

@@ -1,6 +1,6 @@
 """CPU trainer for the bundled model on the synthetic curriculum.
 
-    bash training/curriculum.sh training/runs/main      # the bundled model: four phases, ~29 CPU-min
+    bash training/curriculum.sh training/runs/main      # the bundled model: five phases, ~48 CPU-min
     python -m training.train --out training/runs/main --mix ground --phase-minutes 6   # one phase
     python -m training.train --out training/runs/main --export mm_model/bundled/tiny   # weights only
 

@@ -13,13 +13,11 @@ from training.generators.common import Sample, rng_for
 
 # Training mix: family -> weight. Thinking-mode probability for tasks that carry a trace.
 MIX = (("image", 0.3), ("screenshot", 0.3), ("video", 0.34), ("chat", 0.06))
-# Grounding phase: still images only, bootstrap tasks included. From scratch, the full mix sits at
-# the answer prior for 1300+ steps (each of 15 question kinds gets 1/15 of the signal), while one
-# image task alone is learned in ~100 steps; grounding first switches the image pathway on.
+# Still images only, bootstrap tasks included.
 GROUND_MIX = (("image", 0.45), ("screenshot", 0.3), ("basics", 0.25))
 # Grounded-first: the full task set, weighted towards still images (cheap samples, learned first).
 IMAGE_FIRST_MIX = (("image", 0.38), ("screenshot", 0.3), ("basics", 0.08), ("video", 0.19), ("chat", 0.05))
-# A progressive curriculum (`training/curriculum.sh`): basics -> images -> ground -> image_first.
+# A progressive curriculum (`training/curriculum.sh`): basics -> images -> ground -> image_first (x2).
 # From scratch on the full mix the model stays at the answer prior (the other 14 question kinds'
 # gradients drown each one's grounding signal); one kind alone is learned in ~100 steps, and each
 # stage then starts from a model that already looks at the image.
@@ -45,8 +43,8 @@ def sample(
 ) -> Sample:
     """Sample `index` of `split`; family/task force a kind (eval), else drawn from `mix` (default MIX).
 
-    The grounding phase's GROUND_MIX adds the "basics" bootstrap family (one large shape: its
-    colour, its shape)."""
+    The "basics" bootstrap family (one large shape: its colour, its shape) is only in the curriculum's
+    early MIXES."""
     rng = rng_for(split, index, f"{family}/{task}")
     if family is None:
         r, acc = rng.random(), 0.0

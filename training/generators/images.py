@@ -116,7 +116,8 @@ BASICS = ("colour_single", "shape_single")
 
 
 def make_basic(rng: random.Random, *, unseen: bool = False, task: str | None = None) -> Sample:
-    """Bootstrap tasks (phase 2): one large shape; its colour or its shape. Grounding needs no binding."""
+    """Bootstrap tasks (the curriculum's first phases): one large shape; its colour or its shape.
+    Grounding needs no binding."""
     w, h = image_size(rng, unseen)
     want = task or rng.choice(BASICS)
     image, draw = new_canvas(w, h, background(rng))
