@@ -26,8 +26,8 @@ from mm_model.checkpoint import load_model
 from mm_model.config import ModelConfig
 from mm_model.multimodal import KimiK25Model
 from mm_model.processor import MediaItem, Processor
-from mm_model.toggle import CALIBRATION_FILE, Calibration, ThinkingBudget, ThinkTokens
-from mm_model.tokenizer import Tokenizer, load_tokenizer, token_id
+from mm_model.toggle import CALIBRATION_FILE, Calibration, ThinkingBudget, ThinkingStream, ThinkTokens
+from mm_model.tokenizer import Tokenizer, load_tokenizer
 from vision.dtypes import cpu_has_fast_bf16
 from vision.errors import InputError
 from vision.packing import pack
@@ -216,56 +216,42 @@ class Model:
         ids = prompt.input_ids[None].to(device)
         with torch.inference_mode():
             embeds = self.model.merge_media(ids, None if media is None else media.to(device))
-        tok = self.tokenizer
-        stop_ids = [token_id(tok, "<|im_end|>")]
-        if "[EOS]" in tok.special_tokens:
-            stop_ids.append(tok.special_tokens["[EOS]"])
-        think_end = token_id(tok, "</think>") if thinking else None
+        tokens = ThinkTokens.from_special_tokens(self.tokenizer.special_tokens)
         processors = [] if policy is None else [policy]
 
         def decode(piece_ids: list[int]) -> str:
-            return tok.decode(piece_ids, skip_special_tokens=True)
+            return self.tokenizer.decode(piece_ids, skip_special_tokens=True)
 
-        kind = "thinking" if thinking else "answer"
-        texts = {"thinking": [], "answer": []}
-        counts = {"thinking": 0, "answer": 0}
-        stream = generation.TextStream(decode)
+        # the same channel splitter as the Toggle streams: `</think>` counts as neither channel
+        stream = ThinkingStream(tokens, decode, thinking=thinking)
+        texts: dict[str, list[str]] = {"thinking": [], "answer": []}
         finish, first_token_at, generated = "length", None, 0
         steps = generation._steps(
             self.model.language_model, ids, max_new_tokens=max_new_tokens, attention_mask=None, inputs_embeds=embeds,
-            temperature=temperature, top_k=None, top_p=top_p, repetition_penalty=1.0, stop_token_ids=stop_ids,
-            seed=seed, logits_processors=processors, pad_token_id=None,
+            temperature=temperature, top_k=None, top_p=top_p, repetition_penalty=1.0,
+            stop_token_ids=sorted(tokens.turn_end), seed=seed, logits_processors=processors, pad_token_id=None,
         )  # fmt: skip
+
+        def emit(events: list) -> Iterator[TextPiece]:
+            for event in events:
+                texts[event.channel].append(event.text)
+                yield TextPiece(event.text, event.channel)
+
         for _, (t,) in steps:
             first_token_at = first_token_at or time.perf_counter()
             generated += 1
-            if t in stop_ids:
+            yield from emit(stream.push(t))  # the turn end flushes the stream and closes it
+            if t in tokens.turn_end:
                 finish = "stop"
                 break
-            if t == think_end and kind == "thinking":
-                # `</think>` counts as neither thinking nor answer (the Toggle convention).
-                tail = stream.flush()
-                if tail:
-                    texts[kind].append(tail)
-                    yield TextPiece(tail, kind)
-                kind, stream = "answer", generation.TextStream(decode)
-                continue
-            counts[kind] += 1
-            piece = stream.push(t)
-            if piece:
-                texts[kind].append(piece)
-                yield TextPiece(piece, kind)
-        tail = stream.flush()
-        if tail:
-            texts[kind].append(tail)
-            yield TextPiece(tail, kind)
+        yield from emit(stream.flush())  # nothing once closed
         end = time.perf_counter()
         new_tokens = generated
         usage = {
             "prompt_tokens": int(prompt.input_ids.numel()),
             "vision_tokens": prompt.vision_tokens,
-            "thinking_tokens": counts["thinking"],
-            "answer_tokens": counts["answer"],
+            "thinking_tokens": stream.thinking_tokens,
+            "answer_tokens": stream.answer_tokens,
             "completion_tokens": new_tokens,
             "media_items_encoded": encoded,
         }

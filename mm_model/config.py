@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mm_model.jsonfile import read_json
 from mm_model.lm.config import ConfigError, LMConfig
 from vision.config import MediaConfig, VisionConfig
 
@@ -143,20 +144,11 @@ class ModelConfig:
     @classmethod
     def from_dir(cls, path: str | Path) -> ModelConfig:
         path = Path(path)
-        file = path / "config.json"
-        if not file.exists():
-            raise ConfigError(f"no config.json in {str(path)!r}")
-        try:
-            d = json.loads(file.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{str(file)!r} is not valid JSON: {exc}") from exc
+        d = read_json(path / "config.json", ConfigError)
         media = None
         pre = path / "preprocessor_config.json"
         if pre.exists():  # the released checkpoint keeps media_proc_cfg here
-            try:
-                media = json.loads(pre.read_text()).get("media_proc_cfg")
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{str(pre)!r} is not valid JSON: {exc}") from exc
+            media = read_json(pre, ConfigError).get("media_proc_cfg")
         return cls.from_dict(d, media)
 
     def save(self, path: str | Path) -> None:

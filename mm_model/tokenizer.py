@@ -8,11 +8,11 @@ a byte-level BPE `tokenizer.json` for the `tokenizers` package with the same spe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from mm_model.jsonfile import read_json
 from vision.errors import InputError
 
 # Kimi's pre-tokenizer regex (`pat_str` of the released tokenization_kimi.py); a format constant.
@@ -101,10 +101,7 @@ class TiktokenTokenizer:
         named: dict[int, str] = {}
         config_file = path / "tokenizer_config.json"
         if config_file.exists():
-            try:
-                decoder = json.loads(config_file.read_text()).get("added_tokens_decoder", {})
-            except json.JSONDecodeError as exc:
-                raise TokenizerError(f"{str(config_file)!r} is not valid JSON: {exc}") from exc
+            decoder = read_json(config_file, TokenizerError).get("added_tokens_decoder", {})
             named = {int(i): entry["content"] for i, entry in decoder.items()}
         base = len(ranks)
         # Every id of the reserved block gets a name, as the released tokenization_kimi.py does.

@@ -18,6 +18,7 @@ import torch
 from safetensors import safe_open
 from torch import Tensor
 
+from mm_model.jsonfile import read_json
 from mm_model.lm.config import LMConfig
 from mm_model.lm.model import DeepseekV3LM, cast_model
 from vision.errors import InputError
@@ -87,13 +88,7 @@ def checkpoint_files(path: Path) -> list[Path]:
 
 def read_config(path: str | Path, key: str | None = None) -> LMConfig:
     """LMConfig from `path/config.json` (or its sub-dict `key`, e.g. "text_config")."""
-    cfg_file = Path(path) / "config.json"
-    if not cfg_file.exists():
-        raise CheckpointError(f"no config.json in {str(path)!r}")
-    try:
-        d = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{str(cfg_file)!r} is not valid JSON: {e}") from e
+    d = read_json(Path(path) / "config.json", CheckpointError)
     return LMConfig.from_hf_dict(d[key] if key else d)
 
 
