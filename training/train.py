@@ -111,9 +111,10 @@ class Batches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> dict[str, Tensor | None]:
         samples = [sample("train", step * self.batch + j, mix=self.mix) for j in range(self.batch)]
-        return collate(
+        batch = collate(
             [encode(s, self.processor, self.tok) for s in samples], self.tok.special_tokens["[PAD]"]
         )
+        return {**batch, "kinds": [f"{s.family}/{s.task}" for s in samples]}
 
 
 def loss_fn(
@@ -139,12 +140,15 @@ def loss_fn(
     # each sample weighs the same: a token mean would let the long thinking traces (~20 tokens)
     # outweigh the one-token answers that carry the grounding signal
     counts = (labels != IGNORE).sum(1).clamp(min=1)
-    loss = (token_loss.sum(1) / counts).mean()
+    per_sample = token_loss.sum(1) / counts  # (B,)
+    loss = per_sample.mean()
+    if stats is not None:
+        stats["per_sample"] = per_sample.detach()
     if media is not None and (scale_weight or stats is not None):
         text_rms = model.language_model.model.embed_tokens.weight.detach().pow(2).mean().sqrt()
         media_rms = media.float().pow(2).mean().sqrt()
         if stats is not None:
-            stats["media_rms"], stats["text_rms"] = float(media_rms), float(text_rms)
+            stats["media_rms"], stats["text_rms"] = float(media_rms.detach()), float(text_rms)
         if scale_weight:
             loss = loss + scale_weight * torch.log(media_rms / text_rms) ** 2
     return loss
@@ -181,6 +185,14 @@ class RouterBalance:
         return worst
 
 
+def kind_losses(kinds: list[str], per_sample: Tensor) -> dict[str, float]:
+    """Mean loss of each question kind ("family/task") in a batch: the per-task learning curves."""
+    sums: dict[str, list[float]] = {}
+    for kind, value in zip(kinds, per_sample.tolist()):
+        sums.setdefault(kind, []).append(value)
+    return {k: round(sum(v) / len(v), 4) for k, v in sorted(sums.items())}
+
+
 def lr_at(step: int, progress: float, peak: float, warmup: int) -> float:
     """Linear warm-up over `warmup` steps, then cosine to 10% of peak as `progress` goes 0 -> 1."""
     if step < warmup:
@@ -199,7 +211,20 @@ def read_log(log_file: Path) -> list[dict]:
     return [by_step[k] for k in sorted(by_step)]
 
 
+def kind_curves(rows: list[dict], bin_steps: int = 100) -> dict[str, tuple[list[int], list[float]]]:
+    """kind -> (bin end steps, mean loss of that kind's samples in each `bin_steps`-step bin)."""
+    bins: dict[str, dict[int, list[float]]] = {}
+    for r in rows:
+        for kind, value in r.get("kinds", {}).items():
+            bins.setdefault(kind, {}).setdefault((r["step"] - 1) // bin_steps, []).append(value)
+    return {
+        kind: ([(b + 1) * bin_steps for b in sorted(by)], [sum(by[b]) / len(by[b]) for b in sorted(by)])
+        for kind, by in sorted(bins.items())
+    }
+
+
 def plot(log_file: Path, png: Path) -> None:
+    """The loss curve; with a second panel of per-kind curves when the log has them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -214,7 +239,9 @@ def plot(log_file: Path, png: Path) -> None:
     smooth = [
         sum(loss[max(0, i - k + 1) : i + 1]) / len(loss[max(0, i - k + 1) : i + 1]) for i in range(len(loss))
     ]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    curves = kind_curves(rows)
+    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(14 if curves else 7, 4.5), squeeze=False)
+    ax = axes[0, 0]
     ax.plot(steps, loss, alpha=0.3, label="loss per step")
     ax.plot(steps, smooth, label=f"mean of {k}")
     ax.set_yscale("log")
@@ -222,6 +249,15 @@ def plot(log_file: Path, png: Path) -> None:
     ax.set_ylabel("cross-entropy on assistant tokens")
     ax.set_title(f"bundled tiny model: {rows[-1]['elapsed'] / 60:.0f} min, {rows[-1]['samples']} samples")
     ax.legend()
+    if curves:
+        ax = axes[0, 1]
+        styles = {"image": "-", "screenshot": "--", "video": ":", "basics": "-.", "chat": "-"}
+        for kind, (x, y) in curves.items():
+            ax.plot(x, y, styles.get(kind.split("/")[0], "-"), label=kind, linewidth=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title("per question kind (mean per 100 steps)")
+        ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(png, dpi=90)
     plt.close(fig)
@@ -348,9 +384,10 @@ def train(args: argparse.Namespace) -> Path:
         load = balance.step()
         step += 1
         elapsed += time.time() - t0
+        per_sample = stats.pop("per_sample")
         row = {"step": step, "loss": round(loss.item(), 5), "lr": lr, "gnorm": round(gnorm, 3),
                "load": round(load, 2), "tokens": int(batch["input_ids"].numel()),
-               **{k: round(v, 4) for k, v in stats.items()},
+               **{k: round(v, 4) for k, v in stats.items()}, "kinds": kind_losses(batch["kinds"], per_sample),
                "samples": step * args.batch, "elapsed": round(elapsed, 1)}  # fmt: skip
         log.write(json.dumps(row) + "\n")
         log.flush()

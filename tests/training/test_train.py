@@ -8,7 +8,7 @@ import torch
 from mm_model.processor import Processor
 from training.generators import sample
 from training.tokenizer import build as build_tokenizer
-from training.train import IGNORE, RouterBalance, build, collate, encode, loss_fn
+from training.train import IGNORE, RouterBalance, build, collate, encode, kind_curves, kind_losses, loss_fn
 
 SIZES = {"vision_hidden": 32, "vision_layers": 1, "lm_hidden": 64, "lm_layers": 2, "moe_inter": 32}
 
@@ -120,3 +120,27 @@ def test_loss_weighs_each_sample_equally_whatever_its_target_length(setup):
         alone = [loss_fn(model, collate([e], pad)).item() for e in encs]
         both = loss_fn(model, collate(encs, pad)).item()
     assert both == pytest.approx(sum(alone) / 2, rel=1e-4)
+
+
+def test_per_kind_losses_are_the_per_sample_losses_grouped_by_question_kind(setup):
+    """The log's per-task learning curves: each kind's mean is the mean of its samples' own losses."""
+    tok, model, proc = setup
+    samples = [sample("train", i, family=f) for i, f in enumerate(("image", "video", "image", "chat"))]
+    encs = [encode(s, proc, tok) for s in samples]
+    pad = tok.special_tokens["[PAD]"]
+    model.eval()
+    with torch.no_grad():
+        stats: dict = {}
+        loss_fn(model, collate(encs, pad), stats=stats)
+        alone = [loss_fn(model, collate([e], pad)).item() for e in encs]
+    kinds = [f"{s.family}/{s.task}" for s in samples]
+    by_kind = kind_losses(kinds, stats["per_sample"])
+    assert set(by_kind) == set(kinds)
+    for kind in set(kinds):
+        own = [v for k, v in zip(kinds, alone) if k == kind]
+        assert by_kind[kind] == pytest.approx(sum(own) / len(own), abs=1e-3)
+    rows = [{"step": s, "kinds": {"a/x": float(s)}} for s in range(1, 201)] + [
+        {"step": 150, "kinds": {"b/y": 1.0}}
+    ]
+    curves = kind_curves(rows, bin_steps=100)
+    assert curves["a/x"] == ([100, 200], [50.5, 150.5]) and curves["b/y"] == ([200], [1.0])
