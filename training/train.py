@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from mm_model.config import ModelConfig
 from mm_model.lm.config import LMConfig, RopeScaling
@@ -111,14 +111,64 @@ class Batches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> dict[str, Tensor | None]:
         samples = [sample("train", step * self.batch + j, mix=self.mix) for j in range(self.batch)]
-        batch = collate(
-            [encode(s, self.processor, self.tok) for s in samples], self.tok.special_tokens["[PAD]"]
-        )
-        return {**batch, "kinds": [f"{s.family}/{s.task}" for s in samples]}
+        encoded = [encode(s, self.processor, self.tok) for s in samples]
+        batch = collate(encoded, self.tok.special_tokens["[PAD]"])
+        return {**batch, **aux_targets(samples, encoded, self.tok)}
+
+
+# Question kinds whose answer depends on the media alone (not on which object the question names):
+# for these an auxiliary head reads the answer's first token straight from the pooled media embeddings.
+# Training only, never exported. Why: through the LM the vision tower gets a weak, late signal -- one
+# answer token after the LM has learned where to look -- and a 4-layer ViT from scratch needs ~8k
+# images of direct supervision to tell a circle from a square (chance for 400+ steps through the LM).
+AUX_KINDS = (
+    "basics/colour_single", "basics/shape_single", "image/count_all", "screenshot/title",
+    "screenshot/highlighted", "screenshot/checked", "screenshot/field", "video/direction",
+    "video/flashes", "video/colour_order", "video/first_appear",
+)  # fmt: skip
+
+
+def aux_targets(samples: list[Sample], encoded: list[Encoded], tok: Tokenizer) -> dict[str, list]:
+    """Per sample: its kind, its media's merged-token count per grid, and the aux target (the
+    answer's first token id) where the kind is in AUX_KINDS, else None."""
+    kinds = [f"{s.family}/{s.task}" for s in samples]
+    targets = [tok.encode(s.answer)[0] if k in AUX_KINDS and e.grids else None
+               for k, s, e in zip(kinds, samples, encoded)]  # fmt: skip
+    tokens = [[t // 4 * h * w // 4 if t > 1 else h * w // 4 for t, h, w in e.grids] for e in encoded]
+    return {"kinds": kinds, "aux_targets": targets, "media_tokens": tokens}
+
+
+class AuxHeads(nn.Module):
+    """One linear head per AUX_KINDS kind: [mean of the item's media embeddings, mean of its first
+    chunk, mean of its last chunk] / rms -> answer's first token (the chunk means give video order)."""
+
+    def __init__(self, dim: int, vocab: int) -> None:
+        super().__init__()
+        self.heads = nn.ModuleDict({k.replace("/", "__"): nn.Linear(3 * dim, vocab) for k in AUX_KINDS})
+
+    def loss(self, media: Tensor, batch: dict) -> Tensor | None:
+        """Mean cross-entropy over the batch's samples with an aux target; None if there are none."""
+        start, losses = 0, []
+        for kind, target, counts in zip(batch["kinds"], batch["aux_targets"], batch["media_tokens"]):
+            item = media[start : start + sum(counts)]  # (T_i, D)
+            start += sum(counts)
+            if target is None:
+                continue
+            chunk = counts[0] if len(counts) > 1 else max(1, len(item) // max(1, len(counts)))
+            feats = torch.cat([item.mean(0), item[:chunk].mean(0), item[-chunk:].mean(0)])
+            feats = feats / feats.pow(2).mean().sqrt().clamp(min=1e-6)
+            logits = self.heads[kind.replace("/", "__")](feats)
+            losses.append(F.cross_entropy(logits[None], torch.tensor([target])))
+        return torch.stack(losses).mean() if losses else None
 
 
 def loss_fn(
-    model: KimiK25Model, batch: dict[str, Tensor | None], scale_weight: float = 0.0, stats: dict | None = None
+    model: KimiK25Model,
+    batch: dict[str, Tensor | None],
+    scale_weight: float = 0.0,
+    stats: dict | None = None,
+    aux: AuxHeads | None = None,
+    aux_weight: float = 0.0,
 ) -> Tensor:
     """Cross-entropy on the assistant tokens (mean per sample, then over samples), plus
     `scale_weight` x a media-scale penalty.
@@ -151,6 +201,12 @@ def loss_fn(
             stats["media_rms"], stats["text_rms"] = float(media_rms.detach()), float(text_rms)
         if scale_weight:
             loss = loss + scale_weight * torch.log(media_rms / text_rms) ** 2
+    if media is not None and aux is not None and aux_weight:
+        aux_loss = aux.loss(media, batch)
+        if aux_loss is not None:
+            loss = loss + aux_weight * aux_loss
+            if stats is not None:
+                stats["aux"] = float(aux_loss.detach())
     return loss
 
 
@@ -263,6 +319,16 @@ def plot(log_file: Path, png: Path) -> None:
     plt.close(fig)
 
 
+def param_groups(model: KimiK25Model, vision_lr_mult: float = 1.0) -> list[dict]:
+    """AdamW groups: weight decay on matrices (not embeddings); `lr_mult` on the vision tower and projector."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for n, p in model.named_parameters():
+        vision = n.startswith(("vision_tower.", "mm_projector."))
+        groups.setdefault((vision, p.dim() >= 2 and "embed" not in n), []).append(p)
+    return [{"params": ps, "weight_decay": 0.05 if decay else 0.0, "lr_mult": vision_lr_mult if vision else 1.0}
+            for (vision, decay), ps in sorted(groups.items())]  # fmt: skip
+
+
 def build(tok: Tokenizer, seed: int, sizes: dict) -> KimiK25Model:
     torch.manual_seed(seed)
     return KimiK25Model.build(model_config(tok, **sizes))
@@ -273,12 +339,14 @@ CKPT_TENSORS, CKPT_INFO = "ckpt.safetensors", "ckpt.json"
 
 def save_ckpt(
     path: Path, model: KimiK25Model, opt: torch.optim.Optimizer, step: int, elapsed: float, args: dict,
-    meta: dict | None = None,
+    meta: dict | None = None, aux: AuxHeads | None = None,
 ) -> None:  # fmt: skip
-    """Resumable state without pickles: tensors (model, optimizer, RNG) as safetensors, the rest as JSON."""
+    """Resumable state without pickles: tensors (model, aux heads, optimizer, RNG) as safetensors, the rest as JSON."""
     from safetensors.torch import save_file
 
     tensors = {f"model/{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    if aux is not None:
+        tensors.update({f"aux/{k}": v.detach().contiguous() for k, v in aux.state_dict().items()})
     opt_state = opt.state_dict()
     scalars = {}
     for idx, state in opt_state["state"].items():
@@ -303,9 +371,17 @@ def load_ckpt(path: Path) -> tuple[dict, dict]:
     return load_file(str(path / CKPT_TENSORS)), json.loads((path / CKPT_INFO).read_text())
 
 
-def restore(tensors: dict, info: dict, model: KimiK25Model, opt: torch.optim.Optimizer | None = None) -> None:
+def restore(
+    tensors: dict, info: dict, model: KimiK25Model, opt: torch.optim.Optimizer | None = None,
+    aux: AuxHeads | None = None,
+) -> None:  # fmt: skip
     model.load_state_dict({k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")})
-    if opt is not None:
+    if aux is not None and any(k.startswith("aux/") for k in tensors):
+        aux.load_state_dict({k.removeprefix("aux/"): v for k, v in tensors.items() if k.startswith("aux/")})
+    if opt is not None and len(info["param_groups"]) != len(opt.param_groups):
+        # a checkpoint from before the vision/LM group split: weights only, fresh optimizer moments
+        print(f"optimizer groups differ ({len(info['param_groups'])} saved): optimizer state not restored")
+    elif opt is not None:
         state: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("opt/"):
@@ -333,15 +409,35 @@ def train(args: argparse.Namespace) -> Path:
     sizes = json.loads(args.sizes)
     model = build(tok, args.seed, sizes)
     processor = Processor(model.config, tok)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.98), eps=1e-8)  # fmt: skip
+    opt = torch.optim.AdamW(param_groups(model, args.vision_lr_mult), lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
     step, elapsed = 0, 0.0
     ck_meta: dict = {}
-    if (out / CKPT_TENSORS).exists():
-        tensors, ck = load_ckpt(out)
-        restore(tensors, ck, model, opt)
+    tensors, ck = load_ckpt(out) if (out / CKPT_TENSORS).exists() else ({}, {})
+    # the aux heads are a third parameter group, added before restoring when the checkpoint has them
+    has_aux = any(k.startswith("aux/") for k in tensors)
+    aux = (
+        AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size)
+        if args.aux_weight or has_aux
+        else None
+    )
+
+    def add_aux_group() -> None:
+        opt.add_param_group(
+            {"params": list(aux.parameters()), "weight_decay": 0.0, "lr_mult": args.vision_lr_mult}
+        )
+
+    if aux is not None and (has_aux or not tensors):
+        add_aux_group()
+    if tensors:
+        restore(tensors, ck, model, opt, aux)
+        if aux is not None and not has_aux:
+            add_aux_group()
+        # this run's multipliers, not the checkpoint's (a phase may change --vision-lr-mult)
+        mults = [g["lr_mult"] for g in param_groups(model, args.vision_lr_mult)] + [
+            args.vision_lr_mult
+        ] * bool(aux)
+        for g, m in zip(opt.param_groups, mults, strict=True):
+            g["lr_mult"] = m
         step, elapsed = ck["step"], ck["elapsed"]
         torch.set_rng_state(tensors["rng"])
         ck_meta = ck.get("meta", {})
@@ -373,10 +469,10 @@ def train(args: argparse.Namespace) -> Path:
             progress = max(step / args.steps, elapsed / (args.minutes * 60))
             lr = lr_at(step, progress, args.lr, args.warmup)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_mult", 1.0)
         batch = next(batches)
         stats: dict = {}
-        loss = loss_fn(model, batch, args.scale_weight, stats)
+        loss = loss_fn(model, batch, args.scale_weight, stats, aux, args.aux_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
@@ -394,11 +490,11 @@ def train(args: argparse.Namespace) -> Path:
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", s_step=f"{time.time() - t0:.2f}", lr=f"{lr:.1e}")
         if time.time() - last_ckpt > args.ckpt_minutes * 60:
-            save_ckpt(out, model, opt, step, elapsed, vars(args), meta)
+            save_ckpt(out, model, opt, step, elapsed, vars(args), meta, aux)
             plot(out / "log.jsonl", out / "loss_curve.png")
             last_ckpt = time.time()
     bar.close()
-    save_ckpt(out, model, opt, step, elapsed, vars(args), meta)
+    save_ckpt(out, model, opt, step, elapsed, vars(args), meta, aux)
     plot(out / "log.jsonl", out / "loss_curve.png")
     print(f"done: step {step}, {elapsed / 60:.1f} min")
     return out
@@ -442,6 +538,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scale-weight", type=float, default=0.1, help="media/text embedding scale penalty")
+    ap.add_argument(
+        "--vision-lr-mult", type=float, default=1.0, help="lr multiplier: vision tower, projector, aux heads"
+    )
+    ap.add_argument("--aux-weight", type=float, default=0.0, help="weight of the aux heads' loss (AUX_KINDS)")
     ap.add_argument("--threads", type=int, default=1, help="1 beats 2 on a busy shared CPU (no spin-waits)")
     ap.add_argument(
         "--workers", type=int, default=1, help="processes building batches ahead (0: in the loop)"

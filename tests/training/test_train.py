@@ -8,7 +8,20 @@ import torch
 from mm_model.processor import Processor
 from training.generators import sample
 from training.tokenizer import build as build_tokenizer
-from training.train import IGNORE, RouterBalance, build, collate, encode, kind_curves, kind_losses, loss_fn
+from training.train import (
+    AUX_KINDS,
+    IGNORE,
+    AuxHeads,
+    RouterBalance,
+    aux_targets,
+    build,
+    collate,
+    encode,
+    kind_curves,
+    kind_losses,
+    loss_fn,
+    param_groups,
+)
 
 SIZES = {"vision_hidden": 32, "vision_layers": 1, "lm_hidden": 64, "lm_layers": 2, "moe_inter": 32}
 
@@ -144,3 +157,53 @@ def test_per_kind_losses_are_the_per_sample_losses_grouped_by_question_kind(setu
     ]
     curves = kind_curves(rows, bin_steps=100)
     assert curves["a/x"] == ([100, 200], [50.5, 150.5]) and curves["b/y"] == ([200], [1.0])
+
+
+def test_aux_targets_only_for_media_only_kinds_and_token_counts_match_the_packed_media(setup):
+    tok, model, proc = setup
+    samples = [sample("train", 0, family="basics", task="shape_single"),
+               sample("train", 1, family="image", task="colour_of"),
+               sample("train", 2, family="video", task="direction"),
+               sample("train", 3, family="chat")]  # fmt: skip
+    encs = [encode(s, proc, tok) for s in samples]
+    t = aux_targets(samples, encs, tok)
+    assert t["kinds"][:3] == ["basics/shape_single", "image/colour_of", "video/direction"]
+    assert t["kinds"][3].startswith("chat/")
+    assert "image/colour_of" not in AUX_KINDS  # its answer depends on which shape the question names
+    assert t["aux_targets"][0] == tok.encode(samples[0].answer)[0] and t["aux_targets"][2] is not None
+    assert t["aux_targets"][1] is None and t["aux_targets"][3] is None
+    batch = collate(encs, tok.special_tokens["[PAD]"])
+    packed = model.pack(batch["pixel_values"], batch["grid_thws"])
+    assert sum(map(sum, t["media_tokens"])) == sum(packed.tokens)
+
+
+def test_aux_loss_trains_the_vision_tower_and_the_heads(setup):
+    tok, _, proc = setup
+    model = build(tok, 0, SIZES).train()
+    samples = [sample("train", i, family="basics") for i in range(4)]
+    encs = [encode(s, proc, tok) for s in samples]
+    batch = {**collate(encs, tok.special_tokens["[PAD]"]), **aux_targets(samples, encs, tok)}
+    aux = AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size)
+    plain = loss_fn(model, batch)
+    stats: dict = {}
+    with_aux = loss_fn(model, batch, stats=stats, aux=aux, aux_weight=0.5)
+    assert with_aux.item() == pytest.approx(plain.item() + 0.5 * stats["aux"], rel=1e-5)
+    assert stats["aux"] > 0
+    with_aux.backward()
+    assert model.vision_tower.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert aux.heads["basics__shape_single"].weight.grad.abs().sum() > 0
+    assert aux.heads["video__direction"].weight.grad is None  # no sample of that kind
+
+
+def test_param_groups_put_the_multiplier_on_vision_only(setup):
+    tok, _, _ = setup
+    model = build(tok, 0, SIZES)
+    groups = param_groups(model, 3.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(names)
+    for g in groups:
+        vision = {names[id(p)].startswith(("vision_tower.", "mm_projector.")) for p in g["params"]}
+        assert vision == {g["lr_mult"] == 3.0}
+        assert all(
+            (p.dim() >= 2 and "embed" not in names[id(p)]) == (g["weight_decay"] > 0) for p in g["params"]
+        )
