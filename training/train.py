@@ -158,7 +158,7 @@ class AuxHeads(nn.Module):
             feats = torch.cat([item.mean(0), item[:chunk].mean(0), item[-chunk:].mean(0)])
             feats = feats / feats.pow(2).mean().sqrt().clamp(min=1e-6)
             logits = self.heads[kind.replace("/", "__")](feats)
-            losses.append(F.cross_entropy(logits[None], torch.tensor([target])))
+            losses.append(F.cross_entropy(logits[None], torch.tensor([target], device=logits.device)))
         return torch.stack(losses).mean() if losses else None
 
 
@@ -217,7 +217,7 @@ class RouterBalance:
     def __init__(self, model: KimiK25Model, rate: float = 1e-3) -> None:
         self.rate = rate
         self.routers = [m for m in model.modules() if isinstance(m, Router)]
-        self.counts = {id(r): torch.zeros(r.weight.shape[0]) for r in self.routers}
+        self.counts = {id(r): torch.zeros(r.weight.shape[0], device=r.weight.device) for r in self.routers}
         for r in self.routers:
             r.register_forward_hook(self._hook)
 
@@ -344,15 +344,15 @@ def save_ckpt(
     """Resumable state without pickles: tensors (model, aux heads, optimizer, RNG) as safetensors, the rest as JSON."""
     from safetensors.torch import save_file
 
-    tensors = {f"model/{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if aux is not None:
-        tensors.update({f"aux/{k}": v.detach().contiguous() for k, v in aux.state_dict().items()})
+        tensors.update({f"aux/{k}": v.detach().cpu().contiguous() for k, v in aux.state_dict().items()})
     opt_state = opt.state_dict()
     scalars = {}
     for idx, state in opt_state["state"].items():
         for name, value in state.items():
             if torch.is_tensor(value):
-                tensors[f"opt/{idx}/{name}"] = value.detach().contiguous()
+                tensors[f"opt/{idx}/{name}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{idx}/{name}"] = value
     tensors["rng"] = torch.get_rng_state()
@@ -407,16 +407,17 @@ def train(args: argparse.Namespace) -> Path:
         build_tokenizer().save(tok_file)
     tok = JsonTokenizer.from_file(tok_file)
     sizes = json.loads(args.sizes)
-    model = build(tok, args.seed, sizes)
+    device = torch.device(args.device)
+    model = build(tok, args.seed, sizes).to(device)
     processor = Processor(model.config, tok)
     opt = torch.optim.AdamW(param_groups(model, args.vision_lr_mult), lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
     step, elapsed = 0, 0.0
     ck_meta: dict = {}
     tensors, ck = load_ckpt(out) if (out / CKPT_TENSORS).exists() else ({}, {})
-    # the aux heads are a third parameter group, added before restoring when the checkpoint has them
+    # the aux heads are a last parameter group, added before restoring when the checkpoint has them
     has_aux = any(k.startswith("aux/") for k in tensors)
     aux = (
-        AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size)
+        AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size).to(device)
         if args.aux_weight or has_aux
         else None
     )
@@ -470,7 +471,7 @@ def train(args: argparse.Namespace) -> Path:
             lr = lr_at(step, progress, args.lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_mult", 1.0)
-        batch = next(batches)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
         stats: dict = {}
         loss = loss_fn(model, batch, args.scale_weight, stats, aux, args.aux_weight)
         opt.zero_grad(set_to_none=True)
@@ -541,6 +542,7 @@ def main() -> None:
     ap.add_argument(
         "--vision-lr-mult", type=float, default=1.0, help="lr multiplier: vision tower, projector, aux heads"
     )
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda where a GPU is lent (fp32 either way)")
     ap.add_argument("--aux-weight", type=float, default=0.0, help="weight of the aux heads' loss (AUX_KINDS)")
     ap.add_argument("--threads", type=int, default=1, help="1 beats 2 on a busy shared CPU (no spin-waits)")
     ap.add_argument(

@@ -207,3 +207,26 @@ def test_param_groups_put_the_multiplier_on_vision_only(setup):
         assert all(
             (p.dim() >= 2 and "embed" not in names[id(p)]) == (g["weight_decay"] > 0) for p in g["params"]
         )
+
+
+def test_a_run_with_aux_heads_resumes_them_and_their_optimizer_state(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from training import train as trainer
+
+    def run(steps: int) -> None:
+        monkeypatch.setattr(sys, "argv", ["train", "--out", str(tmp_path), "--mix", "basics", "--steps", str(steps),
+                                          "--workers", "0", "--batch", "2", "--aux-weight", "1", "--vision-lr-mult", "2",
+                                          "--sizes", json.dumps(SIZES)])  # fmt: skip
+        trainer.main()
+
+    run(2)
+    tensors, info = trainer.load_ckpt(tmp_path)
+    assert info["step"] == 2 and any(k.startswith("aux/") for k in tensors)
+    assert [g["lr_mult"] for g in info["param_groups"]][-1] == 2.0  # the aux group
+    saved = {k: v.clone() for k, v in tensors.items() if k.startswith("aux/")}
+    run(3)
+    tensors, info = trainer.load_ckpt(tmp_path)
+    assert info["step"] == 3
+    assert any(not torch.equal(saved[k], tensors[k]) for k in saved)  # trained on from the restored heads
