@@ -146,20 +146,28 @@ class AuxHeads(nn.Module):
         super().__init__()
         self.heads = nn.ModuleDict({k.replace("/", "__"): nn.Linear(3 * dim, vocab) for k in AUX_KINDS})
 
-    def loss(self, media: Tensor, batch: dict) -> Tensor | None:
-        """Mean cross-entropy over the batch's samples with an aux target; None if there are none."""
-        start, losses = 0, []
+    def predict(self, media: Tensor, batch: dict) -> tuple[Tensor, Tensor] | None:
+        """(logits (n, V), targets (n,)) for the batch's n samples with an aux target; None if n = 0."""
+        start, logits, targets = 0, [], []
         for kind, target, counts in zip(batch["kinds"], batch["aux_targets"], batch["media_tokens"]):
-            item = media[start : start + sum(counts)]  # (T_i, D)
+            item = media[start : start + sum(counts)]  # (T_i, D); a video: one grid per 4-frame chunk
             start += sum(counts)
             if target is None:
                 continue
-            chunk = counts[0] if len(counts) > 1 else max(1, len(item) // max(1, len(counts)))
-            feats = torch.cat([item.mean(0), item[:chunk].mean(0), item[-chunk:].mean(0)])
-            feats = feats / feats.pow(2).mean().sqrt().clamp(min=1e-6)
-            logits = self.heads[kind.replace("/", "__")](feats)
-            losses.append(F.cross_entropy(logits[None], torch.tensor([target], device=logits.device)))
-        return torch.stack(losses).mean() if losses else None
+            first, last = item[: counts[0]], item[len(item) - counts[-1] :]
+            feats = torch.cat([item.mean(0), first.mean(0), last.mean(0)])
+            logits.append(
+                self.heads[kind.replace("/", "__")](feats / feats.pow(2).mean().sqrt().clamp(min=1e-6))
+            )
+            targets.append(target)
+        if not logits:
+            return None
+        return torch.stack(logits), torch.tensor(targets, device=media.device)
+
+    def loss(self, media: Tensor, batch: dict) -> Tensor | None:
+        """Mean cross-entropy over the batch's samples with an aux target; None if there are none."""
+        out = self.predict(media, batch)
+        return None if out is None else F.cross_entropy(*out)
 
 
 def loss_fn(
