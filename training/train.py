@@ -3,6 +3,12 @@
     bash training/curriculum.sh training/runs/main      # the bundled model: five phases, ~48 CPU-min
     python -m training.train --out training/runs/main --mix ground --phase-minutes 6   # one phase
     python -m training.train --out training/runs/main --export mm_model/bundled/tiny   # weights only
+    python -m training.train ... --aux-weight 1 --vision-lr-mult 3 --device cuda         # options
+
+The log has each question kind's loss per step (`kinds`), drawn in the loss curve's second panel.
+`--aux-weight` adds `AuxHeads`, which supervise the vision tower directly on media-only answers.
+They were tried on the bundled run and gave no gain within the CPU budget
+(docs/bench/aux_extension/); `training.probe` measures one kind alone.
 
 Batches: `batch` samples per step, right-padded (causal attention makes right padding safe
 without a mask), media of all samples packed into one MoonViT-3D call. Loss only on the
@@ -310,7 +316,7 @@ def plot(log_file: Path, png: Path) -> None:
     ax.plot(steps, smooth, label=f"mean of {k}")
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy on assistant tokens")
+    ax.set_ylabel("training loss (answer cross-entropy + penalty + aux)")
     ax.set_title(f"bundled tiny model: {rows[-1]['elapsed'] / 60:.0f} min, {rows[-1]['samples']} samples")
     ax.legend()
     if curves:
