@@ -31,7 +31,7 @@ def probe_batch(kind: str, split: str, start: int, n: int, processor: Processor,
     family, task = kind.split("/")
     samples = [sample(split, start + i, family=family, task=task) for i in range(n)]
     encoded = [encode(s, processor, tok) for s in samples]
-    return {**collate(encoded, tok.special_tokens["[PAD]"]), **aux_targets(samples, encoded, tok)}
+    return {**collate(encoded, tok.special_tokens["[PAD]"]), **aux_targets(samples, encoded, processor)}
 
 
 def run(args: argparse.Namespace) -> list[dict]:

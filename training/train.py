@@ -41,6 +41,7 @@ from mm_model.processor import Processor
 from mm_model.tokenizer import JsonTokenizer, Tokenizer
 from training.generators import MIXES, Sample, sample
 from vision.config import MediaConfig, VisionConfig
+from vision.packing import merged_tokens
 
 IGNORE = -100
 
@@ -119,7 +120,7 @@ class Batches(torch.utils.data.Dataset):
         samples = [sample("train", step * self.batch + j, mix=self.mix) for j in range(self.batch)]
         encoded = [encode(s, self.processor, self.tok) for s in samples]
         batch = collate(encoded, self.tok.special_tokens["[PAD]"])
-        return {**batch, **aux_targets(samples, encoded, self.tok)}
+        return {**batch, **aux_targets(samples, encoded, self.processor)}
 
 
 # Question kinds whose answer depends on the media alone (not on which object the question names):
@@ -134,14 +135,18 @@ AUX_KINDS = (
 )  # fmt: skip
 
 
-def aux_targets(samples: list[Sample], encoded: list[Encoded], tok: Tokenizer) -> dict[str, list]:
+def aux_targets(samples: list[Sample], encoded: list[Encoded], processor: Processor) -> dict[str, list]:
     """Per sample: its kind, its media's merged-token count per grid, and the aux target (the
     answer's first token id) where the kind is in AUX_KINDS, else None."""
     kinds = [f"{s.family}/{s.task}" for s in samples]
-    targets = [tok.encode(s.answer)[0] if k in AUX_KINDS and e.grids else None
+    targets = [processor.tokenizer.encode(s.answer)[0] if k in AUX_KINDS and e.grids else None
                for k, s, e in zip(kinds, samples, encoded)]  # fmt: skip
-    tokens = [[t // 4 * h * w // 4 if t > 1 else h * w // 4 for t, h, w in e.grids] for e in encoded]
-    return {"kinds": kinds, "aux_targets": targets, "media_tokens": tokens}
+    kernel = processor.config.vision.merge_kernel_size
+    return {
+        "kinds": kinds,
+        "aux_targets": targets,
+        "media_tokens": [merged_tokens(e.grids, kernel) for e in encoded],
+    }
 
 
 class AuxHeads(nn.Module):
@@ -428,7 +433,7 @@ def train(args: argparse.Namespace) -> Path:
     step, elapsed = 0, 0.0
     ck_meta: dict = {}
     tensors, ck = load_ckpt(out) if (out / CKPT_TENSORS).exists() else ({}, {})
-    # the aux heads are a last parameter group, added before restoring when the checkpoint has them
+    # the aux heads are the last parameter group: before the restore when the checkpoint has them
     has_aux = any(k.startswith("aux/") for k in tensors)
     aux = (
         AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size).to(device)
@@ -441,22 +446,20 @@ def train(args: argparse.Namespace) -> Path:
             {"params": list(aux.parameters()), "weight_decay": 0.0, "lr_mult": args.vision_lr_mult}
         )
 
-    if aux is not None and (has_aux or not tensors):
+    if aux is not None and has_aux:
         add_aux_group()
     if tensors:
-        restore(tensors, ck, model, opt, aux)
-        if aux is not None and not has_aux:
-            add_aux_group()
         # this run's multipliers, not the checkpoint's (a phase may change --vision-lr-mult)
-        mults = [g["lr_mult"] for g in param_groups(model, args.vision_lr_mult)] + [
-            args.vision_lr_mult
-        ] * bool(aux)
+        mults = [g["lr_mult"] for g in opt.param_groups]
+        restore(tensors, ck, model, opt, aux)
         for g, m in zip(opt.param_groups, mults, strict=True):
             g["lr_mult"] = m
         step, elapsed = ck["step"], ck["elapsed"]
         torch.set_rng_state(tensors["rng"])
         ck_meta = ck.get("meta", {})
         print(f"resumed at step {step} ({elapsed / 60:.1f} min)")
+    if aux is not None and not has_aux:  # new heads: after the restore, which knew nothing of them
+        add_aux_group()
     balance = RouterBalance(model)
     phase_step, phase_start = step, elapsed
     same_phase = ck_meta.get("phase", {}).get("mix") == args.mix and not args.new_phase

@@ -166,7 +166,7 @@ def test_aux_targets_only_for_media_only_kinds_and_token_counts_match_the_packed
                sample("train", 2, family="video", task="direction"),
                sample("train", 3, family="chat")]  # fmt: skip
     encs = [encode(s, proc, tok) for s in samples]
-    t = aux_targets(samples, encs, tok)
+    t = aux_targets(samples, encs, proc)
     assert t["kinds"][:3] == ["basics/shape_single", "image/colour_of", "video/direction"]
     assert t["kinds"][3].startswith("chat/")
     assert "image/colour_of" not in AUX_KINDS  # its answer depends on which shape the question names
@@ -182,7 +182,7 @@ def test_aux_loss_trains_the_vision_tower_and_the_heads(setup):
     model = build(tok, 0, SIZES).train()
     samples = [sample("train", i, family="basics") for i in range(4)]
     encs = [encode(s, proc, tok) for s in samples]
-    batch = {**collate(encs, tok.special_tokens["[PAD]"]), **aux_targets(samples, encs, tok)}
+    batch = {**collate(encs, tok.special_tokens["[PAD]"]), **aux_targets(samples, encs, proc)}
     aux = AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size)
     plain = loss_fn(model, batch)
     stats: dict = {}
