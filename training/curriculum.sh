@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
-# The bundled model's progressive curriculum: each stage a fresh warm-up + cosine phase, on a wider mix
-# until the last, which repeats image_first at a lower peak.
-#   bash training/curriculum.sh training/runs/v4 [python]
+# The bundled model's progressive curriculum: each stage a fresh warm-up + cosine phase, on a wider mix.
+#   bash training/curriculum.sh OUT [python]                     # CPU plan: 47.5 min on 2 cores, batch 16
+#   PLAN=gpu DEVICE=cuda bash training/curriculum.sh OUT python3  # GPU plan: 7 min, batch 64 (the bundled weights)
+# Environment: PLAN (cpu|gpu), DEVICE, BATCH, LR (peak of the early phases), SCALE (x phase minutes),
+# THREADS, WORKERS.
+# Phases are "mix minutes lr-factor"; a repeated mix starts a new phase (--new-phase).
 set -euo pipefail
 out=${1:-training/runs/main}
 py=${2:-python}
-common=(--out "$out" --lr 4e-4 --warmup 30 --threads 2 --workers 1 --ckpt-minutes 3)
-"$py" -m training.train "${common[@]}" --mix basics --phase-minutes 1.5
-"$py" -m training.train "${common[@]}" --mix images --phase-minutes 6
-"$py" -m training.train "${common[@]}" --mix ground --phase-minutes 6
-"$py" -m training.train "${common[@]}" --mix image_first --phase-minutes 15
-# a second pass over the same mix, fresh warm-up, lower peak (the bundled weights: 47.5 CPU-min in all)
-"$py" -m training.train "${common[@]/4e-4/3e-4}" --mix image_first --new-phase --phase-minutes 19
+plan=${PLAN:-cpu}
+case "$plan" in
+    # the CPU plan ends with a second pass over image_first at 3/4 of the peak
+    cpu) phases=("basics 1.5 1" "images 6 1" "ground 6 1" "image_first 15 1" "image_first 19 0.75")
+         batch=${BATCH:-16} lr=${LR:-4e-4} ;;
+    # the GPU plan trains ~5x the CPU plan's samples; its last phase weights video up (the full mix)
+    gpu) phases=("basics 0.3 1" "images 1 1" "ground 1.2 1" "image_first 2 1" "full 2.5 0.6")
+         batch=${BATCH:-64} lr=${LR:-5e-4} ;;
+    *) echo "unknown PLAN=$plan (cpu or gpu)" >&2; exit 2 ;;
+esac
+common=(--out "$out" --batch "$batch" --warmup 30 --device "${DEVICE:-cpu}" --threads "${THREADS:-2}"
+        --workers "${WORKERS:-1}" --ckpt-minutes 5)
+prev=""
+for phase in "${phases[@]}"; do
+    read -r mix minutes factor <<<"$phase"
+    read -r peak minutes < <("$py" -c "print(f'{$lr * $factor:.3g}', $minutes * ${SCALE:-1})")
+    new=()
+    [ "$mix" = "$prev" ] && new=(--new-phase)
+    "$py" -m training.train "${common[@]}" --mix "$mix" --phase-minutes "$minutes" --lr "$peak" "${new[@]}"
+    prev=$mix
+    # a hook between phases (the device script exports after each, so a cut-off run still returns weights)
+    if [ -n "${AFTER_PHASE:-}" ]; then $AFTER_PHASE "$out"; fi
+done
