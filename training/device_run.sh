@@ -51,7 +51,7 @@ for v in "${variants[@]}"; do
     read -r name batch lr <<<"$v"
     run=$run_root/$name
     mkdir -p "$run" && seed_tokenizer "$run"
-    PLAN=gpu DEVICE=$device BATCH=$batch LR=$lr THREADS=2 WORKERS=${WORKERS:-6} AFTER_PHASE=export_run \
+    PLAN=gpu DEVICE=$device BATCH=$batch LR=$lr THREADS=${THREADS:-2} WORKERS=${WORKERS:-6} AFTER_PHASE=export_run \
         bash training/curriculum.sh "$run" "$py" >"$run/curriculum.log" 2>&1 &
     pids+=($!)
     echo "started $name: batch $batch, lr $lr"
