@@ -10,7 +10,7 @@ set -euo pipefail
 out_dir=${1:?OUT_DIR}
 shift
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=("a 64 5e-4")
+[ ${#variants[@]} -gt 0 ] || variants=("b 128 8e-4")  # the bundled weights' variant
 py=${PYTHON:-python3}
 device=${DEVICE:-cuda}  # cpu for a dry run here (with SCALE=0.05)
 export PYTHONUNBUFFERED=1

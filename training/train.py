@@ -420,6 +420,8 @@ def train(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tok_file = out / "tokenizer.json"
+    if not tok_file.exists() and args.init:
+        tok_file.write_bytes((Path(args.init) / "tokenizer.json").read_bytes())
     if not tok_file.exists():
         from training.tokenizer import build as build_tokenizer
 
@@ -429,7 +431,13 @@ def train(args: argparse.Namespace) -> Path:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 matmuls: fp32 weights, ~4x the fp32 rate
-    model = build(tok, args.seed, sizes).to(device)
+    model = build(tok, args.seed, sizes)
+    if args.init and not (out / CKPT_TENSORS).exists():  # a new run from exported weights
+        from mm_model.checkpoint import load_model
+
+        model.load_state_dict(load_model(args.init).state_dict())
+        print(f"weights from {args.init}; fresh optimizer")
+    model = model.to(device)
     processor = Processor(model.config, tok)
     opt = torch.optim.AdamW(param_groups(model, args.vision_lr_mult), lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
     step, elapsed = 0, 0.0
@@ -575,6 +583,9 @@ def main() -> None:
     ap.add_argument("--phase-minutes", type=float, default=0.0,
                     help="a phase of this many minutes from the checkpoint: fresh warm-up + cosine on --mix")  # fmt: skip
     ap.add_argument("--new-phase", action="store_true", help="start a new phase even if the mix is the same")
+    ap.add_argument(
+        "--init", default=None, help="start a new run from an exported model directory (fresh optimizer)"
+    )
     ap.add_argument("--export", default=None, help="export the run in --out to this directory and exit")
     ap.add_argument("--export-dtype", default="float32", choices=("float32", "bfloat16"))
     args = ap.parse_args()
