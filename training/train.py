@@ -149,13 +149,25 @@ def aux_targets(samples: list[Sample], encoded: list[Encoded], processor: Proces
     }
 
 
+def pooled_features(item: Tensor, first: int, last: int) -> Tensor:
+    """(T, D) media embeddings of one item -> (5D,) [max, min, mean over the item; max over its
+    first `first` and last `last` tokens (a video's first and last chunk)], divided by its rms.
+
+    Max and min read a few salient tokens (a shape's edges, a word's glyphs); a mean is dominated by
+    the background and learns local form ~3x slower (docs/bench/probe/: basics/shape_single 100%
+    held out after 6,400 images with max/min, 30-48% after 9,600 with the mean alone).
+    """
+    feats = torch.cat([item.amax(0), item.amin(0), item.mean(0), item[:first].amax(0), item[-last:].amax(0)])
+    return feats / feats.pow(2).mean().sqrt().clamp(min=1e-6)
+
+
 class AuxHeads(nn.Module):
-    """One linear head per AUX_KINDS kind: [mean of the item's media embeddings, mean of its first
-    chunk, mean of its last chunk] / rms -> answer's first token (the chunk means give video order)."""
+    """One linear head per AUX_KINDS kind: `pooled_features` of the item's media embeddings -> the
+    answer's first token."""
 
     def __init__(self, dim: int, vocab: int) -> None:
         super().__init__()
-        self.heads = nn.ModuleDict({k.replace("/", "__"): nn.Linear(3 * dim, vocab) for k in AUX_KINDS})
+        self.heads = nn.ModuleDict({k.replace("/", "__"): nn.Linear(5 * dim, vocab) for k in AUX_KINDS})
 
     def predict(self, media: Tensor, batch: dict) -> tuple[Tensor, Tensor] | None:
         """(logits (n, V), targets (n,)) for the batch's n samples with an aux target; None if n = 0."""
@@ -165,11 +177,7 @@ class AuxHeads(nn.Module):
             start += sum(counts)
             if target is None:
                 continue
-            first, last = item[: counts[0]], item[len(item) - counts[-1] :]
-            feats = torch.cat([item.mean(0), first.mean(0), last.mean(0)])
-            logits.append(
-                self.heads[kind.replace("/", "__")](feats / feats.pow(2).mean().sqrt().clamp(min=1e-6))
-            )
+            logits.append(self.heads[kind.replace("/", "__")](pooled_features(item, counts[0], counts[-1])))
             targets.append(target)
         if not logits:
             return None

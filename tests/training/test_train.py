@@ -21,6 +21,7 @@ from training.train import (
     kind_losses,
     loss_fn,
     param_groups,
+    pooled_features,
 )
 
 SIZES = {"vision_hidden": 32, "vision_layers": 1, "lm_hidden": 64, "lm_layers": 2, "moe_inter": 32}
@@ -175,6 +176,24 @@ def test_aux_targets_only_for_media_only_kinds_and_token_counts_match_the_packed
     batch = collate(encs, tok.special_tokens["[PAD]"])
     packed = model.pack(batch["pixel_values"], batch["grid_thws"])
     assert sum(map(sum, t["media_tokens"])) == sum(packed.tokens)
+
+
+def test_pooled_features_see_a_single_salient_token_and_the_first_and_last_chunk():
+    flat = torch.ones(12, 8)  # (T, D): 12 identical tokens, a video of 3 chunks of 4
+    edge = flat.clone()
+    edge[5, 2] += 3.0  # one token of the middle chunk differs in one channel
+    got = pooled_features(edge, 4, 4)
+    assert got.shape == (40,) and got.pow(2).mean().sqrt().item() == pytest.approx(1.0, rel=1e-6)
+    # [max | min | mean | first-chunk max | last-chunk max], up to the rms scale (got[0] is a 1)
+    want = torch.ones(40)
+    want[2], want[16 + 2] = 4.0, 1.25  # the max sees the whole 3.0; the mean a twelfth of it
+    assert torch.allclose(got / got[0], want)
+    late = flat.clone()
+    late[-1, 0] -= 3.0  # in the last chunk only, downwards
+    got = pooled_features(late, 4, 4)
+    want = torch.ones(40)
+    want[8], want[16] = -2.0, 0.75  # min and mean move; the chunk maxima do not
+    assert torch.allclose(got / got[1], want)
 
 
 def test_aux_loss_trains_the_vision_tower_and_the_heads(setup):
