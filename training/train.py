@@ -39,7 +39,7 @@ from mm_model.lm.moe import Router
 from mm_model.multimodal import KimiK25Model
 from mm_model.processor import Processor
 from mm_model.tokenizer import JsonTokenizer, Tokenizer
-from training.generators import MIXES, Sample, sample
+from training.generators import MIXES, Sample, parse_mix, sample
 from vision.config import MediaConfig, VisionConfig
 from vision.packing import merged_tokens
 
@@ -483,7 +483,7 @@ def train(args: argparse.Namespace) -> Path:
     same_phase = ck_meta.get("phase", {}).get("mix") == args.mix and not args.new_phase
     if args.phase_minutes and same_phase:  # resuming this phase
         phase_step, phase_start = ck_meta["phase"]["start"]
-    mix = MIXES[args.mix]
+    mix = parse_mix(args.mix)
     meta = {"phase": {"mix": args.mix, "start": (phase_step, phase_start)}} if args.phase_minutes else {}
     model.train()
     batches = iter(torch.utils.data.DataLoader(
@@ -587,7 +587,11 @@ def main() -> None:
     ap.add_argument(
         "--sizes", default="{}", help='JSON overrides of model_config sizes, e.g. {"lm_layers": 6}'
     )
-    ap.add_argument("--mix", default="full", choices=sorted(MIXES), help="the curriculum mix to draw from")
+    ap.add_argument(
+        "--mix",
+        default="full",
+        help=f"a curriculum mix ({', '.join(MIXES)}) or kinds: screenshot/title=2,video",
+    )
     ap.add_argument("--phase-minutes", type=float, default=0.0,
                     help="a phase of this many minutes from the checkpoint: fresh warm-up + cosine on --mix")  # fmt: skip
     ap.add_argument("--new-phase", action="store_true", help="start a new phase even if the mix is the same")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.generators import FAMILY_TASKS, sample
+from training.generators import FAMILY_TASKS, MIXES, parse_mix, sample
 from training.generators.common import COLOUR_NAMES, SHAPES
 from training.generators.screenshots import BUTTONS, TITLES, VALUES
 from training.generators.videos import stamp
@@ -113,6 +113,19 @@ def test_ground_mix_draws_basics_and_default_mix_does_not():
     default = {sample("train", i).family for i in range(60)}
     ground = {sample("train", i, mix=GROUND_MIX).family for i in range(60)}
     assert "basics" not in default and "basics" in ground and "video" not in ground
+
+
+def test_a_mix_can_name_single_tasks_and_is_normalised():
+    assert parse_mix("ground") == MIXES["ground"]
+    mix = parse_mix("screenshot/title=3,video")
+    assert mix == (("screenshot/title", 0.75), ("video", 0.25))
+    drawn = [sample("train", i, mix=mix) for i in range(60)]
+    assert {(s.family, s.task) for s in drawn if s.family == "screenshot"} == {("screenshot", "title")}
+    assert len({s.task for s in drawn if s.family == "video"}) > 1  # a family entry draws its tasks
+    assert 30 < sum(s.family == "screenshot" for s in drawn) < 55
+    for bad in ("screenshot/nope", "pictures", "video/title"):
+        with pytest.raises(ValueError, match="unknown mix entry"):
+            parse_mix(bad)
 
 
 def test_training_videos_include_lettered_questions_worded_as_the_benchmarks_ask():

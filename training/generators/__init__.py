@@ -38,6 +38,24 @@ FAMILY_TASKS = {
 }
 
 
+def parse_mix(spec: str) -> tuple[tuple[str, float], ...]:
+    """A MIXES name, or entries "family[/task][=weight]" joined by commas (weights default to 1 and
+    are normalised): `--mix screenshot/title` trains one question kind alone."""
+    if spec in MIXES:
+        return MIXES[spec]
+    entries = []
+    for part in spec.split(","):
+        name, _, weight = part.strip().partition("=")
+        family, _, task = name.partition("/")
+        if family not in (*FAMILY_TASKS, "chat") or (task and task not in FAMILY_TASKS.get(family, ())):
+            raise ValueError(
+                f"unknown mix entry {name!r}: a MIXES name ({', '.join(MIXES)}) or family[/task]"
+            )
+        entries.append((name, float(weight or 1.0)))
+    total = sum(w for _, w in entries)
+    return tuple((name, w / total) for name, w in entries)
+
+
 def sample(
     split: str, index: int, *, family: str | None = None, task: str | None = None, mix: tuple | None = None
 ) -> Sample:
@@ -48,10 +66,12 @@ def sample(
     rng = rng_for(split, index, f"{family}/{task}")
     if family is None:
         r, acc = rng.random(), 0.0
-        for family, weight in mix or MIX:  # noqa: B007
+        for entry, weight in mix or MIX:  # noqa: B007
             acc += weight
             if r < acc:
                 break
+        family, _, picked = entry.partition("/")  # a mix entry may name one task: "screenshot/title"
+        task = task or picked or None
     thinking = THINKING if split in ("train", "calib") else 0.0
     if family == "image":
         return images.make(rng, unseen=split == "unseen", task=task, thinking=thinking)
@@ -67,4 +87,4 @@ def sample(
     raise ValueError(f"unknown family {family!r}")
 
 
-__all__ = ["FAMILY_TASKS", "GROUND_MIX", "MIX", "MIXES", "Sample", "sample"]
+__all__ = ["FAMILY_TASKS", "GROUND_MIX", "MIX", "MIXES", "Sample", "parse_mix", "sample"]
