@@ -1,12 +1,17 @@
-"""How fast can the vision tower learn one question kind when supervised directly?
+"""How fast does the model learn one question kind when trained on that kind alone?
 
     python -m training.probe --kind basics/shape_single --steps 800 --lr 1e-3
-    python -m training.probe --kind screenshot/title --steps 800 --init training/runs/v5
+    python -m training.probe --kind screenshot/title --steps 300 --init mm_model/bundled/tiny --lm --lr 3e-4
 
-Trains only the vision tower, the projector and one `AuxHeads` head (no LM) on one AUX_KINDS kind,
-from scratch or from a run's checkpoint, and prints held-out accuracy every `--every` steps; a JSON
-of the curve goes to `--json`. It separates the two reasons a kind can stay at chance in the full
-curriculum: the tower cannot see it yet (chance here too), or the LM does not read it (learned here).
+Direct (default): trains only the vision tower, the projector and one `AuxHeads` head (no LM) on one
+AUX_KINDS kind and prints held-out accuracy every `--every` steps. With `--lm`: trains the whole model
+on the answer tokens alone (the trainer's loss) and scores held-out answers whose every token is the
+argmax (teacher-forced), for any question kind. `--init` is a training run (its checkpoint) or an
+exported model directory. A JSON of the curve goes to `--json`.
+
+The two modes separate the reasons a kind can stay at chance in the full curriculum: the tower does not
+carry it (direct: chance too), the LM does not read what the tower carries (direct: learned; --lm from
+the same start: chance), or the kind gets too few of the mix's samples (both learn it alone).
 """
 
 from __future__ import annotations
@@ -18,10 +23,24 @@ from pathlib import Path
 
 import torch
 
+from mm_model.multimodal import KimiK25Model
 from mm_model.processor import Processor
 from mm_model.tokenizer import JsonTokenizer
-from training.generators import sample
-from training.train import AUX_KINDS, AuxHeads, aux_targets, build, collate, encode, load_ckpt, restore
+from training.generators import FAMILY_TASKS, sample
+from training.train import (
+    AUX_KINDS,
+    CKPT_TENSORS,
+    IGNORE,
+    AuxHeads,
+    aux_targets,
+    build,
+    collate,
+    encode,
+    load_ckpt,
+    loss_fn,
+    param_groups,
+    restore,
+)
 
 BUNDLED_TOKENIZER = Path(__file__).resolve().parents[1] / "mm_model" / "bundled" / "tiny" / "tokenizer.json"
 
@@ -34,29 +53,57 @@ def probe_batch(kind: str, split: str, start: int, n: int, processor: Processor,
     return {**collate(encoded, tok.special_tokens["[PAD]"]), **aux_targets(samples, encoded, processor)}
 
 
+def load_start(init: str | None, seed: int, sizes: dict) -> tuple[KimiK25Model, JsonTokenizer]:
+    """A fresh model (bundled tokenizer), or the weights of a training run or an exported model."""
+    tok = JsonTokenizer.from_file(Path(init) / "tokenizer.json" if init else BUNDLED_TOKENIZER)
+    model = build(tok, seed, sizes)
+    if init and (Path(init) / CKPT_TENSORS).exists():
+        tensors, info = load_ckpt(Path(init))
+        restore(tensors, info, model)
+    elif init:
+        from mm_model.checkpoint import load_model
+
+        model.load_state_dict(load_model(init).state_dict())
+    return model, tok
+
+
+def answers_right(model: KimiK25Model, batch: dict) -> float:
+    """Fraction of the batch's samples whose every answer token is the argmax (teacher-forced)."""
+    logits = model(
+        batch["input_ids"],
+        media_embeds=model.embed_media(model.pack(batch["pixel_values"], batch["grid_thws"])),
+    )
+    pred, labels = logits[:, :-1].argmax(-1), batch["labels"][:, 1:]
+    return float(((pred == labels) | (labels == IGNORE)).all(1).float().mean())
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     from tqdm import tqdm
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    tok_file = Path(args.init) / "tokenizer.json" if args.init else BUNDLED_TOKENIZER
-    tok = JsonTokenizer.from_file(tok_file)
-    model = build(tok, args.seed, json.loads(args.sizes))
-    if args.init:
-        tensors, info = load_ckpt(Path(args.init))
-        restore(tensors, info, model)
+    model, tok = load_start(args.init, args.seed, json.loads(args.sizes))
     processor = Processor(model.config, tok)
     aux = AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size)
-    params = [*model.vision_tower.parameters(), *model.mm_projector.parameters(), *aux.parameters()]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    if args.lm:
+        opt = torch.optim.AdamW(param_groups(model), lr=args.lr, betas=(0.9, 0.98))
+    else:
+        params = [*model.vision_tower.parameters(), *model.mm_projector.parameters(), *aux.parameters()]
+        opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     held = probe_batch(args.kind, "heldout", 0, args.heldout, processor, tok)
 
     def accuracy() -> float:
+        model.eval()
         with torch.no_grad():
-            logits, targets = aux.predict(
-                model.embed_media(model.pack(held["pixel_values"], held["grid_thws"])), held
-            )
-        return float((logits.argmax(1) == targets).float().mean())
+            if args.lm:
+                right = answers_right(model, held)
+            else:
+                logits, targets = aux.predict(
+                    model.embed_media(model.pack(held["pixel_values"], held["grid_thws"])), held
+                )
+                right = float((logits.argmax(1) == targets).float().mean())
+        model.train()
+        return right
 
     curve, start = [], time.perf_counter()
     for step in tqdm(range(args.steps + 1), desc=f"probe {args.kind}", mininterval=5):
@@ -69,9 +116,16 @@ def run(args: argparse.Namespace) -> list[dict]:
         if step == args.steps:
             break
         batch = probe_batch(args.kind, "train", step * args.batch, args.batch, processor, tok)
-        loss = aux.loss(model.embed_media(model.pack(batch["pixel_values"], batch["grid_thws"])), batch)
+        if args.lm:
+            for g in opt.param_groups:  # a short warm-up: the LM's start may be a trained model
+                g["lr"] = args.lr * min(1.0, (step + 1) / 30)
+            loss = loss_fn(model, batch, scale_weight=0.1)
+        else:
+            loss = aux.loss(model.embed_media(model.pack(batch["pixel_values"], batch["grid_thws"])), batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if args.lm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "curve": curve}, indent=1) + "\n")
@@ -80,18 +134,27 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kind", default="basics/shape_single", choices=AUX_KINDS)
+    ap.add_argument(
+        "--kind", default="basics/shape_single", help="family/task (direct mode: one of AUX_KINDS)"
+    )
+    ap.add_argument("--lm", action="store_true", help="train the whole model through the LM's answer tokens")
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--every", type=int, default=100, help="evaluate every this many steps")
     ap.add_argument("--heldout", type=int, default=64, help="held-out samples")
-    ap.add_argument("--init", default=None, help="a training run directory to start from (default: scratch)")
+    ap.add_argument(
+        "--init", default=None, help="a training run or exported model to start from (default: scratch)"
+    )
     ap.add_argument("--sizes", default="{}", help="JSON overrides of the model sizes (as training.train)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None, help="write the curve here")
-    run(ap.parse_args())
+    args = ap.parse_args()
+    family, _, task = args.kind.partition("/")
+    if task not in FAMILY_TASKS.get(family, ()) or (not args.lm and args.kind not in AUX_KINDS):
+        ap.error(f"--kind {args.kind}: direct mode takes one of {', '.join(AUX_KINDS)}; --lm any family/task")
+    run(args)
 
 
 if __name__ == "__main__":
