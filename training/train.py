@@ -1,19 +1,21 @@
-"""CPU trainer for the bundled model on the synthetic curriculum.
+"""Trainer for the bundled model on the synthetic curriculum (CPU, or CUDA where a GPU is lent).
 
-    bash training/curriculum.sh training/runs/main      # the bundled model: five phases, ~48 CPU-min
+    PLAN=gpu DEVICE=cuda bash training/curriculum.sh training/runs/main python3   # the bundled weights
+    bash training/curriculum.sh training/runs/main      # the CPU plan: five phases, ~48 CPU-min
     python -m training.train --out training/runs/main --mix ground --phase-minutes 6   # one phase
     python -m training.train --out training/runs/main --export mm_model/bundled/tiny   # weights only
     python -m training.train ... --aux-weight 1 --vision-lr-mult 3 --device cuda         # options
 
 The log has each question kind's loss per step (`kinds`), drawn in the loss curve's second panel.
-`--aux-weight` adds `AuxHeads`, which supervise the vision tower directly on media-only answers.
-They were tried on the bundled run and gave no gain within the CPU budget
-(docs/bench/aux_extension/); `training.probe` measures one kind alone.
+`--aux-weight` adds `AuxHeads`, which supervise the vision tower directly on media-only answers
+through a max/min/mean readout: the tower then carries the window title (100% read directly) and
+the LM learns to read it in ~3k single-kind samples (docs/bench/probe/, docs/bench/aux_extension/);
+`training.probe` measures one kind alone, directly or through the LM.
 
 Batches: `batch` samples per step, right-padded (causal attention makes right padding safe
 without a mask), media of all samples packed into one MoonViT-3D call. Loss only on the
 assistant's tokens (answer, or thinking trace + answer), each sample's prompt rendered by the
-same `Processor` the API uses. fp32 (bf16 matmuls are ~10x slower on AVX2-only CPUs). Resumable:
+same `Processor` the API uses. fp32 (bf16 matmuls are ~10x slower on AVX2-only CPUs; TF32 on cuda). Resumable:
 `ckpt.safetensors` + `ckpt.json` in `--out` every `--ckpt-minutes` (no pickles); data are a pure function of the step, so a resumed
 run sees exactly the samples it would have seen.
 """
