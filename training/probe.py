@@ -29,17 +29,15 @@ from mm_model.tokenizer import JsonTokenizer
 from training.generators import FAMILY_TASKS, sample
 from training.train import (
     AUX_KINDS,
-    CKPT_TENSORS,
     IGNORE,
     AuxHeads,
     aux_targets,
     build,
     collate,
     encode,
-    load_ckpt,
+    load_weights,
     loss_fn,
     param_groups,
-    restore,
 )
 
 BUNDLED_TOKENIZER = Path(__file__).resolve().parents[1] / "mm_model" / "bundled" / "tiny" / "tokenizer.json"
@@ -57,13 +55,8 @@ def load_start(init: str | None, seed: int, sizes: dict) -> tuple[KimiK25Model, 
     """A fresh model (bundled tokenizer), or the weights of a training run or an exported model."""
     tok = JsonTokenizer.from_file(Path(init) / "tokenizer.json" if init else BUNDLED_TOKENIZER)
     model = build(tok, seed, sizes)
-    if init and (Path(init) / CKPT_TENSORS).exists():
-        tensors, info = load_ckpt(Path(init))
-        restore(tensors, info, model)
-    elif init:
-        from mm_model.checkpoint import load_model
-
-        model.load_state_dict(load_model(init).state_dict())
+    if init:
+        load_weights(model, init)
     return model, tok
 
 

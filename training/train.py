@@ -400,6 +400,18 @@ def load_ckpt(path: Path) -> tuple[dict, dict]:
     return load_file(str(path / CKPT_TENSORS)), json.loads((path / CKPT_INFO).read_text())
 
 
+def load_weights(model: KimiK25Model, source: str | Path) -> None:
+    """Load `source`'s weights into `model`: a training run (its checkpoint) or an exported model directory."""
+    source = Path(source)
+    if (source / CKPT_TENSORS).exists():
+        tensors, info = load_ckpt(source)
+        restore(tensors, info, model)
+    else:
+        from mm_model.checkpoint import load_model
+
+        model.load_state_dict(load_model(source).state_dict())
+
+
 def restore(
     tensors: dict, info: dict, model: KimiK25Model, opt: torch.optim.Optimizer | None = None,
     aux: AuxHeads | None = None,
@@ -442,10 +454,8 @@ def train(args: argparse.Namespace) -> Path:
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 matmuls: fp32 weights, ~4x the fp32 rate
     model = build(tok, args.seed, sizes)
-    if args.init and not (out / CKPT_TENSORS).exists():  # a new run from exported weights
-        from mm_model.checkpoint import load_model
-
-        model.load_state_dict(load_model(args.init).state_dict())
+    if args.init and not (out / CKPT_TENSORS).exists():  # a new run from another's weights
+        load_weights(model, args.init)
         print(f"weights from {args.init}; fresh optimizer")
     model = model.to(device)
     processor = Processor(model.config, tok)
@@ -598,11 +608,17 @@ def main() -> None:
                     help="a phase of this many minutes from the checkpoint: fresh warm-up + cosine on --mix")  # fmt: skip
     ap.add_argument("--new-phase", action="store_true", help="start a new phase even if the mix is the same")
     ap.add_argument(
-        "--init", default=None, help="start a new run from an exported model directory (fresh optimizer)"
+        "--init",
+        default=None,
+        help="start a new run from a run's or an exported model's weights (fresh optimizer)",
     )
     ap.add_argument("--export", default=None, help="export the run in --out to this directory and exit")
     ap.add_argument("--export-dtype", default="float32", choices=("float32", "bfloat16"))
     args = ap.parse_args()
+    try:
+        parse_mix(args.mix)
+    except ValueError as exc:
+        ap.error(str(exc))
     if args.export:
         export(Path(args.out), Path(args.export), getattr(torch, args.export_dtype))
     else:
