@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# The main job: chat with the bundled model about the bundled example screenshot and video.
+# The main job: chat with the bundled model about the bundled example screenshot and video (both drawn
+# like its training data: scripts/make_example_assets.py, scripts/make_demo_examples.py).
 example: $(STAMP)
-	$(VENV)/bin/mm-model chat "What is the title of the window?" --image mm_model/assets/example_screenshot.png
+	$(VENV)/bin/mm-model chat "What is the title of the window?" --image mm_model/assets/example_window.png
 	$(VENV)/bin/mm-model chat "Which way does the red circle move?" --video mm_model/assets/example_video.mp4
 
 lint: $(STAMP)

@@ -29,6 +29,7 @@ from mm_model import InputError
 log = logging.getLogger(__name__)
 ASSETS = Path(str(resources.files("mm_model") / "assets"))
 EXAMPLES = [
+    ("example_window.png", "What is the title of the window?"),  # drawn like the bundled model's training
     ("example_screenshot.png", "Which button is highlighted in this dialog?"),
     ("example_image.png", "What shapes do you see, and what colours are they?"),
     ("example_video.mp4", "What happens to the ball in this video?"),

@@ -1,6 +1,11 @@
-"""Draw the bundled example screenshot (a synthetic settings dialog) deterministically.
+"""Draw the bundled example screenshots deterministically.
 
-python scripts/make_example_assets.py   # writes mm_model/assets/example_screenshot.png
+python -m scripts.make_example_assets   # writes mm_model/assets/example_screenshot.png and example_window.png
+
+example_screenshot.png: a 960x600 settings dialog, the size of a real screenshot (the demo's and the
+tests' example). example_window.png: a held-out window from the training curriculum's own generator
+(`training.generators.screenshots`, split "example"), at a trained size, so that `make example` asks
+the bundled model something it was trained to answer.
 """
 
 from __future__ import annotations
@@ -9,7 +14,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-OUT = Path(__file__).resolve().parents[1] / "mm_model" / "assets" / "example_screenshot.png"
+ASSETS = Path(__file__).resolve().parents[1] / "mm_model" / "assets"
+OUT = ASSETS / "example_screenshot.png"
+WINDOW = ASSETS / "example_window.png"
 
 
 def draw_dialog(width: int = 960, height: int = 600) -> Image.Image:
@@ -48,7 +55,22 @@ def draw_dialog(width: int = 960, height: int = 600) -> Image.Image:
     return image
 
 
+def draw_window() -> tuple[Image.Image, dict]:
+    """A curriculum window (seen size, highlighted-button style) from its own seed; returns the image
+    and what it shows (title, buttons, field, checks)."""
+    from training.generators.common import rng_for
+    from training.generators.screenshots import render, screen_size
+
+    rng = rng_for("example", 0, "screenshot")
+    width, height = screen_size(rng)
+    return render(rng, width, height, "highlight")
+
+
 if __name__ == "__main__":
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    ASSETS.mkdir(parents=True, exist_ok=True)
     draw_dialog().save(OUT, optimize=True)
-    print(f"wrote {OUT} ({OUT.stat().st_size:,} bytes)")
+    window, info = draw_window()
+    window.save(WINDOW, optimize=True)
+    for p in (OUT, WINDOW):
+        print(f"wrote {p} ({p.stat().st_size:,} bytes)")
+    print(f"{WINDOW.name} shows: {info}")

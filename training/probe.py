@@ -6,8 +6,9 @@
 Direct (default): trains only the vision tower, the projector and one `AuxHeads` head (no LM) on one
 AUX_KINDS kind and prints held-out accuracy every `--every` steps. With `--lm`: trains the whole model
 on the answer tokens alone (the trainer's loss) and scores held-out answers whose every token is the
-argmax (teacher-forced), for any question kind. `--init` is a training run (its checkpoint) or an
-exported model directory. A JSON of the curve goes to `--json`.
+argmax (teacher-forced), for any question kind. `--init` is a training run (its checkpoint, with its
+aux heads if it trained them: `--steps 0` then scores the run's own heads) or an exported model
+directory. A JSON of the curve goes to `--json`.
 
 The two modes separate the reasons a kind can stay at chance in the full curriculum: the tower does not
 carry it (direct: chance too), the LM does not read what the tower carries (direct: learned; --lm from
@@ -51,13 +52,15 @@ def probe_batch(kind: str, split: str, start: int, n: int, processor: Processor,
     return {**collate(encoded, tok.special_tokens["[PAD]"]), **aux_targets(samples, encoded, processor)}
 
 
-def load_start(init: str | None, seed: int, sizes: dict) -> tuple[KimiK25Model, JsonTokenizer]:
-    """A fresh model (bundled tokenizer), or the weights of a training run or an exported model."""
+def load_start(init: str | None, seed: int, sizes: dict) -> tuple[KimiK25Model, AuxHeads, JsonTokenizer]:
+    """A fresh model and aux heads (bundled tokenizer), or the weights of a training run (its aux heads
+    too, if it trained them) or an exported model (fresh heads)."""
     tok = JsonTokenizer.from_file(Path(init) / "tokenizer.json" if init else BUNDLED_TOKENIZER)
     model = build(tok, seed, sizes)
+    aux = AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size)
     if init:
-        load_weights(model, init)
-    return model, tok
+        load_weights(model, init, aux)
+    return model, aux, tok
 
 
 def answers_right(model: KimiK25Model, batch: dict) -> float:
@@ -75,9 +78,8 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model, tok = load_start(args.init, args.seed, json.loads(args.sizes))
+    model, aux, tok = load_start(args.init, args.seed, json.loads(args.sizes))
     processor = Processor(model.config, tok)
-    aux = AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size)
     if args.lm:
         opt = torch.optim.AdamW(param_groups(model), lr=args.lr, betas=(0.9, 0.98))
     else:

@@ -400,12 +400,13 @@ def load_ckpt(path: Path) -> tuple[dict, dict]:
     return load_file(str(path / CKPT_TENSORS)), json.loads((path / CKPT_INFO).read_text())
 
 
-def load_weights(model: KimiK25Model, source: str | Path) -> None:
-    """Load `source`'s weights into `model`: a training run (its checkpoint) or an exported model directory."""
+def load_weights(model: KimiK25Model, source: str | Path, aux: AuxHeads | None = None) -> None:
+    """Load `source`'s weights into `model`: a training run (its checkpoint) or an exported model
+    directory. `aux` gets the run's aux heads where it has them (an export has none)."""
     source = Path(source)
     if (source / CKPT_TENSORS).exists():
         tensors, info = load_ckpt(source)
-        restore(tensors, info, model)
+        restore(tensors, info, model, aux=aux)
     else:
         from mm_model.checkpoint import load_model
 

@@ -70,3 +70,24 @@ def test_generation_is_deterministic(model, tmp_path):
     c = model.chat(messages, max_new_tokens=12, temperature=1.0, seed=3)
     d = model.chat(messages, max_new_tokens=12, temperature=1.0, seed=3)
     assert c.text == d.text
+
+
+def test_readme_example_window_is_the_generators_and_answered(model):
+    """`make example` asks the title of `example_window.png`: the curriculum's own drawing (same pixels
+    as the script makes now), which the bundled model answers."""
+    from PIL import Image
+
+    from mm_model.cli import example_screenshot
+    from scripts.make_example_assets import WINDOW, draw_window
+
+    window, info = draw_window()
+    assert WINDOW.parent == example_screenshot().parent
+    with Image.open(WINDOW) as bundled:
+        assert bundled.size == window.size
+        assert bundled.convert("RGB").tobytes() == window.tobytes()
+    r = model.chat(
+        [{"role": "user", "content": [{"type": "image", "image": str(WINDOW)},
+                                      {"type": "text", "text": "What is the title of the window?"}]}],
+        max_new_tokens=8,
+    )  # fmt: skip
+    assert r.text.strip() == info["title"]

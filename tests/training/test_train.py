@@ -249,3 +249,12 @@ def test_a_run_with_aux_heads_resumes_them_and_their_optimizer_state(tmp_path, m
     tensors, info = trainer.load_ckpt(tmp_path)
     assert info["step"] == 3
     assert any(not torch.equal(saved[k], tensors[k]) for k in saved)  # trained on from the restored heads
+    # a probe (or any reader) of the run gets its trained heads through load_weights
+    from training.probe import load_start
+
+    _, heads, _ = load_start(str(tmp_path), 0, SIZES)
+    assert all(
+        torch.equal(heads.state_dict()[k.removeprefix("aux/")], v)
+        for k, v in tensors.items()
+        if k.startswith("aux/")
+    )
