@@ -1,33 +1,66 @@
 #!/usr/bin/env bash
-# The bundled model's progressive curriculum: each stage a fresh warm-up + cosine phase, on a wider mix.
-#   bash training/curriculum.sh OUT [python]                     # CPU plan: 47.5 min on 2 cores, batch 16
-#   PLAN=gpu DEVICE=cuda bash training/curriculum.sh OUT python3  # GPU plan: 9.3 min, batch 128 (the bundled weights)
-# Environment: PLAN (cpu|gpu), DEVICE, BATCH, LR (peak of the early phases), SCALE (x phase minutes),
-# THREADS, WORKERS.
-# Phases are "mix minutes lr-factor"; a repeated mix starts a new phase (--new-phase).
+# The bundled model's curricula: each phase a fresh warm-up + cosine, on its own mix.
+#   bash training/curriculum.sh OUT [python]                       # CPU plan: 47.5 min on 2 cores, batch 16
+#   PLAN=gpu DEVICE=cuda bash training/curriculum.sh OUT python3    # GPU plan: 9.3 min, batch 128
+#   PLAN=refine INIT=GPU_EXPORT bash training/curriculum.sh OUT     # then 80 CPU min with aux heads
+#   PLAN=weak INIT=REFINE_RUN bash training/curriculum.sh OUT       # then 80 more on the weak kinds
+# The bundled weights are gpu -> refine -> weak: refine started from the GPU run's export
+# (`python -m training.train --out RUN --export DIR`), weak continued the refine run itself.
+# Environment: PLAN (cpu|gpu|refine|weak), INIT (where refine and weak start: exported weights, with a
+# fresh optimizer and aux heads, or a training run, whose checkpoint OUT continues: aux heads and
+# optimizer moments), DEVICE, BATCH, LR (the peak a phase's factor multiplies), SCALE (x phase
+# minutes), THREADS, WORKERS, AFTER_PHASE (a command run with OUT after each phase).
+# A phase is "mix minutes lr-factor [train.py flags]"; a repeated mix starts a new phase (--new-phase).
 set -euo pipefail
 out=${1:-training/runs/main}
 py=${2:-python}
 plan=${PLAN:-cpu}
+every=()  # flags for every phase of the plan
 case "$plan" in
     # the CPU plan ends with a second pass over image_first at 3/4 of the peak
     cpu) phases=("basics 1.5 1" "images 6 1" "ground 6 1" "image_first 15 1" "image_first 19 0.75")
          batch=${BATCH:-16} lr=${LR:-4e-4} ;;
-    # the bundled weights: on one H200, next to two other variants for the first 6.3 min (device_run.sh),
-    # then alone; ~3.5x the CPU plan's samples; the last two phases weight video up (the full mix)
+    # on one H200, next to two other variants for the first 6.3 min (device_run.sh), then alone; ~3.5x
+    # the CPU plan's samples; the last two phases weight video up (the full mix)
     gpu) phases=("basics 0.27 1" "images 0.9 1" "ground 1.08 1" "image_first 1.8 1" "full 2.25 0.6" "full 3 0.5")
          batch=${BATCH:-128} lr=${LR:-8e-4} ;;
-    *) echo "unknown PLAN=$plan (cpu or gpu)" >&2; exit 2 ;;
+    # the max/min aux heads teach the tower titles and shapes (ground), one structural kind at a time
+    # teaches the LM where to look (each collapses the model onto its kind), then the wider mixes bring
+    # the other kinds back (docs/bench/aux_extension/)
+    refine) phases=("ground 25 1 --warmup 30" "screenshot/title 1.2 0.75" "screenshot/field 1.2 0.75"
+                    "screenshot/highlighted 1.2 0.75" "basics/shape_single,image/shape_of 1.5 0.75"
+                    "video 5 0.75" "full 20 0.75" "image_first 25 0.5")
+            batch=${BATCH:-16} lr=${LR:-4e-4} every=(--aux-weight 1 --warmup 20) ;;
+    # the kinds still near chance after refine, weighted up with stronger aux heads (the tower learns to
+    # carry highlighted buttons and field values), then the whole task set back
+    weak) w="screenshot/field=1,screenshot/highlighted=2,basics/shape_single=0.7,image/shape_of=0.7"
+          w1="$w,video/direction=1,video/at_time=0.4,image=1,screenshot=0.6,video=1,chat=0.2"
+          w2="screenshot/field=1.5,screenshot/highlighted=1.5,basics/shape_single=1,image/shape_of=1.2"
+          w2="$w2,video/direction=0.5,image=0.6,screenshot=0.3,video=0.8,chat=0.1"
+          phases=("$w1 25 1 --aux-weight 1.5 --warmup 60" "$w2 25 1 --aux-weight 1.5 --warmup 40"
+                  "image=0.36,screenshot=0.3,basics=0.06,video=0.23,chat=0.05 30 0.833 --aux-weight 1 --warmup 40")
+          batch=${BATCH:-16} lr=${LR:-3e-4} ;;
+    *) echo "unknown PLAN=$plan (cpu, gpu, refine or weak)" >&2; exit 2 ;;
 esac
 common=(--out "$out" --batch "$batch" --warmup 30 --device "${DEVICE:-cpu}" --threads "${THREADS:-2}"
-        --workers "${WORKERS:-1}" --ckpt-minutes 5)
+        --workers "${WORKERS:-1}" --ckpt-minutes 5 --steps 1000000)  # phases end on time, not steps
+case "$plan" in refine|weak) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT=exported weights" >&2; exit 2; } ;; esac
+init=()
+if [ -f "${INIT:-}/ckpt.safetensors" ] && [ ! -f "$out/ckpt.safetensors" ]; then
+    mkdir -p "$out" && cp "$INIT"/ckpt.json "$INIT"/ckpt.safetensors "$INIT"/tokenizer.json "$out"/
+elif [ -n "${INIT:-}" ]; then
+    init=(--init "$INIT")  # used by the first phase of a fresh run only (train.py)
+fi
 prev=""
 for phase in "${phases[@]}"; do
-    read -r mix minutes factor <<<"$phase"
+    read -r mix minutes factor flags <<<"$phase"
     read -r peak minutes < <("$py" -c "print(f'{$lr * $factor:.3g}', $minutes * ${SCALE:-1})")
     new=()
-    [ "$mix" = "$prev" ] && new=(--new-phase)
-    "$py" -m training.train "${common[@]}" --mix "$mix" --phase-minutes "$minutes" --lr "$peak" "${new[@]}"
+    # a refinement's every phase is new (the first one too: the start is another run's weights)
+    if [ "$mix" = "$prev" ] || [ -n "${INIT:-}" ]; then new=(--new-phase); fi
+    # shellcheck disable=SC2086  # the phase's own flags split on spaces
+    "$py" -m training.train "${common[@]}" "${init[@]}" "${every[@]}" --mix "$mix" --phase-minutes "$minutes" \
+        --lr "$peak" "${new[@]}" ${flags:-}
     prev=$mix
     # a hook between phases (the device script exports after each, so a cut-off run still returns weights)
     if [ -n "${AFTER_PHASE:-}" ]; then $AFTER_PHASE "$out"; fi
