@@ -37,8 +37,12 @@ case "$plan" in
           w1="$w,video/direction=1,video/at_time=0.4,image=1,screenshot=0.6,video=1,chat=0.2"
           w2="screenshot/field=1.5,screenshot/highlighted=1.5,basics/shape_single=1,image/shape_of=1.2"
           w2="$w2,video/direction=0.5,image=0.6,screenshot=0.3,video=0.8,chat=0.1"
+          # then field values mostly: the tower carries them by now (aux heads 94%), the LM learns to read them
+          w3="screenshot/field=2,screenshot/highlighted=1,image=0.5,screenshot=0.3,video=0.5,basics=0.1"
           phases=("$w1 25 1 --aux-weight 1.5 --warmup 60" "$w2 25 1 --aux-weight 1.5 --warmup 40"
-                  "image=0.36,screenshot=0.3,basics=0.06,video=0.23,chat=0.05 30 0.833 --aux-weight 1 --warmup 40")
+                  "$w3 5 1 --aux-weight 1"
+                  "image=0.36,screenshot=0.3,basics=0.06,video=0.23,chat=0.05 30 0.833 --aux-weight 1 --warmup 40"
+                  "image_first 20 0.667 --aux-weight 1")
           batch=${BATCH:-16} lr=${LR:-3e-4} ;;
     *) echo "unknown PLAN=$plan (cpu, gpu, refine or weak)" >&2; exit 2 ;;
 esac
