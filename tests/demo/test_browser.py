@@ -77,9 +77,10 @@ def test_upload_screenshot_ask_and_capture(browser, url, model, tmp_path):
     page.goto(url)
     expect(page.locator("#chat-input textarea")).to_be_visible()
 
-    page.locator("#chat-input input[type=file]").set_input_files(str(app.ASSETS / "example_screenshot.png"))
+    # the window drawn like the bundled model's training data (the README's `make example` question)
+    page.locator("#chat-input input[type=file]").set_input_files(str(app.ASSETS / "example_window.png"))
     # Before sending: the side panel shows what the attachment will cost.
-    expect(page.locator("#media-preview")).to_contain_text("example_screenshot.png")
+    expect(page.locator("#media-preview")).to_contain_text("example_window.png")
     expect(page.locator("#media-preview")).to_contain_text("vision tokens")
 
     page.get_by_label("Thinking", exact=True).check()
@@ -87,11 +88,11 @@ def test_upload_screenshot_ask_and_capture(browser, url, model, tmp_path):
     for box, value in (("#budget-tokens", "16"), ("#max-new-tokens", "40")):
         page.locator(f"{box} input[type=number]").fill(value)
         page.locator(f"{box} input[type=number]").press("Tab")
-    page.locator("#chat-input textarea").fill("Which button is highlighted in this dialog?")
+    page.locator("#chat-input textarea").fill("How many boxes are checked?")  # a kind trained with traces
     page.locator("#chat-input textarea").press("Enter")
 
     chat = page.locator("#chatbot")
-    expect(chat).to_contain_text("Which button is highlighted")
+    expect(chat).to_contain_text("How many boxes")
     expect(chat).to_contain_text("Thinking")
     expect(chat).to_contain_text("tok/s", timeout=90_000)  # the stats line: the answer has finished
     expect(chat).to_contain_text("first token")
@@ -132,7 +133,10 @@ def test_upload_screenshot_ask_and_capture(browser, url, model, tmp_path):
     second = chat.get_by_text("tok/s").nth(1).inner_text()
     # This turn's prompt holds the earlier screenshot and the video: both costs, as previewed.
     cfg = model.config.media
-    expected = num_tokens(600, 960, cfg) + video_plan(app.ASSETS / "example_video.mp4", cfg).vision_tokens
+    width, height = Image.open(app.ASSETS / "example_window.png").size
+    expected = (
+        num_tokens(height, width, cfg) + video_plan(app.ASSETS / "example_video.mp4", cfg).vision_tokens
+    )
     assert f"vision {expected} " in second, (expected, second)
     page.close()
 
