@@ -5,12 +5,12 @@ split "heldout") that the bundled weights answer correctly, one per media kind: 
 an app screenshot and a video (an H.264 mp4 written here, decoded by the video package). They
 guard the bundled files and the end-to-end path (load, template, packing, decoding).
 
-Caveat (eval_results.json): the current weights (217k samples on a lent GPU, then 150k on the CPU with
-the max/min aux heads) read colour, counts, window titles (100% held out), the order of colour
-changes and flashes in videos, and are near chance on shape identity and on the other screenshot
-text; the issue's targets are not met. The pinned questions are answered correctly by these weights
-and guard the end-to-end path. Re-pick them from a fresh `python -m training.evaluate` after
-retraining.
+Caveat (eval_results.json): the current weights (217k samples on a lent GPU, then 150k and 197k on
+the CPU with the max/min aux heads) read colour, shape, counts, window titles, checked boxes, the
+highlighted button (77% held out), the order of colour changes and flashes in videos, and are near
+chance on text field values, the shape of a named object and video direction; the issue's targets
+are not met. The pinned questions are answered correctly by these weights and guard the end-to-end
+path. Re-pick them from a fresh `python -m training.evaluate` after retraining.
 """
 
 from __future__ import annotations
