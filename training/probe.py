@@ -65,10 +65,7 @@ def load_start(init: str | None, seed: int, sizes: dict) -> tuple[KimiK25Model, 
 
 def answers_right(model: KimiK25Model, batch: dict) -> float:
     """Fraction of the batch's samples whose every answer token is the argmax (teacher-forced)."""
-    logits = model(
-        batch["input_ids"],
-        media_embeds=model.embed_media(model.pack(batch["pixel_values"], batch["grid_thws"])),
-    )
+    logits = model(batch["input_ids"], batch["pixel_values"], batch["grid_thws"])
     pred, labels = logits[:, :-1].argmax(-1), batch["labels"][:, 1:]
     return float(((pred == labels) | (labels == IGNORE)).all(1).float().mean())
 
@@ -87,15 +84,17 @@ def run(args: argparse.Namespace) -> list[dict]:
         opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     held = probe_batch(args.kind, "heldout", 0, args.heldout, processor, tok)
 
+    def media(batch: dict) -> torch.Tensor:
+        """(T, D) the batch's packed media embeddings, as the aux heads read them."""
+        return model.embed_media(model.pack(batch["pixel_values"], batch["grid_thws"]))
+
     def accuracy() -> float:
         model.eval()
         with torch.no_grad():
             if args.lm:
                 right = answers_right(model, held)
             else:
-                logits, targets = aux.predict(
-                    model.embed_media(model.pack(held["pixel_values"], held["grid_thws"])), held
-                )
+                logits, targets = aux.predict(media(held), held)
                 right = float((logits.argmax(1) == targets).float().mean())
         model.train()
         return right
@@ -116,7 +115,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 g["lr"] = args.lr * min(1.0, (step + 1) / 30)
             loss = loss_fn(model, batch, scale_weight=0.1)
         else:
-            loss = aux.loss(model.embed_media(model.pack(batch["pixel_values"], batch["grid_thws"])), batch)
+            loss = aux.loss(media(batch), batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.lm:
