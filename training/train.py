@@ -564,10 +564,8 @@ def export(run: Path, dest: Path, dtype: torch.dtype = torch.float32) -> None:
         cast_model(model, dtype)
     save_model(model.eval(), dest, tokenizer_dir=None)
     shutil.copy(run / "tokenizer.json", dest / "tokenizer.json")
-    if (run / "loss_curve.png").exists():
-        shutil.copy(run / "loss_curve.png", dest / "loss_curve.png")
+    plot(run / "log.jsonl", dest / "loss_curve.png")  # drawn now: the run's own picture may be older
     rows = [r for r in read_log(run / "log.jsonl") if r["step"] <= ck["step"]]
-    plot(run / "log.jsonl", run / "loss_curve.png")
     info = {"steps": ck["step"], "samples": ck["step"] * ck["args"]["batch"],
             "train_minutes": round(ck["elapsed"] / 60, 1), "final_loss_mean_last_50": round(
                 sum(r["loss"] for r in rows[-50:]) / max(1, len(rows[-50:])), 4),

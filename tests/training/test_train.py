@@ -258,3 +258,21 @@ def test_a_run_with_aux_heads_resumes_them_and_their_optimizer_state(tmp_path, m
         for k, v in tensors.items()
         if k.startswith("aux/")
     )
+
+
+def test_export_writes_weights_a_fresh_loss_curve_and_the_run_summary(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from training import train as trainer
+
+    run, dest = tmp_path / "run", tmp_path / "export"
+    monkeypatch.setattr(sys, "argv", ["train", "--out", str(run), "--mix", "basics", "--steps", "2", "--workers", "0",
+                                      "--batch", "2", "--sizes", json.dumps(SIZES)])  # fmt: skip
+    trainer.main()
+    (run / "loss_curve.png").write_bytes(b"stale")  # the export draws its own, not a copy of this
+    trainer.export(run, dest)
+    assert (dest / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    info = json.loads((dest / "training.json").read_text())
+    assert info["steps"] == 2 and info["samples"] == 4
+    assert {"config.json", "tokenizer.json"} <= {p.name for p in dest.iterdir()}
