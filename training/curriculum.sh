@@ -4,11 +4,12 @@
 #   PLAN=gpu DEVICE=cuda bash training/curriculum.sh OUT python3    # GPU plan: 9.3 min, batch 128
 #   PLAN=refine INIT=GPU_EXPORT bash training/curriculum.sh OUT     # then 80 CPU min with aux heads
 #   PLAN=weak INIT=REFINE_RUN bash training/curriculum.sh OUT       # then 100 more on the weak kinds
-# The bundled weights are gpu -> refine -> weak: refine started from the GPU run's export
-# (`python -m training.train --out RUN --export DIR`), weak continued the refine run itself.
-# Environment: PLAN (cpu|gpu|refine|weak), INIT (where refine and weak start: exported weights, with a
-# fresh optimizer and aux heads, or a training run, whose checkpoint OUT continues: aux heads and
-# optimizer moments), DEVICE, BATCH, LR (the peak a phase's factor multiplies), SCALE (x phase
+#   PLAN=click INIT=WEAK_EXPORT bash training/curriculum.sh OUT     # then 83 more: kinds learned alone
+# The bundled weights are gpu -> refine -> weak -> click: refine and click started from the previous
+# run's export (`python -m training.train --out RUN --export DIR`), weak continued the refine run itself.
+# Environment: PLAN (cpu|gpu|refine|weak|click), INIT (where refine, weak and click start: exported
+# weights, with a fresh optimizer and aux heads, or a training run, whose checkpoint OUT continues: aux
+# heads and optimizer moments), DEVICE, BATCH, LR (the peak a phase's factor multiplies), SCALE (x phase
 # minutes), THREADS, WORKERS, AFTER_PHASE (a command run with OUT after each phase).
 # A phase is "mix minutes lr-factor [train.py flags]"; a repeated mix starts a new phase (--new-phase).
 set -euo pipefail
@@ -47,11 +48,20 @@ case "$plan" in
           phases=("$w1 25 1 --aux-weight 1.5 --warmup 60" "$w2 25 1 --aux-weight 1.5 --warmup 40"
                   "$w3 5 1 --aux-weight 1" "$w4 45 0.5 --aux-weight 1 --warmup 60")
           batch=${BATCH:-16} lr=${LR:-3e-4} ;;
-    *) echo "unknown PLAN=$plan (cpu, gpu, refine or weak)" >&2; exit 2 ;;
+    # one kind alone, then everything back: alone, the LM learns in 100-250 steps kinds it did not learn
+    # in thousands of mixed ones (field values, video direction), and the full mix after keeps them
+    # (docs/bench/click/); the full mix weights the clicked kinds up
+    click) m="image=0.33,screenshot=0.25,screenshot/highlighted=0.05,screenshot/field=0.1,basics=0.06"
+           m="$m,basics/shape_single=0.03,video=0.2,chat=0.04"
+           d="$m,video/direction=0.08"  # direction took two rounds: 0.70 -> 0.46 -> 0.42, then 0.39 -> 0.20
+           phases=("screenshot/field 5 1" "$m 15 0.5 --warmup 60" "video/direction 6 1" "$d 25 0.5 --warmup 60"
+                   "video/direction 6 1" "$d 25 0.5 --warmup 60")
+           batch=${BATCH:-16} lr=${LR:-3e-4} every=(--aux-weight 1) ;;
+    *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak or click)" >&2; exit 2 ;;
 esac
 common=(--out "$out" --batch "$batch" --warmup 30 --device "${DEVICE:-cpu}" --threads "${THREADS:-2}"
         --workers "${WORKERS:-1}" --ckpt-minutes 5 --steps 1000000)  # phases end on time, not steps
-case "$plan" in refine|weak) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT: exported weights or a training run" >&2; exit 2; } ;; esac
+case "$plan" in refine|weak|click) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT: exported weights or a training run" >&2; exit 2; } ;; esac
 init=()
 if [ -f "${INIT:-}/ckpt.safetensors" ] && [ ! -f "$out/ckpt.safetensors" ]; then
     mkdir -p "$out" && cp "$INIT"/ckpt.json "$INIT"/ckpt.safetensors "$INIT"/tokenizer.json "$out"/

@@ -39,9 +39,9 @@ def flag(args: list[str], name: str) -> str:
     return args[len(args) - 1 - args[::-1].index(name) + 1]
 
 
-@pytest.mark.parametrize("plan, phases", [("cpu", 5), ("gpu", 6), ("refine", 8), ("weak", 4)])
+@pytest.mark.parametrize("plan, phases", [("cpu", 5), ("gpu", 6), ("refine", 8), ("weak", 4), ("click", 6)])
 def test_every_phase_is_a_valid_trainer_call(tmp_path, plan, phases):
-    init = {"INIT": str(tmp_path / "export")} if plan in ("refine", "weak") else {}
+    init = {"INIT": str(tmp_path / "export")} if plan in ("refine", "weak", "click") else {}
     calls = plan_calls(tmp_path, plan, **init)
     assert len(calls) == phases
     for args in calls:
