@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 # like its training data: scripts/make_example_assets.py, scripts/make_demo_examples.py).
 example: $(STAMP)
 	$(VENV)/bin/mm-model chat "What is the title of the window?" --image mm_model/assets/example_window.png
-	$(VENV)/bin/mm-model chat "Which way does the red circle move?" --video mm_model/assets/example_video.mp4
+	$(VENV)/bin/mm-model chat "Which way does the purple triangle move?" --video mm_model/assets/example_moving.mp4
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,11 +1,13 @@
-"""Draw the bundled example screenshots deterministically.
+"""Draw the bundled example screenshots and the README's example video deterministically.
 
-python -m scripts.make_example_assets   # writes mm_model/assets/example_screenshot.png and example_window.png
+python -m scripts.make_example_assets   # writes example_screenshot.png, example_window.png, example_moving.mp4
 
 example_screenshot.png: a 960x600 settings dialog, the size of a real screenshot (the demo's and the
 tests' example). example_window.png: a held-out window from the training curriculum's own generator
 (`training.generators.screenshots`, split "example"), at a trained size, so that `make example` asks
-the bundled model something it was trained to answer.
+the bundled model something it was trained to answer. example_moving.mp4: a held-out direction video
+from the same curriculum (`training.generators.videos`, split "example"), 8 frames at 2 fps, for the
+same reason (the demo's ball video, `make_demo_examples.py`, is drawn unlike the training videos).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 ASSETS = Path(__file__).resolve().parents[1] / "mm_model" / "assets"
 OUT = ASSETS / "example_screenshot.png"
 WINDOW = ASSETS / "example_window.png"
+MOVING = ASSETS / "example_moving.mp4"
 
 
 def draw_dialog(width: int = 960, height: int = 600) -> Image.Image:
@@ -66,11 +69,26 @@ def draw_window() -> tuple[Image.Image, dict]:
     return render(rng, width, height, "highlight")
 
 
+def draw_moving() -> tuple[list[Image.Image], str, str]:
+    """A curriculum direction video (seen length and size) from its own seed: (frames, question, answer)."""
+    from training.generators.common import rng_for
+    from training.generators.videos import direction, frame_size
+
+    rng = rng_for("example", 0, "video")
+    frames, qa = direction(rng, frame_size(rng), long=False)
+    return frames, qa.question, qa.answer
+
+
 if __name__ == "__main__":
     ASSETS.mkdir(parents=True, exist_ok=True)
     draw_dialog().save(OUT, optimize=True)
     window, info = draw_window()
     window.save(WINDOW, optimize=True)
-    for p in (OUT, WINDOW):
+    from training.generators.videos import write_mp4
+
+    frames, question, answer = draw_moving()
+    write_mp4(frames, MOVING)
+    for p in (OUT, WINDOW, MOVING):
         print(f"wrote {p} ({p.stat().st_size:,} bytes)")
     print(f"{WINDOW.name} shows: {info}")
+    print(f"{MOVING.name}: {question} {answer}")
