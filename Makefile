@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: chat with the bundled model about the bundled example screenshot and video (both drawn
-# like its training data: scripts/make_example_assets.py, scripts/make_demo_examples.py).
+# by its training curriculum's generators, held out: scripts/make_example_assets.py).
 example: $(STAMP)
 	$(VENV)/bin/mm-model chat "What is the title of the window?" --image mm_model/assets/example_window.png
 	$(VENV)/bin/mm-model chat "Which way does the purple triangle move?" --video mm_model/assets/example_moving.mp4

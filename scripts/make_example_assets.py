@@ -80,12 +80,12 @@ def draw_moving() -> tuple[list[Image.Image], str, str]:
 
 
 if __name__ == "__main__":
+    from training.generators.videos import write_mp4
+
     ASSETS.mkdir(parents=True, exist_ok=True)
     draw_dialog().save(OUT, optimize=True)
     window, info = draw_window()
     window.save(WINDOW, optimize=True)
-    from training.generators.videos import write_mp4
-
     frames, question, answer = draw_moving()
     write_mp4(frames, MOVING)
     for p in (OUT, WINDOW, MOVING):

@@ -4,7 +4,7 @@
 #   PLAN=gpu DEVICE=cuda bash training/curriculum.sh OUT python3    # GPU plan: 9.3 min, batch 128
 #   PLAN=refine INIT=GPU_EXPORT bash training/curriculum.sh OUT     # then 80 CPU min with aux heads
 #   PLAN=weak INIT=REFINE_RUN bash training/curriculum.sh OUT       # then 100 more on the weak kinds
-#   PLAN=click INIT=WEAK_EXPORT bash training/curriculum.sh OUT     # then 83 more: kinds learned alone
+#   PLAN=click INIT=WEAK_EXPORT bash training/curriculum.sh OUT     # then 82 more: kinds learned alone
 # The bundled weights are gpu -> refine -> weak -> click: refine and click started from the previous
 # run's export (`python -m training.train --out RUN --export DIR`), weak continued the refine run itself.
 # Environment: PLAN (cpu|gpu|refine|weak|click), INIT (where refine, weak and click start: exported
@@ -53,7 +53,7 @@ case "$plan" in
     # (docs/bench/click/); the full mix weights the clicked kinds up
     click) m="image=0.33,screenshot=0.25,screenshot/highlighted=0.05,screenshot/field=0.1,basics=0.06"
            m="$m,basics/shape_single=0.03,video=0.2,chat=0.04"
-           d="$m,video/direction=0.08"  # direction took two rounds: 0.70 -> 0.46 -> 0.42, then 0.39 -> 0.20
+           d="$m,video/direction=0.08"  # direction took two rounds: its loss 0.70 -> 0.35, then -> 0.14
            phases=("screenshot/field 5 1" "$m 15 0.5 --warmup 60" "video/direction 6 1" "$d 25 0.5 --warmup 60"
                    "video/direction 6 1" "$d 25 0.5 --warmup 60")
            batch=${BATCH:-16} lr=${LR:-3e-4} every=(--aux-weight 1) ;;
