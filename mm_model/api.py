@@ -286,7 +286,7 @@ class Model:
             if grid_thws is None:
                 raise InputError("pixel_values need grid_thws")
             with torch.inference_mode():
-                media = self.model.embed_media(self.model.pack(pixel_values, torch.as_tensor(grid_thws)))
+                media = self.model.embed_pixels(pixel_values, torch.as_tensor(grid_thws))
         with torch.inference_mode():
             embeds = self.model.merge_media(ids.to(device), media)
         stops = (

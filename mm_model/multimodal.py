@@ -46,6 +46,10 @@ class KimiK25Model(nn.Module):
         """All items' LM embeddings in order: (sum of merged tokens, hidden)."""
         return embed_packed(self.vision_tower, self.mm_projector, packed)
 
+    def embed_pixels(self, pixel_values: Tensor, grid_thws: Tensor) -> Tensor:
+        """Packed patches (N, 3, p, p) and their (M, 3) grids -> all items' LM embeddings (T, hidden)."""
+        return self.embed_media(self.pack(pixel_values, grid_thws))
+
     def encode_media(self, pixel_values: Tensor, grid_thws: Tensor) -> list[Tensor]:
         """Per-item LM embeddings, each ((h/2)*(w/2), hidden)."""
         packed = self.pack(pixel_values, grid_thws)
@@ -90,7 +94,7 @@ class KimiK25Model(nn.Module):
         if pixel_values is not None:
             if grid_thws is None:
                 raise InputError("pixel_values need grid_thws")
-            media_embeds = self.embed_media(self.pack(pixel_values, grid_thws))
+            media_embeds = self.embed_pixels(pixel_values, grid_thws)
         embeds = self.merge_media(input_ids, media_embeds)
         return self.language_model(
             inputs_embeds=embeds,

@@ -84,17 +84,15 @@ def run(args: argparse.Namespace) -> list[dict]:
         opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     held = probe_batch(args.kind, "heldout", 0, args.heldout, processor, tok)
 
-    def media(batch: dict) -> torch.Tensor:
-        """(T, D) the batch's packed media embeddings, as the aux heads read them."""
-        return model.embed_media(model.pack(batch["pixel_values"], batch["grid_thws"]))
-
     def accuracy() -> float:
         model.eval()
         with torch.no_grad():
             if args.lm:
                 right = answers_right(model, held)
             else:
-                logits, targets = aux.predict(media(held), held)
+                logits, targets = aux.predict(
+                    model.embed_pixels(held["pixel_values"], held["grid_thws"]), held
+                )
                 right = float((logits.argmax(1) == targets).float().mean())
         model.train()
         return right
@@ -115,7 +113,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 g["lr"] = args.lr * min(1.0, (step + 1) / 30)
             loss = loss_fn(model, batch, scale_weight=0.1)
         else:
-            loss = aux.loss(media(batch), batch)
+            loss = aux.loss(model.embed_pixels(batch["pixel_values"], batch["grid_thws"]), batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.lm:

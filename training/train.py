@@ -210,7 +210,7 @@ def loss_fn(
     """
     media = None
     if batch["pixel_values"] is not None:
-        media = model.embed_media(model.pack(batch["pixel_values"], batch["grid_thws"]))  # (T, D)
+        media = model.embed_pixels(batch["pixel_values"], batch["grid_thws"])  # (T, D)
     logits = model(batch["input_ids"], media_embeds=media)  # (B, S, V)
     labels = batch["labels"][:, 1:]
     token_loss = F.cross_entropy(

@@ -79,7 +79,7 @@ def test_reused_features_equal_fresh_ones(model, images):
     prompt = model.processor([{"role": "user", "content": [{"type": "image", "image": images[1]}]}])
     cached, _ = model.media_embeddings(prompt.media)
     with torch.no_grad():
-        fresh = model.model.embed_media(model.model.pack(prompt.pixel_values, prompt.grid_thws))
+        fresh = model.model.embed_pixels(prompt.pixel_values, prompt.grid_thws)
     assert torch.equal(cached, fresh)
 
 

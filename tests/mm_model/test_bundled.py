@@ -9,8 +9,8 @@ Caveat (eval_results.json): the current weights (217k samples on a lent GPU, the
 on the CPU) read colour, shape, counts, window titles, text field values, checked boxes, the
 highlighted button (80% held out), video direction, the order of colour changes and flashes, and are
 near chance where the question names one object among several; the issue's targets are not met. The
-pinned questions are answered correctly by these weights and guard the end-to-end
-path. Re-pick them from a fresh `python -m training.evaluate` after retraining.
+pinned questions are answered correctly by these weights and guard the end-to-end path. Re-pick them
+from a fresh `python -m training.evaluate` after retraining.
 """
 
 from __future__ import annotations
