@@ -20,8 +20,11 @@ from training.train import (
     kind_curves,
     kind_losses,
     loss_fn,
+    object_targets,
     param_groups,
     pooled_features,
+    token_positions,
+    token_targets,
 )
 
 SIZES = {"vision_hidden": 32, "vision_layers": 1, "lm_hidden": 64, "lm_layers": 2, "moe_inter": 32}
@@ -212,6 +215,78 @@ def test_aux_loss_trains_the_vision_tower_and_the_heads(setup):
     assert model.vision_tower.patch_embed.proj.weight.grad.abs().sum() > 0
     assert aux.heads["basics__shape_single"].weight.grad.abs().sum() > 0
     assert aux.heads["video__direction"].weight.grad is None  # no sample of that kind
+
+
+def test_object_targets_label_the_tokens_under_each_shape_and_nothing_else(setup):
+    from training.generators.common import COLOUR_NAMES, SHAPES
+
+    tok, model, proc = setup
+    media = model.config.media
+    for i in range(20):
+        s = sample("heldout", i, family="image")
+        e = encode(s, proc, tok)
+        t = object_targets(s, e, media)
+        _, gh, gw = e.grids[0]
+        cols = gw // 2
+        assert t.shape == ((gh // 2) * cols, 2)
+        labelled = t[:, 0] >= 0
+        assert ((t[:, 1] >= 0) == labelled).all()
+        for o in s.meta["objects"]:  # sizes here are never resized: one token is 28 x 28 pixels
+            row, col = int(o["y"] // 28), int(o["x"] // 28)
+            want = [SHAPES.index(o["shape"]), COLOUR_NAMES.index(o["colour"])]
+            assert t[row * cols + col].tolist() == want  # the token holding its centre
+        # most of the image is background: a shape covers a few of the tokens
+        assert 0 < labelled.sum() <= 4 * len(s.meta["objects"]) and labelled.float().mean() < 0.8
+    for family, task in (("screenshot", None), ("video", "direction"), ("chat", None)):
+        s = sample("train", 0, family=family, task=task)
+        e = encode(s, proc, tok)
+        t = object_targets(s, e, media)
+        assert t.shape[0] == sum((g[1] // 2) * (g[2] // 2) for g in e.grids) and (t == -1).all()
+
+
+def test_object_targets_of_a_video_follow_its_chunks(setup):
+    from training.generators.common import SHAPES
+
+    tok, model, proc = setup
+    for i in range(10):
+        s = sample("heldout", i, family="video", task="first_appear")
+        e = encode(s, proc, tok)
+        t = object_targets(s, e, model.config.media)
+        chunks = s.meta["chunk_objects"]
+        assert len(e.grids) == len(chunks) >= 2
+        first = SHAPES.index(s.answer)
+        per_chunk = t[:, 0].split([(g[1] // 2) * (g[2] // 2) for g in e.grids])
+        # chunk by chunk: the labelled shapes are exactly the objects shown by then
+        for labels, objects in zip(per_chunk, chunks):
+            assert set(labels[labels >= 0].tolist()) == {SHAPES.index(o["shape"]) for o in objects}
+        assert set(per_chunk[-1][per_chunk[-1] >= 0].tolist()) >= {first}
+
+
+def test_object_loss_trains_the_tower_and_the_object_head(setup):
+    tok, _, proc = setup
+    model = build(tok, 0, SIZES).train()
+    samples = [sample("train", i, family="image") for i in range(3)] + [
+        sample("train", 0, family="screenshot")
+    ]
+    encs = [encode(s, proc, tok) for s in samples]
+    batch = {**collate(encs, tok.special_tokens["[PAD]"]), **aux_targets(samples, encs, proc),
+             **token_targets(samples, encs, proc)}  # fmt: skip
+    aux = AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size)
+    plain = loss_fn(model, batch)
+    stats: dict = {}
+    total = loss_fn(model, batch, stats=stats, aux=aux, object_weight=2.0)
+    assert total.item() == pytest.approx(plain.item() + 2.0 * (stats["obj"] + stats["where"]), rel=1e-5)
+    assert stats["obj"] == pytest.approx(2 * torch.log(torch.tensor(5.0)).item(), rel=0.5)  # ~ chance
+    total.backward()
+    assert model.vision_tower.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert aux.objects.weight.grad.abs().sum() > 0 and aux.where.weight.grad.abs().sum() > 0
+
+
+def test_token_positions_are_cell_centres_per_item_in_packing_order():
+    got = token_positions([(1, 4, 6), (4, 2, 2)], 2)  # a 2 x 3 image, then one 1 x 1 video chunk
+    want = [[1 / 6, 0.25], [0.5, 0.25], [5 / 6, 0.25], [1 / 6, 0.75], [0.5, 0.75], [5 / 6, 0.75], [0.5, 0.5]]
+    assert torch.allclose(got, torch.tensor(want))
+    assert token_positions([], 2).shape == (0, 2)
 
 
 def test_param_groups_put_the_multiplier_on_vision_only(setup):

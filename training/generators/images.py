@@ -123,11 +123,14 @@ def make_basic(rng: random.Random, *, unseen: bool = False, task: str | None = N
     image, draw = new_canvas(w, h, background(rng))
     r = min(w, h) * rng.uniform(0.2, 0.4)
     shape, colour = rng.choice(SHAPES), rng.choice(COLOUR_NAMES)
-    draw_shape(draw, shape, rng.uniform(r, w - r), rng.uniform(r, h - r), r, COLOURS[colour])
+    cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
+    draw_shape(draw, shape, cx, cy, r, COLOURS[colour])
     qa = (QA(want, "What colour is the shape?", colour) if want == "colour_single"
           else QA(want, "What shape is it?", shape))  # fmt: skip
     msg = user([{"type": "image", "image": image}, {"type": "text", "text": qa.question}])
-    return Sample("basics", qa.task, [msg], qa.answer, None, False, {"size": (w, h), "unseen": unseen})
+    obj = dict(shape=shape, colour=colour, x=cx, y=cy, r=r)
+    meta = {"size": (w, h), "unseen": unseen, "objects": [obj]}
+    return Sample("basics", qa.task, [msg], qa.answer, None, False, meta)
 
 
 def make(
@@ -145,4 +148,5 @@ def make(
     qa = qs[want]
     think = qa.trace is not None and rng.random() < thinking
     msg = user([{"type": "image", "image": image}, {"type": "text", "text": qa.question}])
-    return Sample("image", qa.task, [msg], qa.answer, qa.trace, think, {"size": (w, h), "unseen": unseen})
+    meta = {"size": (w, h), "unseen": unseen, "objects": objects}
+    return Sample("image", qa.task, [msg], qa.answer, qa.trace, think, meta)

@@ -56,7 +56,15 @@ def _draw(image: Image.Image, items: list[tuple[str, str, float, float, float]])
         draw_shape(d, shape, x, y, r, COLOURS[colour])
 
 
-def direction(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[list[Image.Image], QA]:
+Made = tuple[list[Image.Image], QA, list[list[dict]] | None]  # frames, question, objects per chunk
+
+
+def obj(shape: str, colour: str, x: float, y: float, r: float) -> dict:
+    """One object as `images.scene` lists them (the trainer's per-token targets read these)."""
+    return dict(shape=shape, colour=colour, x=x, y=y, r=r)
+
+
+def direction(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
     w, h = size
     n = num_chunks(rng, long) * CHUNK
     shape, colour = rng.choice(SHAPES), rng.choice(COLOUR_NAMES)
@@ -76,10 +84,11 @@ def direction(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[li
         image = Image.new("RGB", (w, h), bg)
         _draw(image, [(shape, colour, x, y, r)])
         frames.append(image)
-    return frames, QA("direction", f"Which way does the {colour} {shape} move?", way)
+    # no per-chunk objects: the shape moves within a chunk
+    return frames, QA("direction", f"Which way does the {colour} {shape} move?", way), None
 
 
-def colour_order(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[list[Image.Image], QA]:
+def colour_order(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
     w, h = size
     k = rng.randint(2, 3)
     colours = rng.sample(COLOUR_NAMES, k)
@@ -94,10 +103,11 @@ def colour_order(rng: random.Random, size: tuple[int, int], long: bool) -> tuple
     frames = frames_of(
         per_chunk, lambda im, col, f: _draw(im, [(shape, col, x, y, r)]), size, background(rng)
     )
-    return frames, QA("colour_order", f"In what order does the {shape} change colour?", ", ".join(colours))
+    qa = QA("colour_order", f"In what order does the {shape} change colour?", ", ".join(colours))
+    return frames, qa, [[obj(shape, col, x, y, r)] for col in per_chunk]
 
 
-def flashes(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[list[Image.Image], QA]:
+def flashes(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
     w, h = size
     n = rng.randint(1, 3)
     total = max(num_chunks(rng, long), 2 * n - 1)
@@ -117,10 +127,11 @@ def flashes(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[list
 
     frames = frames_of([c in on for c in range(total)], draw, size, grey)
     trace = ", ".join(stamp(c) for c in on) + "."
-    return frames, QA("flashes", "How many times does the screen flash?", str(n), trace)
+    qa = QA("flashes", "How many times does the screen flash?", str(n), trace)
+    return frames, qa, [[obj(shape, colour, x, y, r)] for _ in range(total)]
 
 
-def first_appear(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[list[Image.Image], QA]:
+def first_appear(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
     w, h = size
     total = num_chunks(rng, long, low=2)
     s1, s2 = rng.sample(SHAPES, 2)
@@ -143,10 +154,13 @@ def first_appear(rng: random.Random, size: tuple[int, int], long: bool) -> tuple
 
     frames = frames_of(list(range(total)), draw, size, background(rng))
     a, b = (s1, s2) if rng.random() < 0.5 else (s2, s1)
-    return frames, QA("first_appear", f"Which appears first, the {a} or the {b}?", s1)
+    chunks = [
+        [obj(s1, c1, x1, y1, r)] * (c >= t1) + [obj(s2, c2, x2, y2, r)] * (c >= t2) for c in range(total)
+    ]
+    return frames, QA("first_appear", f"Which appears first, the {a} or the {b}?", s1), chunks
 
 
-def at_time(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[list[Image.Image], QA]:
+def at_time(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
     w, h = size
     total = num_chunks(rng, long, low=2)
     per_chunk = [rng.choice(COLOUR_NAMES)]
@@ -159,7 +173,8 @@ def at_time(rng: random.Random, size: tuple[int, int], long: bool) -> tuple[list
         per_chunk, lambda im, col, f: _draw(im, [(shape, col, x, y, r)]), size, background(rng)
     )
     c = rng.randrange(total)
-    return frames, QA("at_time", f"What colour is the {shape} at {stamp(c)}?", per_chunk[c])
+    qa = QA("at_time", f"What colour is the {shape} at {stamp(c)}?", per_chunk[c])
+    return frames, qa, [[obj(shape, col, x, y, r)] for col in per_chunk]
 
 
 MAKERS = {
@@ -215,9 +230,10 @@ def make(
     choice: probability of asking it as a lettered multiple-choice question (answer: the letter)."""
     want = task or rng.choice(TASKS)
     size = frame_size(rng)
-    frames, qa = MAKERS[want](rng, size, long)
+    frames, qa, chunks = MAKERS[want](rng, size, long)
     think = qa.trace is not None and rng.random() < thinking
-    text, answer, meta = qa.question, qa.answer, {"size": size, "frames": len(frames), "long": long}
+    text, answer = qa.question, qa.answer
+    meta = {"size": size, "frames": len(frames), "long": long, "chunk_objects": chunks}
     if choice and rng.random() < choice:
         options = options_for(want, qa.answer, qa.question, rng)
         text, answer = choice_prompt(qa.question, options), "ABCDEFGHIJ"[options.index(qa.answer)]
