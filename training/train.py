@@ -43,6 +43,7 @@ from mm_model.processor import Processor
 from mm_model.tokenizer import JsonTokenizer, Tokenizer
 from training.generators import MIXES, Sample, parse_mix, sample
 from training.generators.common import COLOUR_NAMES, SHAPES
+from training.generators.screenshots import WORDS
 from vision.config import MediaConfig, VisionConfig
 from vision.packing import merged_tokens
 from vision.preprocess import plan_for
@@ -158,31 +159,41 @@ def aux_targets(samples: list[Sample], encoded: list[Encoded], processor: Proces
 
 
 def object_targets(s: Sample, e: Encoded, media: MediaConfig) -> Tensor:
-    """(T, 2) int64 (shape index, colour index) of the object under each of the sample's merged media
-    tokens, -1 where there is none (background, screenshots, moving shapes).
+    """(T, 3) int64 per merged media token of the sample: the index of the shape (SHAPES), the colour
+    (COLOUR_NAMES) and the word (screenshots.WORDS) under it, each -1 where there is none.
 
-    A token is under an object when its 28x28-pixel cell holds the object's centre or the cell's centre
-    lies within the object's radius; a video chunk's tokens get the objects shown throughout the chunk.
-    Why: through the answers alone the tower learned colour per token (a linear probe reads it at 97%
-    held out) but not the shape of a small object (42%, chance 25%), so no question that names one
-    object among several could be answered; these targets supervise every token directly.
+    A shape is under a token when the token's 28x28-pixel cell holds the shape's centre or the cell's
+    centre lies within its radius; a video chunk's tokens get the shapes shown throughout the chunk.
+    A word (a button: its label, highlighted or not, and its colour) is under every cell its box's
+    middle line crosses. Why: through the answers alone the tower learned colour per token (a linear
+    probe reads it at 97% held out) but not the shape of a small object (42%, chance 25%), so no
+    question that names one object among several could be answered; these targets supervise every
+    token directly.
     """
     kernel = media.merge_kernel_size
     counts = merged_tokens(e.grids, (kernel, kernel))
-    out = torch.full((sum(counts), 2), -1, dtype=torch.int64)
+    out = torch.full((sum(counts), 3), -1, dtype=torch.int64)
     video = "chunk_objects" in s.meta
     per_grid = s.meta.get("chunk_objects") if video else [s.meta.get("objects")] * (len(e.grids) == 1)
-    if not per_grid or len(per_grid) != len(e.grids):
+    texts = s.meta.get("texts") or ()
+    if (not per_grid or len(per_grid) != len(e.grids)) and not texts:
         return out
     w, h = s.meta["size"]
     (new_h, new_w), _ = plan_for(h, w, media, video=video)
+    sx, sy = new_w / w, new_h / h
     unit = media.patch_size * kernel
-    start = 0
-    for (_, gh, gw), objects, n in zip(e.grids, per_grid, counts):
+    (_, gh, gw), start = e.grids[0], 0
+    for t in sorted(texts, key=lambda t: "button" in t):  # a screenshot: one grid; buttons win a shared cell
+        x0, y0, x1, y1 = t["box"]
+        row = min(gh // kernel - 1, int((y0 + y1) / 2 * sy // unit))
+        for col in range(int(x0 * sx // unit), min(gw // kernel - 1, int((x1 * sx - 1) // unit)) + 1):
+            colour = COLOUR_NAMES.index(t["colour"]) if t["colour"] else -1
+            out[row * (gw // kernel) + col] = torch.tensor([-1, colour, WORDS.index(t["word"])])
+    for (_, gh, gw), objects, n in zip(e.grids, per_grid or (), counts):
         cols, rows = gw // kernel, gh // kernel
         for o in objects or ():
-            x, y, r = o["x"] * new_w / w, o["y"] * new_h / h, o["r"] * new_w / w
-            label = torch.tensor([SHAPES.index(o["shape"]), COLOUR_NAMES.index(o["colour"])])
+            x, y, r = o["x"] * sx, o["y"] * sy, o["r"] * sx
+            label = torch.tensor([SHAPES.index(o["shape"]), COLOUR_NAMES.index(o["colour"]), -1])
             for row in range(rows):
                 for col in range(cols):
                     holds = int(x // unit) == col and int(y // unit) == row
@@ -239,16 +250,17 @@ class AuxHeads(nn.Module):
         super().__init__()
         self.heads = nn.ModuleDict({k.replace("/", "__"): nn.Linear(5 * dim, vocab) for k in AUX_KINDS})
         self.objects = nn.Linear(dim, len(SHAPES) + len(COLOUR_NAMES))  # per token: shape, colour
+        self.words = nn.Linear(dim, len(WORDS))  # per screenshot token: the word written there
         self.where = nn.Linear(dim, 2)  # per token: (x, y) in its image or video frame
 
     def object_loss(self, media: Tensor, targets: Tensor) -> Tensor | None:
-        """Cross-entropy of each labelled token's shape and colour (`object_targets`); None if none."""
-        keep = targets[:, 0] >= 0
-        if not keep.any():
-            return None
-        logits = self.objects(media[keep])
-        shape, colour = logits[:, : len(SHAPES)], logits[:, len(SHAPES) :]
-        return F.cross_entropy(shape, targets[keep, 0]) + F.cross_entropy(colour, targets[keep, 1])
+        """Summed cross-entropy of the shape, colour and word of each token that has one
+        (`object_targets`, (T, 3)); None if no token has any."""
+        logits = torch.cat([self.objects(media), self.words(media)], 1)
+        bounds = (0, len(SHAPES), len(SHAPES) + len(COLOUR_NAMES), logits.shape[1])
+        losses = [F.cross_entropy(logits[targets[:, i] >= 0, bounds[i] : bounds[i + 1]], targets[targets[:, i] >= 0, i])
+                  for i in range(3) if (targets[:, i] >= 0).any()]  # fmt: skip
+        return sum(losses) if losses else None
 
     def position_loss(self, media: Tensor, positions: Tensor) -> Tensor:
         """Mean squared error of each token's (x, y), x12: 1 for a constant guess of a uniform position."""
@@ -516,7 +528,7 @@ def restore(
         saved = {k.removeprefix("aux/"): v for k, v in tensors.items() if k.startswith("aux/")}
         # runs from before the per-token object head keep their heads; the object head starts fresh
         missing, unexpected = aux.load_state_dict(saved, strict=False)
-        if unexpected or any(not k.startswith(("objects.", "where.")) for k in missing):
+        if unexpected or any(not k.startswith(("objects.", "words.", "where.")) for k in missing):
             raise RuntimeError(f"aux heads do not match the checkpoint: {missing=} {unexpected=}")
     if opt is not None and len(info["param_groups"]) != len(opt.param_groups):
         # a checkpoint from before the vision/LM group split: weights only, fresh optimizer moments
@@ -530,7 +542,15 @@ def restore(
         for key, value in info["opt_scalars"].items():
             idx, name = key.split("/", 1)
             state.setdefault(int(idx), {})[name] = value
-        opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+        groups = [dict(g) for g in info["param_groups"]]
+        if aux is not None and len(groups[-1]["params"]) != len(opt.param_groups[-1]["params"]):
+            # aux heads added since the checkpoint (the last group): theirs start fresh, the rest resume
+            print("aux heads changed since the checkpoint: their optimizer state starts fresh")
+            for idx in groups[-1]["params"]:
+                state.pop(idx, None)
+            first = groups[-1]["params"][0]
+            groups[-1]["params"] = list(range(first, first + len(opt.param_groups[-1]["params"])))
+        opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def train(args: argparse.Namespace) -> Path:

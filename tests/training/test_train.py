@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -228,20 +230,45 @@ def test_object_targets_label_the_tokens_under_each_shape_and_nothing_else(setup
         t = object_targets(s, e, media)
         _, gh, gw = e.grids[0]
         cols = gw // 2
-        assert t.shape == ((gh // 2) * cols, 2)
+        assert t.shape == ((gh // 2) * cols, 3)
         labelled = t[:, 0] >= 0
-        assert ((t[:, 1] >= 0) == labelled).all()
+        assert ((t[:, 1] >= 0) == labelled).all() and (t[:, 2] == -1).all()
         for o in s.meta["objects"]:  # sizes here are never resized: one token is 28 x 28 pixels
             row, col = int(o["y"] // 28), int(o["x"] // 28)
-            want = [SHAPES.index(o["shape"]), COLOUR_NAMES.index(o["colour"])]
+            want = [SHAPES.index(o["shape"]), COLOUR_NAMES.index(o["colour"]), -1]
             assert t[row * cols + col].tolist() == want  # the token holding its centre
         # most of the image is background: a shape covers a few of the tokens
         assert 0 < labelled.sum() <= 4 * len(s.meta["objects"]) and labelled.float().mean() < 0.8
-    for family, task in (("screenshot", None), ("video", "direction"), ("chat", None)):
+    for family, task in (("video", "direction"), ("chat", None)):
         s = sample("train", 0, family=family, task=task)
         e = encode(s, proc, tok)
         t = object_targets(s, e, media)
         assert t.shape[0] == sum((g[1] // 2) * (g[2] // 2) for g in e.grids) and (t == -1).all()
+
+
+def test_object_targets_of_a_screenshot_are_its_words_where_they_are_written(setup):
+    from training.generators.common import COLOUR_NAMES
+    from training.generators.screenshots import WORDS
+
+    tok, model, proc = setup
+    for i, task in enumerate(("highlighted", "button_colour", "title", "field")):
+        s = sample("heldout", i, family="screenshot", task=task)
+        e = encode(s, proc, tok)
+        t = object_targets(s, e, model.config.media)
+        cols = e.grids[0][2] // 2
+        assert (t[:, 0] == -1).all()  # no shapes
+        words = [WORDS[k] for k in t[:, 2].tolist() if k >= 0]
+        # a cell holds one word (two rows of check boxes may share one): every button's label is there
+        assert set(words) <= {x["word"] for x in s.meta["texts"]}
+        assert set(words) >= {x["word"] for x in s.meta["texts"] if x.get("button")}
+        title = [WORDS[k] for k in t[:cols, 2].tolist() if k >= 0]  # the title bar: the first row
+        assert title and set(title) == {s.meta["texts"][0]["word"]}
+        if task == "highlighted":
+            assert f"{s.answer}*" in words and not any(w.endswith("*") and w != f"{s.answer}*" for w in words)
+        if task == "button_colour":  # its label, and its colour, under the same tokens
+            label = s.messages[-1]["content"][-1]["text"].split("the ")[1].removesuffix(" button?")
+            rows = t[t[:, 2] == WORDS.index(label)]
+            assert len(rows) and (rows[:, 1] == COLOUR_NAMES.index(s.answer)).all()
 
 
 def test_object_targets_of_a_video_follow_its_chunks(setup):
@@ -252,6 +279,7 @@ def test_object_targets_of_a_video_follow_its_chunks(setup):
         s = sample("heldout", i, family="video", task="first_appear")
         e = encode(s, proc, tok)
         t = object_targets(s, e, model.config.media)
+        assert (t[:, 2] == -1).all()
         chunks = s.meta["chunk_objects"]
         assert len(e.grids) == len(chunks) >= 2
         first = SHAPES.index(s.answer)
@@ -276,7 +304,10 @@ def test_object_loss_trains_the_tower_and_the_object_head(setup):
     stats: dict = {}
     total = loss_fn(model, batch, stats=stats, aux=aux, object_weight=2.0)
     assert total.item() == pytest.approx(plain.item() + 2.0 * (stats["obj"] + stats["where"]), rel=1e-5)
-    assert stats["obj"] == pytest.approx(2 * torch.log(torch.tensor(5.0)).item(), rel=0.5)  # ~ chance
+    from training.generators.screenshots import WORDS
+
+    chance = sum(math.log(k) for k in (4, 6, len(WORDS)))  # shape, colour, word: a random head's guess
+    assert stats["obj"] == pytest.approx(chance, rel=0.3)
     total.backward()
     assert model.vision_tower.patch_embed.proj.weight.grad.abs().sum() > 0
     assert aux.objects.weight.grad.abs().sum() > 0 and aux.where.weight.grad.abs().sum() > 0
@@ -333,6 +364,43 @@ def test_a_run_with_aux_heads_resumes_them_and_their_optimizer_state(tmp_path, m
         for k, v in tensors.items()
         if k.startswith("aux/")
     )
+
+
+def test_a_run_resumes_a_checkpoint_from_before_an_aux_head_was_added(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from safetensors.torch import save_file
+
+    from training import train as trainer
+
+    def run(steps: int) -> None:
+        monkeypatch.setattr(sys, "argv", ["train", "--out", str(tmp_path), "--mix", "image", "--steps", str(steps),
+                                          "--workers", "0", "--batch", "2", "--aux-weight", "1", "--object-weight", "1",
+                                          "--sizes", json.dumps(SIZES)])  # fmt: skip
+        trainer.main()
+
+    run(2)
+    tensors, info = trainer.load_ckpt(tmp_path)
+    # make it an older run's checkpoint: no word head, its aux group two tensors shorter
+    for key in [k for k in tensors if k.startswith("aux/words.")]:
+        del tensors[key]
+    aux_ids = info["param_groups"][-1]["params"]
+    info["param_groups"][-1]["params"] = aux_ids[:-2]
+    for idx in aux_ids[-2:]:
+        for key in [k for k in tensors if k.startswith(f"opt/{idx}/")]:
+            del tensors[key]
+        info["opt_scalars"] = {k: v for k, v in info["opt_scalars"].items() if not k.startswith(f"{idx}/")}
+    save_file(tensors, str(tmp_path / trainer.CKPT_TENSORS))
+    (tmp_path / trainer.CKPT_INFO).write_text(json.dumps(info))
+    lm_moment = tensors["opt/0/exp_avg"].clone()
+    run(3)
+    tensors, info = trainer.load_ckpt(tmp_path)
+    assert info["step"] == 3 and "aux/words.weight" in tensors
+    assert len(info["param_groups"][-1]["params"]) == len(aux_ids)
+    # the model's moments were restored and trained on, not started afresh (a fresh one is 0.1 x grad)
+    assert not torch.equal(tensors["opt/0/exp_avg"], lm_moment)
+    assert tensors["opt/0/exp_avg"].norm() > 0.5 * lm_moment.norm()
 
 
 def test_export_writes_weights_a_fresh_loss_curve_and_the_run_summary(tmp_path, monkeypatch):

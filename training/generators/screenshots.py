@@ -20,6 +20,11 @@ FIELDS = ("Name", "User", "City")
 VALUES = ("Anna", "Ben", "Carl", "Dora", "Eve", "Finn", "Gus", "Hana")
 MENUS = ("File", "Edit", "View", "Tools", "Help")
 TASKS = ("title", "highlighted", "button_colour", "checked", "field")
+# Every word a window shows, then each button label highlighted: the classes of the trainer's
+# per-token word targets (what is written under each token, from the layout `render` records).
+WORDS = tuple(dict.fromkeys(TITLES + BUTTONS + CHECKS + FIELDS + VALUES + MENUS)) + tuple(
+    f"{b}*" for b in BUTTONS
+)
 
 
 def screen_size(rng: random.Random, unseen: bool = False) -> tuple[int, int]:
@@ -41,14 +46,23 @@ def render(rng: random.Random, width: int, height: int, style: str) -> tuple[Ima
     chrome = tuple(rng.randint(236, 250) for _ in range(3))
     image, draw = new_canvas(width, height, chrome)
     info: dict = {"title": rng.choice(TITLES)}
+    texts: list[dict] = []  # each drawn word: its class in WORDS, box (x0, y0, x1, y1), colour
+
+    def text(word: str, x0: float, y0: float, size: int, colour: str | None = None) -> None:
+        texts.append(
+            {"word": word, "box": (x0, y0, x0 + text_width(word, size), y0 + size), "colour": colour}
+        )
+
     bar = tuple(rng.randint(40, 80) for _ in range(3))
     draw.rectangle((0, 0, width, 21), fill=bar)
     draw.text((8, 3), info["title"], font=font(14), fill=(255, 255, 255))
+    text(info["title"], 8, 3, 14)
     y = 24
     if rng.random() < 0.6:  # a menu bar, as a distractor
         x = 6
         for m in rng.sample(MENUS, rng.randint(2, 4)):
             draw.text((x, y), m, font=font(11), fill=(60, 60, 60))
+            text(m, x, y, 11)
             x += text_width(m, 11) + 10
         y += 16
     # buttons first, anchored at the bottom, so the rest fills what is left
@@ -74,6 +88,9 @@ def render(rng: random.Random, width: int, height: int, style: str) -> tuple[Ima
         draw.rectangle((x0, by, x, by + 22), fill=fill, outline=outline)
         tw = text_width(labels[i], 12)
         draw.text((x0 + (widths[i] - tw) / 2, by + 4), labels[i], font=font(12), fill=ink)
+        word = f"{labels[i]}*" if style == "highlight" and i == hi else labels[i]
+        texts.append({"word": word, "box": (x0, by, x, by + 22), "colour": colours[i] if colours else None,
+                      "button": True})  # fmt: skip
         buttons.append(
             {"label": labels[i], "colour": colours[i] if colours else None, "highlighted": i == hi}
         )
@@ -84,11 +101,13 @@ def render(rng: random.Random, width: int, height: int, style: str) -> tuple[Ima
     if by - y >= 30 and rng.random() < 0.85:
         name, value = rng.choice(FIELDS), rng.choice(VALUES)
         draw.text((8, y + 4), f"{name}:", font=font(12), fill=(20, 20, 20))
+        text(name, 8, y + 4, 12)
         fx = 8 + text_width(f"{name}:", 12) + 6
         draw.rectangle(
             (fx, y, min(width - 8, fx + 90), y + 20), fill=(255, 255, 255), outline=(120, 120, 120)
         )
         draw.text((fx + 4, y + 3), value, font=font(12), fill=(0, 0, 0))
+        text(value, fx + 4, y + 3, 12)
         info["field"] = (name, value)
         y += 26
     # checkboxes in the space left
@@ -102,9 +121,11 @@ def render(rng: random.Random, width: int, height: int, style: str) -> tuple[Ima
             draw.line((12, y + 9, 15, y + 13), fill=(10, 10, 10), width=2)
             draw.line((15, y + 13, 21, y + 4), fill=(10, 10, 10), width=2)
         draw.text((28, y + 2), lab, font=font(12), fill=(20, 20, 20))
+        text(lab, 28, y + 2, 12)
         checks.append((lab, on))
         y += 19
     info["checks"] = checks
+    info["texts"] = texts
     return image, info
 
 
@@ -146,6 +167,5 @@ def make(
     qa = qs[want]
     think = qa.trace is not None and rng.random() < thinking
     msg = user([{"type": "image", "image": image}, {"type": "text", "text": qa.question}])
-    return Sample(
-        "screenshot", qa.task, [msg], qa.answer, qa.trace, think, {"size": (w, h), "unseen": unseen}
-    )
+    meta = {"size": (w, h), "unseen": unseen, "texts": info["texts"]}
+    return Sample("screenshot", qa.task, [msg], qa.answer, qa.trace, think, meta)
