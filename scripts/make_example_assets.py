@@ -75,7 +75,7 @@ def draw_moving() -> tuple[list[Image.Image], str, str]:
     from training.generators.videos import direction, frame_size
 
     rng = rng_for("example", 0, "video")
-    frames, qa = direction(rng, frame_size(rng), long=False)
+    frames, qa, _ = direction(rng, frame_size(rng), long=False)
     return frames, qa.question, qa.answer
 
 

@@ -5,11 +5,11 @@
 #   PLAN=refine INIT=GPU_EXPORT bash training/curriculum.sh OUT     # then 80 CPU min with aux heads
 #   PLAN=weak INIT=REFINE_RUN bash training/curriculum.sh OUT       # then 100 more on the weak kinds
 #   PLAN=click INIT=WEAK_EXPORT bash training/curriculum.sh OUT     # then 82 more: kinds learned alone
-#   PLAN=objects INIT=CLICK_EXPORT bash training/curriculum.sh OUT  # then 55 more: per-token targets
+#   PLAN=objects INIT=CLICK_EXPORT bash training/curriculum.sh OUT  # then 89 more: per-token targets
 # The bundled weights are gpu -> refine -> weak -> click -> objects: refine, click and objects started
 # from the previous run's export (`python -m training.train --out RUN --export DIR`), weak continued the
 # refine run itself.
-# Environment: PLAN (cpu|gpu|refine|weak|click|objects), INIT (where refine, weak and click start: exported
+# Environment: PLAN (cpu|gpu|refine|weak|click|objects), INIT (where refine, weak, click and objects start: exported
 # weights, with a fresh optimizer and aux heads, or a training run, whose checkpoint OUT continues: aux
 # heads and optimizer moments), DEVICE, BATCH, LR (the peak a phase's factor multiplies), SCALE (x phase
 # minutes), THREADS, WORKERS, AFTER_PHASE (a command run with OUT after each phase).
@@ -59,16 +59,21 @@ case "$plan" in
            phases=("screenshot/field 5 1" "$m 15 0.5 --warmup 60" "video/direction 6 1" "$d 25 0.5 --warmup 60"
                    "video/direction 6 1" "$d 25 0.5 --warmup 60")
            batch=${BATCH:-16} lr=${LR:-3e-4} every=(--aux-weight 1) ;;
-    # per-token targets (--object-weight): the shape and colour under each image token and every token's
-    # position. Through the answers alone the tower carried colour per token (a linear probe: 97%) but
-    # not a small object's shape (42%) nor where a token is (R^2 0.17), so no question naming one
-    # object among several could be answered. Two image phases teach it (the probe: shape 94% after
-    # the first), then the full mix, the image kinds that name one object weighted up (docs/bench/objects/)
+    # per-token targets (--object-weight): the shape and colour under each image and video-chunk token,
+    # the word under each screenshot token, every token's position. Through the answers alone the tower
+    # carried colour per token (a linear probe: 97%) but not a small object's shape (42%) nor where a
+    # token is (R^2 0.21), so no question naming one object among several could be answered. Two image
+    # phases teach it, then the click recipe: a kind alone, the full mix back (docs/bench/objects/;
+    # three more phases, the X button's colour and left/right alone then the mix, gained nothing)
     objects) i="image/shape_of=1,image/colour_of=0.5,basics/shape_single=0.3,image=0.5"
              i2="image/shape_of=1,image/colour_of=0.5,image/position=1,basics/shape_single=0.2,image=0.5"
              m="image=0.33,screenshot=0.25,screenshot/highlighted=0.05,screenshot/field=0.1,basics=0.06"
              m="$m,basics/shape_single=0.03,video=0.2,chat=0.04,video/direction=0.08,image/shape_of=0.06"
-             phases=("$i 10 1" "$i2 10 1" "image/position 5 1" "$m 30 0.5 --warmup 60")
+             m2="image=0.33,screenshot=0.25,screenshot/highlighted=0.08,screenshot/field=0.05,basics=0.06"
+             m2="$m2,basics/shape_single=0.03,video=0.2,chat=0.04,video/direction=0.08,image/shape_of=0.06"
+             m2="$m2,video/first_appear=0.05"
+             phases=("$i 10 1" "$i2 10 1" "image/position 5 1" "$m 30 0.5 --warmup 60"
+                     "screenshot/highlighted 4 1" "video/first_appear,video/at_time 5 1" "$m2 25 0.5 --warmup 60")
              batch=${BATCH:-16} lr=${LR:-3e-4} every=(--aux-weight 1 --object-weight 1) ;;
     *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click or objects)" >&2; exit 2 ;;
 esac

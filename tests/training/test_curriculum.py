@@ -43,7 +43,7 @@ REFINEMENTS = ("refine", "weak", "click", "objects")
 
 
 @pytest.mark.parametrize(
-    "plan, phases", [("cpu", 5), ("gpu", 6), ("refine", 8), ("weak", 4), ("click", 6), ("objects", 4)]
+    "plan, phases", [("cpu", 5), ("gpu", 6), ("refine", 8), ("weak", 4), ("click", 6), ("objects", 7)]
 )
 def test_every_phase_is_a_valid_trainer_call(tmp_path, plan, phases):
     init = {"INIT": str(tmp_path / "export")} if plan in REFINEMENTS else {}
