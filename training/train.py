@@ -10,7 +10,10 @@ The log has each question kind's loss per step (`kinds`), drawn in the loss curv
 `--aux-weight` adds `AuxHeads`, which supervise the vision tower directly on media-only answers
 through a max/min/mean readout: the tower then carries the window title (100% read directly) and
 the LM learns to read it in ~3k single-kind samples (docs/bench/probe/, docs/bench/aux_extension/);
-`training.probe` measures one kind alone, directly or through the LM.
+`training.probe` measures one kind alone, directly or through the LM. `--object-weight` adds per-token
+targets: the shape, colour or word under each media token and its position (`object_targets`,
+`token_positions`), which the answers alone did not teach the tokens (`training.token_probe`,
+docs/bench/objects/).
 
 Batches: `batch` samples per step, right-padded (causal attention makes right padding safe
 without a mask), media of all samples packed into one MoonViT-3D call. Loss only on the
