@@ -46,12 +46,10 @@ def render(rng: random.Random, width: int, height: int, style: str) -> tuple[Ima
     chrome = tuple(rng.randint(236, 250) for _ in range(3))
     image, draw = new_canvas(width, height, chrome)
     info: dict = {"title": rng.choice(TITLES)}
-    texts: list[dict] = []  # each drawn word: its class in WORDS, box (x0, y0, x1, y1), colour
+    texts: list[dict] = []  # each drawn word: its class in WORDS, box (x0, y0, x1, y1), a button's colour
 
-    def text(word: str, x0: float, y0: float, size: int, colour: str | None = None) -> None:
-        texts.append(
-            {"word": word, "box": (x0, y0, x0 + text_width(word, size), y0 + size), "colour": colour}
-        )
+    def text(word: str, x0: float, y0: float, size: int) -> None:
+        texts.append({"word": word, "box": (x0, y0, x0 + text_width(word, size), y0 + size), "colour": None})
 
     bar = tuple(rng.randint(40, 80) for _ in range(3))
     draw.rectangle((0, 0, width, 21), fill=bar)
