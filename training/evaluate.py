@@ -8,7 +8,9 @@ screenshot resolutions / aspect ratios never trained on), "long" (videos of 32..
 than any training video, whose prompts exceed the longest training sequence; evaluated with the
 model's YaRN scaling on and off). Videos go in as frame lists (an image sequence at 2 fps, which
 `Model.chat` accepts); a subset also goes through H.264 mp4 files. Thinking mode is evaluated on
-the tasks trained with traces. Scoring: exact match of the answer (case-insensitive, stripped).
+the tasks trained with traces. "letters": the video questions with lettered options, answered with the
+letter (the video benchmarks' form; 30% of training video questions). Scoring: exact match of the
+answer (case-insensitive, stripped).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def run(model, n: int, n_mp4: int, log_every: int = 50) -> dict:
                 jobs += [("long", family, task, "long", i) for i in range(n // 2)]
                 jobs += [("long_yarn_off", family, task, "long", i) for i in range(n // 2)]
                 jobs += [("mp4", family, task, "heldout", i) for i in range(n_mp4)]
+                jobs += [("letters", family, task, "letters", i) for i in range(n)]
             else:
                 jobs += [("unseen", family, task, "unseen", i) for i in range(n)]
     jobs += [("seen", "chat", "multi_turn", "heldout", i) for i in range(n)]

@@ -145,3 +145,7 @@ def test_training_videos_include_lettered_questions_worded_as_the_benchmarks_ask
         )
         assert text == build_prompt(item)
     assert not any("options" in sample("heldout", i, family="video").meta for i in range(30))
+    for i in range(20):  # the evaluation's lettered split: every question, answered with a letter
+        s = sample("letters", i, family="video")
+        assert "options" in s.meta and s.answer in "ABCD"[: len(s.meta["options"])]
+        assert s.messages[-1]["content"][-1]["text"].startswith("Question: ")

@@ -3,7 +3,7 @@
 `sample(split, index)` is a pure function of its arguments: the same (split, index) gives the same
 sample on any machine. Splits: "train", "heldout" (same distributions, other seeds), "unseen"
 (resolutions and aspect ratios never trained on), "long" (videos longer than any in training),
-"calib" (Toggle calibration).
+"calib" (Toggle calibration), "letters" (videos asked with lettered options, as the video benchmarks ask).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def sample(
     if family == "screenshot":
         return screenshots.make(rng, unseen=split == "unseen", task=task, thinking=thinking)
     if family == "video":
-        choice = CHOICE if split == "train" else 0.0
+        choice = {"train": CHOICE, "letters": 1.0}.get(split, 0.0)
         return videos.make(rng, long=split == "long", task=task, thinking=thinking, choice=choice)
     if family == "basics":
         return images.make_basic(rng, unseen=split == "unseen", task=task)
