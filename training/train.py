@@ -190,9 +190,10 @@ def object_targets(s: Sample, e: Encoded, media: MediaConfig) -> Tensor:
     for t in sorted(texts, key=lambda t: "button" in t):  # a screenshot: one grid; buttons win a shared cell
         x0, y0, x1, y1 = t["box"]
         row = min(gh // kernel - 1, int((y0 + y1) / 2 * sy // unit))
+        colour = COLOUR_NAMES.index(t["colour"]) if t["colour"] else -1
+        label = torch.tensor([-1, colour, WORDS.index(t["word"])])
         for col in range(int(x0 * sx // unit), min(gw // kernel - 1, int((x1 * sx - 1) // unit)) + 1):
-            colour = COLOUR_NAMES.index(t["colour"]) if t["colour"] else -1
-            out[row * (gw // kernel) + col] = torch.tensor([-1, colour, WORDS.index(t["word"])])
+            out[row * (gw // kernel) + col] = label
     for (_, gh, gw), objects, n in zip(e.grids, per_grid or (), counts):
         cols, rows = gw // kernel, gh // kernel
         for o in objects or ():

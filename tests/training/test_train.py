@@ -32,6 +32,18 @@ from training.train import (
 SIZES = {"vision_hidden": 32, "vision_layers": 1, "lm_hidden": 64, "lm_layers": 2, "moe_inter": 32}
 
 
+def train_cli(monkeypatch, out, *flags: str) -> None:
+    """`python -m training.train --out OUT FLAGS` on the tiny sizes, batch 2, batches built in the loop."""
+    import json
+    import sys
+
+    from training import train as trainer
+
+    argv = ["train", "--out", str(out), "--workers", "0", "--batch", "2", "--sizes", json.dumps(SIZES), *flags]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    trainer.main()
+
+
 @pytest.fixture(scope="module")
 def setup():
     tok = build_tokenizer(vocab_size=1024, n=100, per_task=3)
@@ -335,16 +347,11 @@ def test_param_groups_put_the_multiplier_on_vision_only(setup):
 
 
 def test_a_run_with_aux_heads_resumes_them_and_their_optimizer_state(tmp_path, monkeypatch):
-    import json
-    import sys
-
     from training import train as trainer
 
     def run(steps: int) -> None:
-        monkeypatch.setattr(sys, "argv", ["train", "--out", str(tmp_path), "--mix", "basics", "--steps", str(steps),
-                                          "--workers", "0", "--batch", "2", "--aux-weight", "1", "--vision-lr-mult", "2",
-                                          "--sizes", json.dumps(SIZES)])  # fmt: skip
-        trainer.main()
+        train_cli(monkeypatch, tmp_path, "--mix", "basics", "--steps", str(steps), "--aux-weight", "1",
+                  "--vision-lr-mult", "2")  # fmt: skip
 
     run(2)
     tensors, info = trainer.load_ckpt(tmp_path)
@@ -368,17 +375,14 @@ def test_a_run_with_aux_heads_resumes_them_and_their_optimizer_state(tmp_path, m
 
 def test_a_run_resumes_a_checkpoint_from_before_an_aux_head_was_added(tmp_path, monkeypatch):
     import json
-    import sys
 
     from safetensors.torch import save_file
 
     from training import train as trainer
 
     def run(steps: int) -> None:
-        monkeypatch.setattr(sys, "argv", ["train", "--out", str(tmp_path), "--mix", "image", "--steps", str(steps),
-                                          "--workers", "0", "--batch", "2", "--aux-weight", "1", "--object-weight", "1",
-                                          "--sizes", json.dumps(SIZES)])  # fmt: skip
-        trainer.main()
+        train_cli(monkeypatch, tmp_path, "--mix", "image", "--steps", str(steps), "--aux-weight", "1",
+                  "--object-weight", "1")  # fmt: skip
 
     run(2)
     tensors, info = trainer.load_ckpt(tmp_path)
@@ -405,14 +409,11 @@ def test_a_run_resumes_a_checkpoint_from_before_an_aux_head_was_added(tmp_path, 
 
 def test_export_writes_weights_a_fresh_loss_curve_and_the_run_summary(tmp_path, monkeypatch):
     import json
-    import sys
 
     from training import train as trainer
 
     run, dest = tmp_path / "run", tmp_path / "export"
-    monkeypatch.setattr(sys, "argv", ["train", "--out", str(run), "--mix", "basics", "--steps", "2", "--workers", "0",
-                                      "--batch", "2", "--sizes", json.dumps(SIZES)])  # fmt: skip
-    trainer.main()
+    train_cli(monkeypatch, run, "--mix", "basics", "--steps", "2")
     (run / "loss_curve.png").write_bytes(b"stale")  # the export draws its own, not a copy of this
     trainer.export(run, dest)
     assert (dest / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"

@@ -70,6 +70,12 @@ def background(rng: random.Random) -> tuple[int, int, int]:
     return tuple(rng.randint(225, 255) for _ in range(3))  # type: ignore[return-value]
 
 
+def scene_object(shape: str, colour: str, x: float, y: float, r: float) -> dict:
+    """One drawn shape as the generators record it (`meta["objects"]`, `["chunk_objects"]`), which the
+    trainer's per-token targets read."""
+    return dict(shape=shape, colour=colour, x=x, y=y, r=r)
+
+
 def draw_shape(
     draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, colour: tuple[int, int, int]
 ) -> None:

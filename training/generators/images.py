@@ -21,6 +21,7 @@ from training.generators.common import (
     draw_shape,
     new_canvas,
     place,
+    scene_object,
     user,
 )
 
@@ -52,7 +53,7 @@ def scene(rng: random.Random, width: int, height: int, n: int) -> tuple[Image.Im
     image, draw = new_canvas(width, height, background(rng))
     objects = []
     for (cx, cy), r in zip(centres, radii):
-        obj = dict(shape=rng.choice(SHAPES), colour=rng.choice(COLOUR_NAMES), x=cx, y=cy, r=r)
+        obj = scene_object(rng.choice(SHAPES), rng.choice(COLOUR_NAMES), cx, cy, r)
         draw_shape(draw, obj["shape"], cx, cy, r, COLOURS[obj["colour"]])
         objects.append(obj)
     return image, objects
@@ -128,8 +129,7 @@ def make_basic(rng: random.Random, *, unseen: bool = False, task: str | None = N
     qa = (QA(want, "What colour is the shape?", colour) if want == "colour_single"
           else QA(want, "What shape is it?", shape))  # fmt: skip
     msg = user([{"type": "image", "image": image}, {"type": "text", "text": qa.question}])
-    obj = dict(shape=shape, colour=colour, x=cx, y=cy, r=r)
-    meta = {"size": (w, h), "unseen": unseen, "objects": [obj]}
+    meta = {"size": (w, h), "unseen": unseen, "objects": [scene_object(shape, colour, cx, cy, r)]}
     return Sample("basics", qa.task, [msg], qa.answer, None, False, meta)
 
 

@@ -14,7 +14,17 @@ from pathlib import Path
 
 from PIL import Image
 
-from training.generators.common import COLOUR_NAMES, COLOURS, QA, SHAPES, Sample, background, draw_shape, user
+from training.generators.common import (
+    COLOUR_NAMES,
+    COLOURS,
+    QA,
+    SHAPES,
+    Sample,
+    background,
+    draw_shape,
+    scene_object,
+    user,
+)
 
 TASKS = ("direction", "colour_order", "flashes", "first_appear", "at_time")
 FPS = 2.0
@@ -59,11 +69,6 @@ def _draw(image: Image.Image, items: list[tuple[str, str, float, float, float]])
 Made = tuple[list[Image.Image], QA, list[list[dict]] | None]  # frames, question, objects per chunk
 
 
-def obj(shape: str, colour: str, x: float, y: float, r: float) -> dict:
-    """One object as `images.scene` lists them (the trainer's per-token targets read these)."""
-    return dict(shape=shape, colour=colour, x=x, y=y, r=r)
-
-
 def direction(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
     w, h = size
     n = num_chunks(rng, long) * CHUNK
@@ -104,7 +109,7 @@ def colour_order(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
         per_chunk, lambda im, col, f: _draw(im, [(shape, col, x, y, r)]), size, background(rng)
     )
     qa = QA("colour_order", f"In what order does the {shape} change colour?", ", ".join(colours))
-    return frames, qa, [[obj(shape, col, x, y, r)] for col in per_chunk]
+    return frames, qa, [[scene_object(shape, col, x, y, r)] for col in per_chunk]
 
 
 def flashes(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
@@ -128,7 +133,7 @@ def flashes(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
     frames = frames_of([c in on for c in range(total)], draw, size, grey)
     trace = ", ".join(stamp(c) for c in on) + "."
     qa = QA("flashes", "How many times does the screen flash?", str(n), trace)
-    return frames, qa, [[obj(shape, colour, x, y, r)] for _ in range(total)]
+    return frames, qa, [[scene_object(shape, colour, x, y, r)] for _ in range(total)]
 
 
 def first_appear(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
@@ -155,7 +160,8 @@ def first_appear(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
     frames = frames_of(list(range(total)), draw, size, background(rng))
     a, b = (s1, s2) if rng.random() < 0.5 else (s2, s1)
     chunks = [
-        [obj(s1, c1, x1, y1, r)] * (c >= t1) + [obj(s2, c2, x2, y2, r)] * (c >= t2) for c in range(total)
+        [scene_object(s1, c1, x1, y1, r)] * (c >= t1) + [scene_object(s2, c2, x2, y2, r)] * (c >= t2)
+        for c in range(total)
     ]
     return frames, QA("first_appear", f"Which appears first, the {a} or the {b}?", s1), chunks
 
@@ -174,7 +180,7 @@ def at_time(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
     )
     c = rng.randrange(total)
     qa = QA("at_time", f"What colour is the {shape} at {stamp(c)}?", per_chunk[c])
-    return frames, qa, [[obj(shape, col, x, y, r)] for col in per_chunk]
+    return frames, qa, [[scene_object(shape, col, x, y, r)] for col in per_chunk]
 
 
 MAKERS = {
