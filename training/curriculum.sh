@@ -6,10 +6,11 @@
 #   PLAN=weak INIT=REFINE_RUN bash training/curriculum.sh OUT       # then 100 more on the weak kinds
 #   PLAN=click INIT=WEAK_EXPORT bash training/curriculum.sh OUT     # then 82 more: kinds learned alone
 #   PLAN=objects INIT=CLICK_EXPORT bash training/curriculum.sh OUT  # then 89 more: per-token targets
-# The bundled weights are gpu -> refine -> weak -> click -> objects: refine, click and objects started
+#   PLAN=attend INIT=OBJECTS_EXPORT bash training/curriculum.sh OUT # then 72 more: attention targets
+# The bundled weights are gpu -> refine -> weak -> click -> objects -> attend: all but weak started
 # from the previous run's export (`python -m training.train --out RUN --export DIR`), weak continued the
 # refine run itself.
-# Environment: PLAN (cpu|gpu|refine|weak|click|objects), INIT (where refine, weak, click and objects start: exported
+# Environment: PLAN (cpu|gpu|refine|weak|click|objects|attend), INIT (where a refinement starts: exported
 # weights, with a fresh optimizer and aux heads, or a training run, whose checkpoint OUT continues: aux
 # heads and optimizer moments), DEVICE, BATCH, LR (the peak a phase's factor multiplies), SCALE (x phase
 # minutes), THREADS, WORKERS, AFTER_PHASE (a command run with OUT after each phase).
@@ -75,11 +76,21 @@ case "$plan" in
              phases=("$i 10 1" "$i2 10 1" "image/position 5 1" "$m 30 0.5 --warmup 60"
                      "screenshot/highlighted 4 1" "video/first_appear,video/at_time 5 1" "$m2 25 0.5 --warmup 60")
              batch=${BATCH:-16} lr=${LR:-3e-4} every=(--aux-weight 1 --object-weight 1) ;;
-    *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click or objects)" >&2; exit 2 ;;
+    # attention targets (--attend-weight): head j of LM layer 2 attends, from where the answer starts,
+    # to the question's j-th named object and carries where it is. With per-token positions (R^2 0.91)
+    # left/right stayed at chance: no head looked at the two objects, and once one did (attention
+    # targets alone) its values carried their colour, never their place (docs/bench/attend/)
+    attend) m="image=0.33,screenshot=0.25,screenshot/highlighted=0.08,screenshot/field=0.05,basics=0.06"
+            m="$m,basics/shape_single=0.03,video=0.2,chat=0.04,video/direction=0.08,image/shape_of=0.06"
+            m="$m,video/first_appear=0.05,image/position=0.08,screenshot/button_colour=0.06,video/at_time=0.04"
+            phases=("image/position 8 1" "$m 30 0.5 --warmup 60" "screenshot/button_colour 4 1"
+                    "$m 30 0.5 --warmup 60")
+            batch=${BATCH:-16} lr=${LR:-3e-4} every=(--aux-weight 1 --object-weight 1 --attend-weight 1) ;;
+    *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects or attend)" >&2; exit 2 ;;
 esac
 common=(--out "$out" --batch "$batch" --warmup 30 --device "${DEVICE:-cpu}" --threads "${THREADS:-2}"
         --workers "${WORKERS:-1}" --ckpt-minutes 5 --steps 1000000)  # phases end on time, not steps
-case "$plan" in refine|weak|click|objects) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT: exported weights or a training run" >&2; exit 2; } ;; esac
+case "$plan" in refine|weak|click|objects|attend) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT: exported weights or a training run" >&2; exit 2; } ;; esac
 init=()
 if [ -f "${INIT:-}/ckpt.safetensors" ] && [ ! -f "$out/ckpt.safetensors" ]; then
     mkdir -p "$out" && cp "$INIT"/ckpt.json "$INIT"/ckpt.safetensors "$INIT"/tokenizer.json "$out"/

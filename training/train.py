@@ -226,13 +226,98 @@ def token_positions(grids: list[tuple[int, int, int]], kernel: int) -> Tensor:
     return torch.cat(out)
 
 
-def token_targets(samples: list[Sample], encoded: list[Encoded], processor: Processor) -> dict[str, Tensor]:
-    """The batch's per-token targets: `object_targets` and `token_positions`, media tokens in packing order."""
+HIGHLIGHTED = torch.tensor([i for i, w in enumerate(WORDS) if w.endswith("*")])
+
+
+def attention_targets(
+    s: Sample, rows: Tensor, where: Tensor, counts: list[int]
+) -> list[tuple[Tensor, Tensor]]:
+    """Per object the question names (`meta["refs"]`, in order): the indices of the sample's media
+    tokens that show it, read off its `object_targets` rows (T, 3), and its place (2,): the mean of
+    those tokens' `token_positions` (`where`, (T, 2)). [] for a thinking sample or when a named object
+    shows under no token. `counts`: merged tokens per grid (a video: per chunk).
+
+    A ref picks tokens by shape, colour, word (a button in a screenshot is a word with a colour:
+    `button`), `highlighted` (a highlighted button's label) and `chunk` (a video chunk's tokens)."""
+    if s.thinking:
+        return []
+    out = []
+    for ref in s.meta.get("refs", ()):
+        keep = torch.ones(len(rows), dtype=torch.bool)
+        if "shape" in ref:
+            keep &= rows[:, 0] == SHAPES.index(ref["shape"])
+        if "colour" in ref:
+            keep &= rows[:, 1] == COLOUR_NAMES.index(ref["colour"])
+        if "word" in ref:
+            keep &= rows[:, 2] == WORDS.index(ref["word"])
+        if ref.get("button"):
+            keep &= rows[:, 1] >= 0
+        if ref.get("highlighted"):
+            keep &= torch.isin(rows[:, 2], HIGHLIGHTED)
+        if "chunk" in ref:
+            first = sum(counts[: ref["chunk"]])
+            keep &= (torch.arange(len(rows)) >= first) & (
+                torch.arange(len(rows)) < first + counts[ref["chunk"]]
+            )
+        if not keep.any():
+            return []
+        out.append((keep.nonzero().squeeze(1), where[keep].mean(0)))
+    return out
+
+
+def token_targets(samples: list[Sample], encoded: list[Encoded], processor: Processor) -> dict:
+    """The batch's per-token targets: `object_targets` and `token_positions` (media tokens in packing
+    order) and, per sample, its `attention_targets`."""
     media = processor.config.media
+    kernel = media.merge_kernel_size
+    rows = [object_targets(s, e, media) for s, e in zip(samples, encoded)]
+    where = [token_positions(e.grids, kernel) for e in encoded]
     return {
-        "object_targets": torch.cat([object_targets(s, e, media) for s, e in zip(samples, encoded)]),
-        "token_positions": torch.cat([token_positions(e.grids, media.merge_kernel_size) for e in encoded]),
+        "object_targets": torch.cat(rows),
+        "token_positions": torch.cat(where),
+        "attend": [
+            attention_targets(s, r, w, merged_tokens(e.grids, (kernel, kernel)))
+            for s, r, w, e in zip(samples, rows, where, encoded)
+        ],
     }
+
+
+def ref_attention(attn: nn.Module, args: tuple, batch: dict, media_id: int) -> dict[str, Tensor]:
+    """What each head of one attention layer reads of the objects the question names, at the position
+    that predicts the answer's first token.
+
+    Args:
+        attn: the layer's `MLAttention`; args: the (x (B, S, D), cos, sin) it was called with (a
+            forward pre-hook's capture); batch: `input_ids`, `labels` and `attend` (`attention_targets`).
+    Returns, for the batch's P named objects: "mass" (P, H) the log attention on the object's tokens,
+    per head; "read" (P, H, v) each head's output there (values weighted by attention, before
+    `o_proj`); "order" (P,) the object's index among its sample's refs; "where" (P, 2) its place.
+    Queries, keys and values are recomputed with the layer's own projections, so gradients reach every
+    weight that shaped them.
+    """
+    x, cos, sin = args[:3]
+    q_nope, q_rot, latent = attn.project(x, cos, sin)  # (B, S, H, n), (B, S, H, r), (B, S, C + r)
+    c, k_rot = latent.split([attn.kv_lora_rank, attn.rope], dim=-1)
+    b, s, h, _ = q_nope.shape
+    k_nope, v = attn.kv_b_proj(c).view(b, s, h, attn.nope + attn.v_dim).split([attn.nope, attn.v_dim], -1)
+    out: dict[str, list] = {"mass": [], "read": [], "order": [], "where": []}
+    for i, refs in enumerate(batch["attend"]):
+        if not refs:
+            continue
+        answer = int((batch["labels"][i] != IGNORE).nonzero()[0])
+        q = torch.cat([q_nope[i, answer - 1], q_rot[i, answer - 1]], -1)  # (H, n + r)
+        k = torch.cat([k_nope[i, :answer], k_rot[i, :answer, None].expand(-1, h, -1)], -1)  # (S', H, n + r)
+        logp = torch.log_softmax(torch.einsum("hd,thd->ht", q, k).float() * attn.scale, -1)  # (H, S')
+        read = torch.einsum("ht,thv->hv", logp.exp().to(v.dtype), v[i, :answer])  # (H, v)
+        media = (batch["input_ids"][i, :answer] == media_id).nonzero().squeeze(1)
+        for j, (tokens, where) in enumerate(refs):
+            out["mass"].append(torch.logsumexp(logp[:, media[tokens.to(media.device)]], -1))
+            out["read"].append(read)
+            out["order"].append(j)
+            out["where"].append(where.to(read.device))
+    if not out["order"]:
+        return {}
+    return {k: torch.stack(v) if k != "order" else torch.tensor(v) for k, v in out.items()}
 
 
 def pooled_features(item: Tensor, first: int, last: int) -> Tensor:
@@ -251,12 +336,13 @@ class AuxHeads(nn.Module):
     """One linear head per AUX_KINDS kind: `pooled_features` of the item's media embeddings -> the
     answer's first token."""
 
-    def __init__(self, dim: int, vocab: int) -> None:
+    def __init__(self, dim: int, vocab: int, v_dim: int = 32) -> None:
         super().__init__()
         self.heads = nn.ModuleDict({k.replace("/", "__"): nn.Linear(5 * dim, vocab) for k in AUX_KINDS})
         self.objects = nn.Linear(dim, len(SHAPES) + len(COLOUR_NAMES))  # per token: shape, colour
         self.words = nn.Linear(dim, len(WORDS))  # per screenshot token: the word written there
         self.where = nn.Linear(dim, 2)  # per token: (x, y) in its image or video frame
+        self.attended = nn.Linear(v_dim, 2)  # per named object: (x, y) from the head that attends to it
 
     def object_loss(self, media: Tensor, targets: Tensor) -> Tensor | None:
         """Summed cross-entropy of the shape, colour and word of each token that has one
@@ -302,6 +388,8 @@ def loss_fn(
     aux: AuxHeads | None = None,
     aux_weight: float = 0.0,
     object_weight: float = 0.0,
+    attend_weight: float = 0.0,
+    attend_layer: int = 2,
 ) -> Tensor:
     """Cross-entropy on the assistant tokens (mean per sample, then over samples), plus
     `scale_weight` x a media-scale penalty.
@@ -315,7 +403,16 @@ def loss_fn(
     media = None
     if batch["pixel_values"] is not None:
         media = model.embed_pixels(batch["pixel_values"], batch["grid_thws"])  # (T, D)
-    logits = model(batch["input_ids"], media_embeds=media)  # (B, S, V)
+    captured: dict = {}
+    attend = attend_weight and media is not None and any(batch.get("attend") or ())
+    if attend:
+        attn = model.language_model.model.layers[attend_layer].self_attn
+        hook = attn.register_forward_pre_hook(lambda _, args: captured.update(args=args))
+    try:
+        logits = model(batch["input_ids"], media_embeds=media)  # (B, S, V)
+    finally:
+        if attend:
+            hook.remove()
     labels = batch["labels"][:, 1:]
     token_loss = F.cross_entropy(
         logits[:, :-1].transpose(1, 2).float(), labels, ignore_index=IGNORE, reduction="none"
@@ -350,6 +447,19 @@ def loss_fn(
         loss = loss + object_weight * where_loss
         if stats is not None:
             stats["where"] = float(where_loss.detach())
+    if attend:
+        # head j of the layer attends to the question's j-th named object: retrieval first, so the
+        # answer's loss only has to teach what to read there (docs/bench/attend/)
+        ref = ref_attention(attn, captured["args"], batch, model.config.media_placeholder_token_id)
+        if ref:
+            pick = torch.arange(len(ref["order"])), ref["order"].to(ref["mass"].device)
+            attend_loss = -ref["mass"][pick].mean()
+            # and what the head reads there says where the object is: the values carried colour and
+            # never position, so "left of" stayed at chance with the retrieval learned (docs/bench/attend/)
+            read_loss = 12 * F.mse_loss(aux.attended(ref["read"][pick]).float(), ref["where"].float())
+            loss = loss + attend_weight * (attend_loss + read_loss)
+            if stats is not None:
+                stats["attend"], stats["read"] = float(attend_loss.detach()), float(read_loss.detach())
     return loss
 
 
@@ -593,8 +703,10 @@ def train(args: argparse.Namespace) -> Path:
     # the aux heads are the last parameter group: before the restore when the checkpoint has them
     has_aux = any(k.startswith("aux/") for k in tensors)
     aux = (
-        AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size).to(device)
-        if args.aux_weight or args.object_weight or has_aux
+        AuxHeads(
+            model.config.text.hidden_size, model.config.text.vocab_size, model.config.text.v_head_dim
+        ).to(device)
+        if args.aux_weight or args.object_weight or args.attend_weight or has_aux
         else None
     )
 
@@ -647,7 +759,8 @@ def train(args: argparse.Namespace) -> Path:
             g["lr"] = lr * g.get("lr_mult", 1.0)
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
         stats: dict = {}
-        loss = loss_fn(model, batch, args.scale_weight, stats, aux, args.aux_weight, args.object_weight)
+        loss = loss_fn(model, batch, args.scale_weight, stats, aux, args.aux_weight, args.object_weight,
+                       args.attend_weight, args.attend_layer)  # fmt: skip
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
@@ -718,6 +831,11 @@ def main() -> None:
     ap.add_argument("--aux-weight", type=float, default=0.0, help="weight of the aux heads' loss (AUX_KINDS)")
     ap.add_argument("--object-weight", type=float, default=0.0,
                     help="weight of the per-token losses: the shape, colour or word under each media token, its position")  # fmt: skip
+    ap.add_argument("--attend-weight", type=float, default=0.0,
+                    help="weight of the attention targets: head j of --attend-layer attends to the question's j-th named object")  # fmt: skip
+    ap.add_argument(
+        "--attend-layer", type=int, default=2, help="the LM layer whose heads --attend-weight supervises"
+    )
     ap.add_argument("--threads", type=int, default=1, help="1 beats 2 on a busy shared CPU (no spin-waits)")
     ap.add_argument(
         "--workers", type=int, default=1, help="processes building batches ahead (0: in the loop)"

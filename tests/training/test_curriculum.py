@@ -39,11 +39,12 @@ def flag(args: list[str], name: str) -> str:
     return args[len(args) - 1 - args[::-1].index(name) + 1]
 
 
-REFINEMENTS = ("refine", "weak", "click", "objects")
+REFINEMENTS = ("refine", "weak", "click", "objects", "attend")
 
 
 @pytest.mark.parametrize(
-    "plan, phases", [("cpu", 5), ("gpu", 6), ("refine", 8), ("weak", 4), ("click", 6), ("objects", 7)]
+    "plan, phases",
+    [("cpu", 5), ("gpu", 6), ("refine", 8), ("weak", 4), ("click", 6), ("objects", 7), ("attend", 4)],
 )
 def test_every_phase_is_a_valid_trainer_call(tmp_path, plan, phases):
     init = {"INIT": str(tmp_path / "export")} if plan in REFINEMENTS else {}
@@ -56,8 +57,10 @@ def test_every_phase_is_a_valid_trainer_call(tmp_path, plan, phases):
     if init:  # a refinement starts from another model: every phase is a new one, with the aux heads
         assert all("--new-phase" in a and float(flag(a, "--aux-weight")) >= 1 for a in calls)
         assert flag(calls[0], "--init") == init["INIT"]
-    if plan == "objects":  # the per-token targets in every phase
+    if plan in ("objects", "attend"):  # the per-token targets in every phase
         assert all(float(flag(a, "--object-weight")) >= 1 for a in calls)
+    if plan == "attend":  # and the attention targets
+        assert all(float(flag(a, "--attend-weight")) >= 1 for a in calls)
 
 
 def test_scale_multiplies_the_phase_minutes(tmp_path):

@@ -15,6 +15,7 @@ from training.train import (
     IGNORE,
     AuxHeads,
     RouterBalance,
+    attention_targets,
     aux_targets,
     build,
     collate,
@@ -25,6 +26,7 @@ from training.train import (
     object_targets,
     param_groups,
     pooled_features,
+    ref_attention,
     token_positions,
     token_targets,
 )
@@ -323,6 +325,113 @@ def test_object_loss_trains_the_tower_and_the_object_head(setup):
     total.backward()
     assert model.vision_tower.patch_embed.proj.weight.grad.abs().sum() > 0
     assert aux.objects.weight.grad.abs().sum() > 0 and aux.where.weight.grad.abs().sum() > 0
+
+
+def test_attention_targets_are_the_tokens_of_each_object_the_question_names(setup):
+    from training.generators.common import COLOUR_NAMES, SHAPES
+    from training.generators.screenshots import WORDS
+
+    tok, model, proc = setup
+    media = model.config.media
+
+    def targets(s):
+        e = encode(s, proc, tok)
+        rows, where = object_targets(s, e, media), token_positions(e.grids, 2)
+        counts = [(g[1] // 2) * (g[2] // 2) for g in e.grids]
+        return rows, attention_targets(s, rows, where, counts), counts
+
+    for i in range(8):  # left/right: both objects, in the order the question names them
+        s = sample("heldout", i, family="image", task="position")
+        rows, refs, _ = targets(s)
+        assert len(refs) == 2
+        named = s.messages[-1]["content"][-1]["text"]
+        for (tokens, where), ref in zip(refs, s.meta["refs"]):
+            assert (rows[tokens, 0] == SHAPES.index(ref["shape"])).all()
+            assert (rows[tokens, 1] == COLOUR_NAMES.index(ref["colour"])).all()
+            o = next(
+                o for o in s.meta["objects"] if (o["shape"], o["colour"]) == (ref["shape"], ref["colour"])
+            )
+            w, h = s.meta["size"]
+            assert abs(where[0] - o["x"] / w) < 28 / w and abs(where[1] - o["y"] / h) < 28 / h
+        a, b = (f"{r['colour']} {r['shape']}" for r in s.meta["refs"])
+        assert named.index(a) < named.index(b)
+    s = sample("heldout", 0, family="image", task="shape_of")
+    rows, refs, _ = targets(s)
+    assert len(refs) == 1 and (rows[refs[0][0], 0] == SHAPES.index(s.answer)).all()
+    s = sample("heldout", 0, family="screenshot", task="button_colour")
+    rows, refs, _ = targets(s)
+    assert len(refs) == 1 and (rows[refs[0][0], 1] == COLOUR_NAMES.index(s.answer)).all()
+    s = sample("heldout", 0, family="screenshot", task="highlighted")
+    rows, refs, _ = targets(s)
+    assert {WORDS[k] for k in rows[refs[0][0], 2].tolist()} == {f"{s.answer}*"}
+    s = sample("heldout", 3, family="video", task="at_time")
+    rows, refs, counts = targets(s)
+    chunk = s.meta["refs"][0]["chunk"]
+    assert refs[0][0].tolist() == list(range(sum(counts[:chunk]), sum(counts[: chunk + 1])))
+    for family, task in (("image", "count_all"), ("video", "direction")):  # nothing named
+        assert targets(sample("heldout", 0, family=family, task=task))[1] == []
+    counts = (sample("train", i, family="image", task="count_colour") for i in range(80))
+    thinking = next(s for s in counts if s.thinking and s.meta["refs"])
+    assert targets(thinking)[1] == []  # a trace enumerates the objects itself
+
+
+def attend_batch(tok, proc, n: int = 4) -> dict:
+    samples = [sample("train", i, family="image", task="position") for i in range(n)]
+    samples += [sample("train", 0, family="video", task="at_time"), sample("train", 0, family="chat")]
+    encs = [encode(s, proc, tok) for s in samples]
+    return {**collate(encs, tok.special_tokens["[PAD]"]), **aux_targets(samples, encs, proc),
+            **token_targets(samples, encs, proc)}  # fmt: skip
+
+
+def test_ref_attention_reads_what_the_layer_itself_computes(setup):
+    tok, _, proc = setup
+    model = build(tok, 0, SIZES).eval()
+    batch = attend_batch(tok, proc)
+    attn = model.language_model.model.layers[1].self_attn
+    seen: dict = {}
+    hooks = [attn.register_forward_pre_hook(lambda _, args: seen.update(args=args)),
+             attn.o_proj.register_forward_pre_hook(lambda _, args: seen.update(out=args[0]))]  # fmt: skip
+    with torch.no_grad():
+        model(batch["input_ids"], batch["pixel_values"], batch["grid_thws"])
+        ref = ref_attention(attn, seen["args"], batch, model.config.media_placeholder_token_id)
+    for h in hooks:
+        h.remove()
+    assert ref["order"].tolist() == [0, 1] * 4 + [0]  # two objects per position question, one chunk
+    # each head's read at the answer position is the layer's own output there (SDPA, causal)
+    answers = [int((row != IGNORE).nonzero()[0]) - 1 for row in batch["labels"][:5]]
+    heads = model.config.text.num_attention_heads
+    own = torch.stack(
+        [seen["out"][i, a].view(heads, -1) for i, a in enumerate(answers) for _ in range(1 + (i < 4))]
+    )
+    assert torch.allclose(ref["read"], own, atol=1e-5)
+    mass = ref["mass"].exp()
+    assert ((mass > 0) & (mass < 1)).all()
+    # an untrained layer spreads its attention: about the object's share of the tokens before the answer
+    share = torch.tensor([len(t) / a for i, a in enumerate(answers) for t, _ in batch["attend"][i]])
+    assert mass.mean(1).div(share).mean().item() == pytest.approx(1.0, abs=0.5)
+
+
+def test_attention_loss_trains_the_supervised_layer_and_the_read_head(setup):
+    tok, _, proc = setup
+    model = build(tok, 0, SIZES).train()
+    batch = attend_batch(tok, proc)
+    aux = AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size, model.config.text.v_head_dim)
+    plain = loss_fn(model, batch)
+    stats: dict = {}
+    total = loss_fn(model, batch, stats=stats, aux=aux, attend_weight=0.5, attend_layer=1)
+    assert total.item() == pytest.approx(plain.item() + 0.5 * (stats["attend"] + stats["read"]), rel=1e-5)
+    assert stats["attend"] > 1 and stats["read"] > 0  # an untrained head: well under half its mass there
+    total.backward()
+    layers = model.language_model.model.layers
+    assert layers[1].self_attn.q_b_proj.weight.grad.abs().sum() > 0
+    assert aux.attended.weight.grad.abs().sum() > 0
+    assert model.vision_tower.patch_embed.proj.weight.grad.abs().sum() > 0  # through the keys and values
+    for p in model.parameters():
+        p.grad = None
+    no_refs = {**batch, "attend": [[] for _ in batch["attend"]]}
+    stats = {}
+    loss_fn(model, no_refs, stats=stats, aux=aux, attend_weight=0.5, attend_layer=1)
+    assert "attend" not in stats
 
 
 def test_token_positions_are_cell_centres_per_item_in_packing_order():

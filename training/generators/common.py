@@ -24,12 +24,15 @@ SHAPES = ("circle", "square", "triangle", "diamond")
 
 @dataclass
 class QA:
-    """One question about a scene: the answer, and an optional thinking trace (enumerate, then answer)."""
+    """One question about a scene: the answer, an optional thinking trace (enumerate, then answer),
+    and `refs`: what the question names, each a dict of the attributes that pick its media tokens
+    (shape, colour, word, button, highlighted, chunk), which the trainer's attention targets read."""
 
     task: str
     question: str
     answer: str
     trace: str | None = None
+    refs: tuple[dict, ...] = ()
 
 
 @dataclass

@@ -77,17 +77,18 @@ def questions(rng: random.Random, objects: list[dict]) -> dict[str, QA]:
         f"How many {colour} shapes are there?",
         str(k),
         enumerate_trace(picked) if k else "none.",
+        ({"colour": colour},) if k else (),
     )
     unique_shapes = [s for s in SHAPES if sum(o["shape"] == s for o in objects) == 1]
     if unique_shapes:
         s = rng.choice(unique_shapes)
         o = next(o for o in objects if o["shape"] == s)
-        out["colour_of"] = QA("colour_of", f"What colour is the {s}?", o["colour"])
+        out["colour_of"] = QA("colour_of", f"What colour is the {s}?", o["colour"], refs=({"shape": s},))
     unique_colours = [c for c in COLOUR_NAMES if sum(o["colour"] == c for o in objects) == 1]
     if unique_colours:
         c = rng.choice(unique_colours)
         o = next(o for o in objects if o["colour"] == c)
-        out["shape_of"] = QA("shape_of", f"What shape is the {c} object?", o["shape"])
+        out["shape_of"] = QA("shape_of", f"What shape is the {c} object?", o["shape"], refs=({"colour": c},))
     names = [(o["colour"], o["shape"]) for o in objects]
     distinct = [o for o in objects if names.count((o["colour"], o["shape"])) == 1]
     pairs = [(a, b) for a in distinct for b in distinct if a is not b]
@@ -108,7 +109,8 @@ def questions(rng: random.Random, objects: list[dict]) -> dict[str, QA]:
         else:
             q = f"Is the {da} above or below the {db}?"
             ans = "above" if dy < 0 else "below"
-        out["position"] = QA("position", q, ans)
+        refs = tuple({"shape": o["shape"], "colour": o["colour"]} for o in (a, b))
+        out["position"] = QA("position", q, ans, refs=refs)
         break
     return out
 
@@ -148,5 +150,5 @@ def make(
     qa = qs[want]
     think = qa.trace is not None and rng.random() < thinking
     msg = user([{"type": "image", "image": image}, {"type": "text", "text": qa.question}])
-    meta = {"size": (w, h), "unseen": unseen, "objects": objects}
+    meta = {"size": (w, h), "unseen": unseen, "objects": objects, "refs": qa.refs}
     return Sample("image", qa.task, [msg], qa.answer, qa.trace, think, meta)

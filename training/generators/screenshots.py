@@ -131,10 +131,15 @@ def questions(rng: random.Random, info: dict, style: str) -> dict[str, QA]:
     out = {"title": QA("title", "What is the title of the window?", info["title"])}
     if style == "highlight":
         label = next(b["label"] for b in info["buttons"] if b["highlighted"])
-        out["highlighted"] = QA("highlighted", "Which button is highlighted?", label)
+        out["highlighted"] = QA(
+            "highlighted", "Which button is highlighted?", label, refs=({"highlighted": True},)
+        )
     else:
         b = rng.choice(info["buttons"])
-        out["button_colour"] = QA("button_colour", f"What colour is the {b['label']} button?", b["colour"])
+        out["button_colour"] = QA(
+            "button_colour", f"What colour is the {b['label']} button?", b["colour"],
+            refs=({"word": b["label"], "button": True},),
+        )  # fmt: skip
     checked = [lab for lab, on in info["checks"] if on]
     out["checked"] = QA(
         "checked", "How many boxes are checked?", str(len(checked)), (", ".join(checked) or "none") + "."
@@ -165,5 +170,5 @@ def make(
     qa = qs[want]
     think = qa.trace is not None and rng.random() < thinking
     msg = user([{"type": "image", "image": image}, {"type": "text", "text": qa.question}])
-    meta = {"size": (w, h), "unseen": unseen, "texts": info["texts"]}
+    meta = {"size": (w, h), "unseen": unseen, "texts": info["texts"], "refs": qa.refs}
     return Sample("screenshot", qa.task, [msg], qa.answer, qa.trace, think, meta)

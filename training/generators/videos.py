@@ -179,7 +179,7 @@ def at_time(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
         per_chunk, lambda im, col, f: _draw(im, [(shape, col, x, y, r)]), size, background(rng)
     )
     c = rng.randrange(total)
-    qa = QA("at_time", f"What colour is the {shape} at {stamp(c)}?", per_chunk[c])
+    qa = QA("at_time", f"What colour is the {shape} at {stamp(c)}?", per_chunk[c], refs=({"chunk": c},))
     return frames, qa, [[scene_object(shape, col, x, y, r)] for col in per_chunk]
 
 
@@ -239,7 +239,7 @@ def make(
     frames, qa, chunks = MAKERS[want](rng, size, long)
     think = qa.trace is not None and rng.random() < thinking
     text, answer = qa.question, qa.answer
-    meta = {"size": size, "frames": len(frames), "long": long, "chunk_objects": chunks}
+    meta = {"size": size, "frames": len(frames), "long": long, "chunk_objects": chunks, "refs": qa.refs}
     if choice and rng.random() < choice:
         options = options_for(want, qa.answer, qa.question, rng)
         text, answer = choice_prompt(qa.question, options), "ABCDEFGHIJ"[options.index(qa.answer)]
