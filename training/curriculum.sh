@@ -6,7 +6,7 @@
 #   PLAN=weak INIT=REFINE_RUN bash training/curriculum.sh OUT       # then 100 more on the weak kinds
 #   PLAN=click INIT=WEAK_EXPORT bash training/curriculum.sh OUT     # then 82 more: kinds learned alone
 #   PLAN=objects INIT=CLICK_EXPORT bash training/curriculum.sh OUT  # then 89 more: per-token targets
-#   PLAN=attend INIT=OBJECTS_EXPORT bash training/curriculum.sh OUT # then 72 more: attention targets
+#   PLAN=attend INIT=OBJECTS_EXPORT bash training/curriculum.sh OUT # then 90 more: attention targets
 # The bundled weights are gpu -> refine -> weak -> click -> objects -> attend: all but weak started
 # from the previous run's export (`python -m training.train --out RUN --export DIR`), weak continued the
 # refine run itself.
@@ -83,8 +83,9 @@ case "$plan" in
     attend) m="image=0.33,screenshot=0.25,screenshot/highlighted=0.08,screenshot/field=0.05,basics=0.06"
             m="$m,basics/shape_single=0.03,video=0.2,chat=0.04,video/direction=0.08,image/shape_of=0.06"
             m="$m,video/first_appear=0.05,image/position=0.08,screenshot/button_colour=0.06,video/at_time=0.04"
+            # the last mix adds the kinds still behind stage 5 after phase 4 (colour order, count one colour)
             phases=("image/position 8 1" "$m 30 0.5 --warmup 60" "screenshot/button_colour 4 1"
-                    "$m 30 0.5 --warmup 60")
+                    "$m 30 0.5 --warmup 60" "$m,video/colour_order=0.05,image/count_colour=0.03 18 0.5 --warmup 60")
             batch=${BATCH:-16} lr=${LR:-3e-4} every=(--aux-weight 1 --object-weight 1 --attend-weight 1) ;;
     *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects or attend)" >&2; exit 2 ;;
 esac

@@ -63,9 +63,18 @@ def classify(x: Tensor, y: Tensor, xt: Tensor, yt: Tensor, classes: int, steps: 
         return float((head(xt).argmax(1) == yt).float().mean())
 
 
-def regress(x: Tensor, y: Tensor, xt: Tensor, yt: Tensor) -> list[float]:
-    """Held-out R^2 per output column of a least-squares linear fit (with a bias)."""
-    solution = torch.linalg.lstsq(torch.cat([x, torch.ones(len(x), 1)], 1), y).solution
+def regress(x: Tensor, y: Tensor, xt: Tensor, yt: Tensor, ridge: float = 0.0) -> list[float]:
+    """Held-out R^2 per output column of a least-squares linear fit (with a bias); `ridge` > 0 fits
+    standardised inputs with that L2 penalty (few samples for the features' width)."""
+    if ridge:
+        mu, sd = x.mean(0), x.std(0) + 1e-6
+        x, xt = (x - mu) / sd, (xt - mu) / sd
+    a = torch.cat([x, torch.ones(len(x), 1)], 1)
+    solution = (
+        torch.linalg.solve(a.T @ a + ridge * torch.eye(a.shape[1]), a.T @ y)
+        if ridge
+        else torch.linalg.lstsq(a, y).solution
+    )
     pred = torch.cat([xt, torch.ones(len(xt), 1)], 1) @ solution
     return (1 - ((pred - yt) ** 2).sum(0) / ((yt - yt.mean(0)) ** 2).sum(0)).tolist()
 

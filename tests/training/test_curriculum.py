@@ -44,7 +44,7 @@ REFINEMENTS = ("refine", "weak", "click", "objects", "attend")
 
 @pytest.mark.parametrize(
     "plan, phases",
-    [("cpu", 5), ("gpu", 6), ("refine", 8), ("weak", 4), ("click", 6), ("objects", 7), ("attend", 4)],
+    [("cpu", 5), ("gpu", 6), ("refine", 8), ("weak", 4), ("click", 6), ("objects", 7), ("attend", 5)],
 )
 def test_every_phase_is_a_valid_trainer_call(tmp_path, plan, phases):
     init = {"INIT": str(tmp_path / "export")} if plan in REFINEMENTS else {}
