@@ -13,7 +13,9 @@ the LM learns to read it in ~3k single-kind samples (docs/bench/probe/, docs/ben
 `training.probe` measures one kind alone, directly or through the LM. `--object-weight` adds per-token
 targets: the shape, colour or word under each media token and its position (`object_targets`,
 `token_positions`), which the answers alone did not teach the tokens (`training.token_probe`,
-docs/bench/objects/).
+docs/bench/objects/). `--attend-weight` adds attention targets: head j of LM layer `--attend-layer`,
+where the answer starts, attends to the question's j-th named object and carries its place
+(`attention_targets`, `ref_attention`; `training.attention_probe`, docs/bench/attend/).
 
 Batches: `batch` samples per step, right-padded (causal attention makes right padding safe
 without a mask), media of all samples packed into one MoonViT-3D call. Loss only on the
@@ -255,10 +257,8 @@ def attention_targets(
         if ref.get("highlighted"):
             keep &= torch.isin(rows[:, 2], HIGHLIGHTED)
         if "chunk" in ref:
-            first = sum(counts[: ref["chunk"]])
-            keep &= (torch.arange(len(rows)) >= first) & (
-                torch.arange(len(rows)) < first + counts[ref["chunk"]]
-            )
+            index, first = torch.arange(len(rows)), sum(counts[: ref["chunk"]])
+            keep &= (index >= first) & (index < first + counts[ref["chunk"]])
         if not keep.any():
             return []
         out.append((keep.nonzero().squeeze(1), where[keep].mean(0)))
