@@ -9,7 +9,9 @@ least-squares fit of the object's (x, y) as a fraction of the image; trained on 
 scored on `--test` held-out ones. A question that names one object among several ("What shape is the
 red object?") needs the named property and the asked one in the same token; "left of" needs where
 it is. The trainer's per-token targets (`--object-weight`) exist because these read 98% / 42% / R^2
-0.21 on the weights trained through answers alone (docs/bench/objects/).
+0.21 on the weights trained through answers alone (docs/bench/objects/). For windows, the tokens under
+a title, a grey or highlighted button's label and a coloured button's label are read by a linear
+classifier of the word written there ("What colour is the OK button?" needs the label in the token).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from training.generators import images
+from training.generators import images, sample, screenshots
 from training.generators.common import COLOUR_NAMES, SHAPES, rng_for
 
 
@@ -79,17 +81,51 @@ def regress(x: Tensor, y: Tensor, xt: Tensor, yt: Tensor, ridge: float = 0.0) ->
     return (1 - ((pred - yt) ** 2).sum(0) / ((yt - yt.mean(0)) ** 2).sum(0)).tolist()
 
 
+# Screenshot words a token may carry: (the question kind whose windows are drawn, which cells count)
+# -> probed as the word's class (screenshots.WORDS: a highlighted button's label is its own class).
+WORD_GROUPS = {
+    "title": ("title", lambda word, coloured: word in screenshots.TITLES),
+    "button_label": ("highlighted", lambda word, coloured: word.rstrip("*") in screenshots.BUTTONS),
+    "colour_button_label": ("button_colour", lambda word, coloured: coloured and word in screenshots.BUTTONS),
+}
+
+
+def word_tokens(model, split: str, n: int, group: str) -> tuple[Tensor, Tensor]:
+    """n windows of `split` -> (features (N, D), word classes (N,)) of the tokens under the group's
+    words (the trainer's per-token word targets say which tokens those are)."""
+    from training.train import encode, object_targets
+
+    task, pick = WORD_GROUPS[group]
+    feats, labels = [], []
+    for i in tqdm(range(n), desc=f"{split} windows", mininterval=5, leave=False):
+        s = sample(split, i, family="screenshot", task=task)
+        e = encode(s, model.processor, model.processor.tokenizer)
+        rows = object_targets(s, e, model.config.media)
+        with torch.no_grad():
+            emb = model.model.encode_media(e.patches, torch.tensor(e.grids))[0].float()
+        for t, (_, colour, word) in enumerate(rows.tolist()):
+            if word >= 0 and pick(screenshots.WORDS[word], colour >= 0):
+                feats.append(emb[t])
+                labels.append(word)
+    return torch.stack(feats), torch.tensor(labels)
+
+
 def run(model, train: int = 600, test: int = 200) -> dict:
     x, y, p = object_tokens(model, "train", train)
     xt, yt, pt = object_tokens(model, "heldout", test)
     r2 = regress(x, p, xt, pt)
-    return {
+    out = {
         "objects": {"train": len(x), "test": len(xt)},
         "colour_accuracy": round(classify(x, y[:, 0], xt, yt[:, 0], len(COLOUR_NAMES)), 4),
         "shape_accuracy": round(classify(x, y[:, 1], xt, yt[:, 1], len(SHAPES)), 4),
         "x_r2": round(r2[0], 4),
         "y_r2": round(r2[1], 4),
     }
+    for group in WORD_GROUPS:  # half as many windows as scenes: a window has more tokens under words
+        x, y = word_tokens(model, "train", train // 2, group)
+        xt, yt = word_tokens(model, "heldout", test // 2, group)
+        out[f"{group}_accuracy"] = round(classify(x, y, xt, yt, len(screenshots.WORDS)), 4)
+    return out
 
 
 def main() -> None:
@@ -103,8 +139,8 @@ def main() -> None:
     args = ap.parse_args()
     result = {"model": args.model, **run(mm_model.load(args.model, dtype=torch.float32, device="cpu"),
                                          args.train, args.test)}  # fmt: skip
-    for key in ("colour_accuracy", "shape_accuracy", "x_r2", "y_r2"):
-        print(f"{key:16} {result[key]:.3f}")
+    for key in ("colour_accuracy", "shape_accuracy", "x_r2", "y_r2", *(f"{g}_accuracy" for g in WORD_GROUPS)):
+        print(f"{key:28} {result[key]:.3f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

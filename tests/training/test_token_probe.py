@@ -36,3 +36,5 @@ def test_the_bundled_tokens_carry_each_shapes_colour(tmp_path, monkeypatch):
     assert got["colour_accuracy"] >= 0.8  # six colours: chance 1/6
     assert 0 <= got["shape_accuracy"] <= 1
     assert all(math.isfinite(got[k]) and got[k] <= 1 for k in ("x_r2", "y_r2"))
+    assert got["title_accuracy"] >= 0.8  # eight titles, drawn large
+    assert 0 <= got["button_label_accuracy"] <= 1 and 0 <= got["colour_button_label_accuracy"] <= 1
