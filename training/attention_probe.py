@@ -25,7 +25,7 @@ from torch import Tensor
 
 from training.generators import sample
 from training.token_probe import regress
-from training.train import collate, encode, ref_attention, token_targets
+from training.train import call_inputs, ref_attention, training_batch
 
 KINDS = (
     ("image", "shape_of"),
@@ -37,11 +37,6 @@ KINDS = (
 )
 
 
-def capture(seen: dict, i: int):
-    """A forward pre-hook that keeps layer i's attention inputs in `seen[i]`."""
-    return lambda _, args: seen.update({i: args})
-
-
 def named_attention(model, family: str, task: str, n: int, batch_size: int = 24) -> list[dict[str, Tensor]]:
     """Per LM layer: `ref_attention` over n held-out questions of one kind (mass, read, order, where)."""
     proc, layers = model.processor, model.model.language_model.model.layers
@@ -50,22 +45,9 @@ def named_attention(model, family: str, task: str, n: int, batch_size: int = 24)
         samples = [
             sample("heldout", i, family=family, task=task) for i in range(start, min(n, start + batch_size))
         ]
-        encs = [encode(s, proc, proc.tokenizer) for s in samples]
-        batch = {
-            **collate(encs, proc.tokenizer.special_tokens["[PAD]"]),
-            **token_targets(samples, encs, proc),
-        }
-        seen: dict[int, tuple] = {}
-        hooks = [
-            layer.self_attn.register_forward_pre_hook(capture(seen, i)) for i, layer in enumerate(layers)
-        ]
-        try:
-            with torch.no_grad():
-                model.model(batch["input_ids"], batch["pixel_values"], batch["grid_thws"])
-        finally:
-            for h in hooks:
-                h.remove()
-        with torch.no_grad():
+        batch = training_batch(samples, proc, proc.tokenizer)
+        with torch.no_grad(), call_inputs({i: layer.self_attn for i, layer in enumerate(layers)}) as seen:
+            model.model(batch["input_ids"], batch["pixel_values"], batch["grid_thws"])
             for i, layer in enumerate(layers):
                 ref = ref_attention(layer.self_attn, seen[i], batch, model.config.media_placeholder_token_id)
                 for k, v in ref.items():

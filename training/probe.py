@@ -32,24 +32,22 @@ from training.train import (
     AUX_KINDS,
     IGNORE,
     AuxHeads,
-    aux_targets,
     build,
-    collate,
-    encode,
     load_weights,
     loss_fn,
     param_groups,
+    training_batch,
 )
 
 BUNDLED_TOKENIZER = Path(__file__).resolve().parents[1] / "mm_model" / "bundled" / "tiny" / "tokenizer.json"
 
 
 def probe_batch(kind: str, split: str, start: int, n: int, processor: Processor, tok: JsonTokenizer) -> dict:
-    """n samples of `kind` from `split`, collated with their aux targets."""
+    """n samples of `kind` from `split`, collated with their targets (`training_batch`)."""
     family, task = kind.split("/")
-    samples = [sample(split, start + i, family=family, task=task) for i in range(n)]
-    encoded = [encode(s, processor, tok) for s in samples]
-    return {**collate(encoded, tok.special_tokens["[PAD]"]), **aux_targets(samples, encoded, processor)}
+    return training_batch(
+        [sample(split, start + i, family=family, task=task) for i in range(n)], processor, tok
+    )
 
 
 def load_start(init: str | None, seed: int, sizes: dict) -> tuple[KimiK25Model, AuxHeads, JsonTokenizer]:

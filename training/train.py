@@ -34,6 +34,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,15 +129,20 @@ class Batches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.steps
 
-    def __getitem__(self, step: int) -> dict[str, Tensor | None]:
+    def __getitem__(self, step: int) -> dict:
         samples = [sample("train", step * self.batch + j, mix=self.mix) for j in range(self.batch)]
-        encoded = [encode(s, self.processor, self.tok) for s in samples]
-        batch = collate(encoded, self.tok.special_tokens["[PAD]"])
-        return {
-            **batch,
-            **aux_targets(samples, encoded, self.processor),
-            **token_targets(samples, encoded, self.processor),
-        }
+        return training_batch(samples, self.processor, self.tok)
+
+
+def training_batch(samples: list[Sample], processor: Processor, tok: Tokenizer) -> dict:
+    """`samples` encoded and collated, with their aux, per-token and attention targets: what `loss_fn`
+    takes (the trainer's batches, the probes' and the tests')."""
+    encoded = [encode(s, processor, tok) for s in samples]
+    return {
+        **collate(encoded, tok.special_tokens["[PAD]"]),
+        **aux_targets(samples, encoded, processor),
+        **token_targets(samples, encoded, processor),
+    }
 
 
 # Question kinds whose answer depends on the media alone (not on which object the question names):
@@ -282,13 +289,28 @@ def token_targets(samples: list[Sample], encoded: list[Encoded], processor: Proc
     }
 
 
+@contextmanager
+def call_inputs(modules: dict[int, nn.Module]) -> Iterator[dict[int, tuple]]:
+    """While open, `seen[i]` holds the positional arguments of module i's latest call (forward
+    pre-hooks, removed on exit): an attention layer's (x, cos, sin) for `ref_attention`."""
+    seen: dict[int, tuple] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda _, args, i=i: seen.update({i: args})) for i, m in modules.items()
+    ]
+    try:
+        yield seen
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def ref_attention(attn: nn.Module, args: tuple, batch: dict, media_id: int) -> dict[str, Tensor]:
     """What each head of one attention layer reads of the objects the question names, at the position
     that predicts the answer's first token.
 
     Args:
         attn: the layer's `MLAttention`; args: the (x (B, S, D), cos, sin) it was called with (a
-            forward pre-hook's capture); batch: `input_ids`, `labels` and `attend` (`attention_targets`).
+            `call_inputs` capture); batch: `input_ids`, `labels` and `attend` (`attention_targets`).
     Returns, for the batch's P named objects: "mass" (P, H) the log attention on the object's tokens,
     per head; "read" (P, H, v) each head's output there (values weighted by attention, before
     `o_proj`); "order" (P,) the object's index among its sample's refs; "where" (P, 2) its place.
@@ -403,16 +425,10 @@ def loss_fn(
     media = None
     if batch["pixel_values"] is not None:
         media = model.embed_pixels(batch["pixel_values"], batch["grid_thws"])  # (T, D)
-    captured: dict = {}
     attend = attend_weight and media is not None and any(batch.get("attend") or ())
-    if attend:
-        attn = model.language_model.model.layers[attend_layer].self_attn
-        hook = attn.register_forward_pre_hook(lambda _, args: captured.update(args=args))
-    try:
+    attn = model.language_model.model.layers[attend_layer].self_attn if attend else None
+    with call_inputs({attend_layer: attn} if attend else {}) as seen:
         logits = model(batch["input_ids"], media_embeds=media)  # (B, S, V)
-    finally:
-        if attend:
-            hook.remove()
     labels = batch["labels"][:, 1:]
     token_loss = F.cross_entropy(
         logits[:, :-1].transpose(1, 2).float(), labels, ignore_index=IGNORE, reduction="none"
@@ -450,7 +466,7 @@ def loss_fn(
     if attend:
         # head j of the layer attends to the question's j-th named object: retrieval first, so the
         # answer's loss only has to teach what to read there (docs/bench/attend/)
-        ref = ref_attention(attn, captured["args"], batch, model.config.media_placeholder_token_id)
+        ref = ref_attention(attn, seen[attend_layer], batch, model.config.media_placeholder_token_id)
         if ref:
             pick = torch.arange(len(ref["order"])), ref["order"].to(ref["mass"].device)
             attend_loss = -ref["mass"][pick].mean()

@@ -18,6 +18,7 @@ from training.train import (
     attention_targets,
     aux_targets,
     build,
+    call_inputs,
     collate,
     encode,
     kind_curves,
@@ -28,7 +29,7 @@ from training.train import (
     pooled_features,
     ref_attention,
     token_positions,
-    token_targets,
+    training_batch,
 )
 
 SIZES = {"vision_hidden": 32, "vision_layers": 1, "lm_hidden": 64, "lm_layers": 2, "moe_inter": 32}
@@ -310,9 +311,7 @@ def test_object_loss_trains_the_tower_and_the_object_head(setup):
     samples = [sample("train", i, family="image") for i in range(3)] + [
         sample("train", 0, family="screenshot")
     ]
-    encs = [encode(s, proc, tok) for s in samples]
-    batch = {**collate(encs, tok.special_tokens["[PAD]"]), **aux_targets(samples, encs, proc),
-             **token_targets(samples, encs, proc)}  # fmt: skip
+    batch = training_batch(samples, proc, tok)
     aux = AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size)
     plain = loss_fn(model, batch)
     stats: dict = {}
@@ -378,9 +377,7 @@ def test_attention_targets_are_the_tokens_of_each_object_the_question_names(setu
 def attend_batch(tok, proc, n: int = 4) -> dict:
     samples = [sample("train", i, family="image", task="position") for i in range(n)]
     samples += [sample("train", 0, family="video", task="at_time"), sample("train", 0, family="chat")]
-    encs = [encode(s, proc, tok) for s in samples]
-    return {**collate(encs, tok.special_tokens["[PAD]"]), **aux_targets(samples, encs, proc),
-            **token_targets(samples, encs, proc)}  # fmt: skip
+    return training_batch(samples, proc, tok)
 
 
 def test_ref_attention_reads_what_the_layer_itself_computes(setup):
@@ -388,20 +385,18 @@ def test_ref_attention_reads_what_the_layer_itself_computes(setup):
     model = build(tok, 0, SIZES).eval()
     batch = attend_batch(tok, proc)
     attn = model.language_model.model.layers[1].self_attn
-    seen: dict = {}
-    hooks = [attn.register_forward_pre_hook(lambda _, args: seen.update(args=args)),
-             attn.o_proj.register_forward_pre_hook(lambda _, args: seen.update(out=args[0]))]  # fmt: skip
-    with torch.no_grad():
+    with (
+        torch.no_grad(),
+        call_inputs({0: attn, 1: attn.o_proj}) as seen,
+    ):  # the layer's input, its heads' output
         model(batch["input_ids"], batch["pixel_values"], batch["grid_thws"])
-        ref = ref_attention(attn, seen["args"], batch, model.config.media_placeholder_token_id)
-    for h in hooks:
-        h.remove()
+        ref = ref_attention(attn, seen[0], batch, model.config.media_placeholder_token_id)
     assert ref["order"].tolist() == [0, 1] * 4 + [0]  # two objects per position question, one chunk
     # each head's read at the answer position is the layer's own output there (SDPA, causal)
     answers = [int((row != IGNORE).nonzero()[0]) - 1 for row in batch["labels"][:5]]
     heads = model.config.text.num_attention_heads
     own = torch.stack(
-        [seen["out"][i, a].view(heads, -1) for i, a in enumerate(answers) for _ in range(1 + (i < 4))]
+        [seen[1][0][i, a].view(heads, -1) for i, a in enumerate(answers) for _ in range(1 + (i < 4))]
     )
     assert torch.allclose(ref["read"], own, atol=1e-5)
     mass = ref["mass"].exp()
