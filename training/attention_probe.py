@@ -11,13 +11,16 @@ object's place from what head j of `--layer` outputs (R^2 on held-out questions)
 attention targets (`--attend-weight`) supervise head j of that layer to attend to the j-th named
 object and carry its place: on the weights before them no head looked at the two objects of a
 left/right question, and a head taught only to look read their colour, never their place
-(docs/bench/attend/).
+(docs/bench/attend/). For counting questions: the last head's attention on the sequence's first
+token and the counted objects' centre tokens, and how well a fit reads 1/(k+1) from its output
+(docs/bench/buttons/).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -35,12 +38,13 @@ KINDS = (
     ("screenshot", "highlighted"),
     ("video", "at_time"),
 )
+COUNTS = (("image", "count_all"), ("image", "count_colour"))
 
 
 def named_attention(model, family: str, task: str, n: int, batch_size: int = 24) -> list[dict[str, Tensor]]:
     """Per LM layer: `ref_attention` over n held-out questions of one kind (mass, read, order, where)."""
     proc, layers = model.processor, model.model.language_model.model.layers
-    out: list[dict[str, list]] = [{"mass": [], "read": [], "order": [], "where": []} for _ in layers]
+    out: list[dict[str, list]] = [defaultdict(list) for _ in layers]
     for start in range(0, n, batch_size):
         samples = [
             sample("heldout", i, family=family, task=task) for i in range(start, min(n, start + batch_size))
@@ -86,6 +90,13 @@ def probe(model, n: int, layer: int) -> dict:
                 round(held_out_r2(r["read"][p, j], r["where"][p]), 3) for j, p in enumerate(pick)
             ]
         results[f"{family}/{task}"] = row
+    for family, task in COUNTS:
+        per_layer = named_attention(model, family, task, n)
+        r = per_layer[layer]
+        results[f"{family}/{task}"] = {
+            "count_mass": [round(float(x["count_mass"].exp().mean()), 3) for x in per_layer],
+            "count_r2": round(held_out_r2(r["count_read"], 1 / (r["count"][:, None] + 1.0)), 3),
+        }
     return results
 
 
@@ -111,10 +122,15 @@ def main() -> None:
     )
     print(f"{'kind':<26}" + "".join(f"{f'layer {i}, by head':<{10 * heads}}" for i in range(layers)))
     for kind, row in results.items():
-        cells = ["/".join(f"{m:.2f}" for m in head) for layer in row["mass"] for head in layer]
-        print(f"{kind:<26}" + "".join(f"{c:<10}" for c in cells))
+        if "mass" in row:
+            cells = ["/".join(f"{m:.2f}" for m in head) for layer in row["mass"] for head in layer]
+            print(f"{kind:<26}" + "".join(f"{c:<10}" for c in cells))
     r2 = results["image/position"]["read_r2"]
     print(f"left/right: R^2 of the first/second object's place from head 0/1 of layer {args.layer}: {r2}")
+    for kind, row in results.items():
+        if "count_mass" in row:
+            print(f"{kind}: the last head's attention on the sink and the centres, by layer "
+                  f"{row['count_mass']}; R^2 of 1/(k+1) from it at layer {args.layer}: {row['count_r2']}")  # fmt: skip
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         summary = {"model": args.model or "bundled", "n": args.n, "layer": args.layer, "kinds": results}

@@ -34,6 +34,7 @@ import math
 import os
 import random
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from mm_model.processor import Processor
 from mm_model.tokenizer import JsonTokenizer, Tokenizer
 from training.generators import MIXES, Sample, parse_mix, sample
 from training.generators.common import COLOUR_NAMES, SHAPES
+from training.generators.images import MAX_SHAPES
 from training.generators.screenshots import WORDS
 from vision.config import MediaConfig, VisionConfig
 from vision.packing import merged_tokens
@@ -172,8 +174,10 @@ def aux_targets(samples: list[Sample], encoded: list[Encoded], processor: Proces
 
 
 def object_targets(s: Sample, e: Encoded, media: MediaConfig) -> Tensor:
-    """(T, 3) int64 per merged media token of the sample: the index of the shape (SHAPES), the colour
-    (COLOUR_NAMES) and the word (screenshots.WORDS) under it, each -1 where there is none.
+    """(T, 4) int64 per merged media token of the sample: the index of the shape (SHAPES), the colour
+    (COLOUR_NAMES) and the word (screenshots.WORDS) under it, each -1 where there is none; and in an
+    image, the index (in `meta["objects"]`) of the object whose centre its cell holds, -1 for none
+    (-2: not an image's token; two centres in one cell: the later object's).
 
     A shape is under a token when the token's 28x28-pixel cell holds the shape's centre or the cell's
     centre lies within its radius; a video chunk's tokens get the shapes shown throughout the chunk.
@@ -181,11 +185,13 @@ def object_targets(s: Sample, e: Encoded, media: MediaConfig) -> Tensor:
     middle line crosses. Why: through the answers alone the tower learned colour per token (a linear
     probe reads it at 97% held out) but not the shape of a small object (42%, chance 25%), so no
     question that names one object among several could be answered; these targets supervise every
-    token directly.
+    token directly. The centres are what a count attends to (`attention_targets`): one token per object,
+    however many tokens it covers.
     """
     kernel = media.merge_kernel_size
     counts = merged_tokens(e.grids, (kernel, kernel))
-    out = torch.full((sum(counts), 3), -1, dtype=torch.int64)
+    out = torch.full((sum(counts), 4), -1, dtype=torch.int64)
+    out[:, 3] = -2
     video = "chunk_objects" in s.meta
     per_grid = s.meta.get("chunk_objects") if video else [s.meta.get("objects")] * (len(e.grids) == 1)
     texts = s.meta.get("texts") or ()
@@ -202,10 +208,12 @@ def object_targets(s: Sample, e: Encoded, media: MediaConfig) -> Tensor:
         colour = COLOUR_NAMES.index(t["colour"]) if t["colour"] else -1
         label = torch.tensor([-1, colour, WORDS.index(t["word"])])
         for col in range(int(x0 * sx // unit), min(gw // kernel - 1, int((x1 * sx - 1) // unit)) + 1):
-            out[row * (gw // kernel) + col] = label
+            out[row * (gw // kernel) + col, :3] = label
     for (_, gh, gw), objects, n in zip(e.grids, per_grid or (), counts):
         cols, rows = gw // kernel, gh // kernel
-        for o in objects or ():
+        if not video and objects is not None:  # an image whose objects are known
+            out[start : start + n, 3] = -1
+        for i, o in enumerate(objects or ()):
             x, y, r = o["x"] * sx, o["y"] * sy, o["r"] * sx
             label = torch.tensor([SHAPES.index(o["shape"]), COLOUR_NAMES.index(o["colour"]), -1])
             for row in range(rows):
@@ -213,7 +221,9 @@ def object_targets(s: Sample, e: Encoded, media: MediaConfig) -> Tensor:
                     holds = int(x // unit) == col and int(y // unit) == row
                     near = ((col + 0.5) * unit - x) ** 2 + ((row + 0.5) * unit - y) ** 2 < r * r
                     if holds or near:
-                        out[start + row * cols + col] = label
+                        out[start + row * cols + col, :3] = label
+                    if holds and not video:
+                        out[start + row * cols + col, 3] = i
         start += n
     return out
 
@@ -236,22 +246,36 @@ def token_positions(grids: list[tuple[int, int, int]], kernel: int) -> Tensor:
 
 
 HIGHLIGHTED = torch.tensor([i for i, w in enumerate(WORDS) if w.endswith("*")])
+COUNT_HEAD = -1  # the attention head a counting question's targets supervise (heads 0, 1: named objects)
 
 
 def attention_targets(
     s: Sample, rows: Tensor, where: Tensor, counts: list[int]
-) -> list[tuple[Tensor, Tensor]]:
+) -> list[tuple[Tensor, Tensor, int]]:
     """Per object the question names (`meta["refs"]`, in order): the indices of the sample's media
-    tokens that show it, read off its `object_targets` rows (T, 3), and its place (2,): the mean of
-    those tokens' `token_positions` (`where`, (T, 2)). [] for a thinking sample or when a named object
-    shows under no token. `counts`: merged tokens per grid (a video: per chunk).
+    tokens that show it, read off its `object_targets` rows (T, 4), its place (2,): the mean of
+    those tokens' `token_positions` (`where`, (T, 2)), and -1. [] for a thinking sample or when a
+    named object shows under no token. `counts`: merged tokens per grid (a video: per chunk).
 
     A ref picks tokens by shape, colour, word (a button in a screenshot is a word with a colour:
-    `button`), `highlighted` (a highlighted button's label) and `chunk` (a video chunk's tokens)."""
+    `button`), `highlighted` (a highlighted button's label) and `chunk` (a video chunk's tokens).
+    A counting question's ref (`count`: k) gives the k objects' centre tokens (one each, none for
+    k = 0), their mean place (the middle if none) and k; [] where two centres share a cell."""
     if s.thinking:
         return []
     out = []
     for ref in s.meta.get("refs", ()):
+        if "count" in ref:
+            picked = [
+                i for i, o in enumerate(s.meta["objects"]) if ref.get("colour", o["colour"]) == o["colour"]
+            ]
+            centres = [(rows[:, 3] == i).nonzero().squeeze(1) for i in picked]
+            if len(picked) != ref["count"] or any(len(c) != 1 for c in centres):
+                return []
+            tokens = torch.cat(centres) if centres else torch.zeros(0, dtype=torch.int64)
+            place = where[tokens].mean(0) if len(tokens) else torch.full((2,), 0.5)
+            out.append((tokens, place, ref["count"]))
+            continue
         keep = torch.ones(len(rows), dtype=torch.bool)
         if "shape" in ref:
             keep &= rows[:, 0] == SHAPES.index(ref["shape"])
@@ -268,7 +292,7 @@ def attention_targets(
             keep &= (index >= first) & (index < first + counts[ref["chunk"]])
         if not keep.any():
             return []
-        out.append((keep.nonzero().squeeze(1), where[keep].mean(0)))
+        out.append((keep.nonzero().squeeze(1), where[keep].mean(0), -1))
     return out
 
 
@@ -314,6 +338,11 @@ def ref_attention(attn: nn.Module, args: tuple, batch: dict, media_id: int) -> d
     Returns, for the batch's P named objects: "mass" (P, H) the log attention on the object's tokens,
     per head; "read" (P, H, v) each head's output there (values weighted by attention, before
     `o_proj`); "order" (P,) the object's index among its sample's refs; "where" (P, 2) its place.
+    For its C counting questions, of the layer's last head (`COUNT_HEAD`): "count_ce" (C,) the
+    cross-entropy of its attention against the uniform over the sequence's first token (a sink) and
+    the k objects' centre tokens; "count_mass" (C,) its log attention on them; "count_read" (C, v)
+    its output there; "count" (C,) k. Keys with
+    nothing to hold are left out; {} if the batch names nothing.
     Queries, keys and values are recomputed with the layer's own projections, so gradients reach every
     weight that shaped them.
     """
@@ -322,7 +351,7 @@ def ref_attention(attn: nn.Module, args: tuple, batch: dict, media_id: int) -> d
     c, k_rot = latent.split([attn.kv_lora_rank, attn.rope], dim=-1)
     b, s, h, _ = q_nope.shape
     k_nope, v = attn.kv_b_proj(c).view(b, s, h, attn.nope + attn.v_dim).split([attn.nope, attn.v_dim], -1)
-    out: dict[str, list] = {"mass": [], "read": [], "order": [], "where": []}
+    out: dict[str, list] = defaultdict(list)
     for i, refs in enumerate(batch["attend"]):
         if not refs:
             continue
@@ -332,14 +361,22 @@ def ref_attention(attn: nn.Module, args: tuple, batch: dict, media_id: int) -> d
         logp = torch.log_softmax(torch.einsum("hd,thd->ht", q, k).float() * attn.scale, -1)  # (H, S')
         read = torch.einsum("ht,thv->hv", logp.exp().to(v.dtype), v[i, :answer])  # (H, v)
         media = (batch["input_ids"][i, :answer] == media_id).nonzero().squeeze(1)
-        for j, (tokens, where) in enumerate(refs):
-            out["mass"].append(torch.logsumexp(logp[:, media[tokens.to(media.device)]], -1))
+        for j, (tokens, where, count) in enumerate(refs):
+            tokens = media[tokens.to(media.device)]
+            if count >= 0:
+                # uniform over the sink and one token per object: the sink's share, 1 / (k + 1), is the
+                # count whatever the number of background tokens (docs/bench/buttons/)
+                sink_and_centres = logp[COUNT_HEAD, torch.cat([tokens.new_zeros(1), tokens])]
+                out["count_ce"].append(-sink_and_centres.mean())
+                out["count_mass"].append(torch.logsumexp(sink_and_centres, 0))
+                out["count_read"].append(read[COUNT_HEAD])
+                out["count"].append(count)
+                continue
+            out["mass"].append(torch.logsumexp(logp[:, tokens], -1))
             out["read"].append(read)
             out["order"].append(j)
             out["where"].append(where.to(read.device))
-    if not out["order"]:
-        return {}
-    return {k: torch.stack(v) if k != "order" else torch.tensor(v) for k, v in out.items()}
+    return {k: torch.tensor(v) if k in ("order", "count") else torch.stack(v) for k, v in out.items()}
 
 
 def pooled_features(item: Tensor, first: int, last: int) -> Tensor:
@@ -365,10 +402,12 @@ class AuxHeads(nn.Module):
         self.words = nn.Linear(dim, len(WORDS))  # per screenshot token: the word written there
         self.where = nn.Linear(dim, 2)  # per token: (x, y) in its image or video frame
         self.attended = nn.Linear(v_dim, 2)  # per named object: (x, y) from the head that attends to it
+        self.counted = nn.Linear(v_dim, MAX_SHAPES + 1)  # per counting question: k from the count head
+        self.centres = nn.Linear(dim, 1)  # per image token: does its cell hold an object's centre
 
     def object_loss(self, media: Tensor, targets: Tensor) -> Tensor | None:
-        """Summed cross-entropy of the shape, colour and word of each token that has one
-        (`object_targets`, (T, 3)); None if no token has any."""
+        """Summed cross-entropy of the shape, colour and word of each token that has one, and whether
+        an image token holds an object's centre (`object_targets`, (T, 4)); None if no token has any."""
         logits = torch.cat([self.objects(media), self.words(media)], 1)
         bounds = (0, len(SHAPES), len(SHAPES) + len(COLOUR_NAMES), logits.shape[1])
         losses = []
@@ -376,6 +415,10 @@ class AuxHeads(nn.Module):
             keep = targets[:, i] >= 0
             if keep.any():
                 losses.append(F.cross_entropy(logits[keep, lo:hi], targets[keep, i]))
+        image = targets[:, 3] >= -1
+        if image.any():
+            centre = (targets[image, 3] >= 0).to(media.dtype)
+            losses.append(F.binary_cross_entropy_with_logits(self.centres(media[image]).squeeze(1), centre))
         return sum(losses) if losses else None
 
     def position_loss(self, media: Tensor, positions: Tensor) -> Tensor:
@@ -467,7 +510,16 @@ def loss_fn(
         # head j of the layer attends to the question's j-th named object: retrieval first, so the
         # answer's loss only has to teach what to read there (docs/bench/attend/)
         ref = ref_attention(attn, seen[attend_layer], batch, model.config.media_placeholder_token_id)
-        if ref:
+        if "count" in ref:
+            # counting: the head attends to the sink and the objects' centres alike, and what it reads
+            # there says how many (the count read off the share of background tokens undercounted
+            # larger images: docs/bench/buttons/)
+            counted = F.cross_entropy(aux.counted(ref["count_read"]).float(), ref["count"].to(media.device))
+            count_loss = ref["count_ce"].mean() + counted
+            loss = loss + attend_weight * count_loss
+            if stats is not None:
+                stats["count"] = float(count_loss.detach())
+        if "order" in ref:
             pick = torch.arange(len(ref["order"])), ref["order"].to(ref["mass"].device)
             attend_loss = -ref["mass"][pick].mean()
             # and what the head reads there says where the object is: the values carried colour and

@@ -39,12 +39,21 @@ def flag(args: list[str], name: str) -> str:
     return args[len(args) - 1 - args[::-1].index(name) + 1]
 
 
-REFINEMENTS = ("refine", "weak", "click", "objects", "attend")
+REFINEMENTS = ("refine", "weak", "click", "objects", "attend", "buttons")
 
 
 @pytest.mark.parametrize(
     "plan, phases",
-    [("cpu", 5), ("gpu", 6), ("refine", 8), ("weak", 4), ("click", 6), ("objects", 7), ("attend", 5)],
+    [
+        ("cpu", 5),
+        ("gpu", 6),
+        ("refine", 8),
+        ("weak", 4),
+        ("click", 6),
+        ("objects", 7),
+        ("attend", 5),
+        ("buttons", 3),
+    ],
 )
 def test_every_phase_is_a_valid_trainer_call(tmp_path, plan, phases):
     init = {"INIT": str(tmp_path / "export")} if plan in REFINEMENTS else {}
@@ -57,9 +66,9 @@ def test_every_phase_is_a_valid_trainer_call(tmp_path, plan, phases):
     if init:  # a refinement starts from another model: every phase is a new one, with the aux heads
         assert all("--new-phase" in a and float(flag(a, "--aux-weight")) >= 1 for a in calls)
         assert flag(calls[0], "--init") == init["INIT"]
-    if plan in ("objects", "attend"):  # the per-token targets in every phase
+    if plan in ("objects", "attend", "buttons"):  # the per-token targets in every phase
         assert all(float(flag(a, "--object-weight")) >= 1 for a in calls)
-    if plan == "attend":  # and the attention targets
+    if plan in ("attend", "buttons"):  # and the attention targets
         assert all(float(flag(a, "--attend-weight")) >= 1 for a in calls)
 
 

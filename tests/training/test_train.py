@@ -245,20 +245,27 @@ def test_object_targets_label_the_tokens_under_each_shape_and_nothing_else(setup
         t = object_targets(s, e, media)
         _, gh, gw = e.grids[0]
         cols = gw // 2
-        assert t.shape == ((gh // 2) * cols, 3)
+        assert t.shape == ((gh // 2) * cols, 4)
         labelled = t[:, 0] >= 0
         assert ((t[:, 1] >= 0) == labelled).all() and (t[:, 2] == -1).all()
+        centres = []
         for o in s.meta["objects"]:  # sizes here are never resized: one token is 28 x 28 pixels
             row, col = int(o["y"] // 28), int(o["x"] // 28)
             want = [SHAPES.index(o["shape"]), COLOUR_NAMES.index(o["colour"]), -1]
-            assert t[row * cols + col].tolist() == want  # the token holding its centre
+            assert t[row * cols + col, :3].tolist() == want  # the token holding its centre
+            centres.append(row * cols + col)
+        # one centre token per object (the later one where two share a cell), -1 for every other token
+        last = {cell: i for i, cell in enumerate(centres)}
+        assert {k: int(t[k, 3]) for k in last} == last and (t[:, 3] >= 0).sum() == len(last)
+        assert ((t[:, 3] == -1) | (t[:, 3] >= 0)).all()
         # most of the image is background: a shape covers a few of the tokens
         assert 0 < labelled.sum() <= 4 * len(s.meta["objects"]) and labelled.float().mean() < 0.8
     for family, task in (("video", "direction"), ("chat", None)):
         s = sample("train", 0, family=family, task=task)
         e = encode(s, proc, tok)
         t = object_targets(s, e, media)
-        assert t.shape[0] == sum((g[1] // 2) * (g[2] // 2) for g in e.grids) and (t == -1).all()
+        assert t.shape[0] == sum((g[1] // 2) * (g[2] // 2) for g in e.grids)
+        assert (t[:, :3] == -1).all() and (t[:, 3] == -2).all()  # no image: no centres either
 
 
 def test_object_targets_of_a_screenshot_are_its_words_where_they_are_written(setup):
@@ -271,7 +278,7 @@ def test_object_targets_of_a_screenshot_are_its_words_where_they_are_written(set
         e = encode(s, proc, tok)
         t = object_targets(s, e, model.config.media)
         cols = e.grids[0][2] // 2
-        assert (t[:, 0] == -1).all()  # no shapes
+        assert (t[:, 0] == -1).all() and (t[:, 3] == -2).all()  # no shapes
         words = [WORDS[k] for k in t[:, 2].tolist() if k >= 0]
         # a cell holds one word (two rows of check boxes may share one): every button's label is there
         assert set(words) <= {x["word"] for x in s.meta["texts"]}
@@ -319,7 +326,8 @@ def test_object_loss_trains_the_tower_and_the_object_head(setup):
     assert total.item() == pytest.approx(plain.item() + 2.0 * (stats["obj"] + stats["where"]), rel=1e-5)
     from training.generators.screenshots import WORDS
 
-    chance = sum(math.log(k) for k in (4, 6, len(WORDS)))  # shape, colour, word: a random head's guess
+    # shape, colour, word, centre or not: a random head's guess
+    chance = sum(math.log(k) for k in (4, 6, len(WORDS), 2))
     assert stats["obj"] == pytest.approx(chance, rel=0.3)
     total.backward()
     assert model.vision_tower.patch_embed.proj.weight.grad.abs().sum() > 0
@@ -344,7 +352,8 @@ def test_attention_targets_are_the_tokens_of_each_object_the_question_names(setu
         rows, refs, _ = targets(s)
         assert len(refs) == 2
         named = s.messages[-1]["content"][-1]["text"]
-        for (tokens, where), ref in zip(refs, s.meta["refs"]):
+        for (tokens, where, count), ref in zip(refs, s.meta["refs"]):
+            assert count == -1
             assert (rows[tokens, 0] == SHAPES.index(ref["shape"])).all()
             assert (rows[tokens, 1] == COLOUR_NAMES.index(ref["colour"])).all()
             o = next(
@@ -367,8 +376,26 @@ def test_attention_targets_are_the_tokens_of_each_object_the_question_names(setu
     rows, refs, counts = targets(s)
     chunk = s.meta["refs"][0]["chunk"]
     assert refs[0][0].tolist() == list(range(sum(counts[:chunk]), sum(counts[: chunk + 1])))
-    for family, task in (("image", "count_all"), ("video", "direction")):  # nothing named
-        assert targets(sample("heldout", 0, family=family, task=task))[1] == []
+    assert targets(sample("heldout", 0, family="video", task="direction"))[1] == []  # nothing named
+    seen = set()
+    for i in range(30):  # a count: the centre token of each object counted, one each, and how many
+        s = sample("heldout", i, family="image", task=("count_all", "count_colour")[i % 2])
+        rows, refs, _ = targets(s)
+        if not refs:  # two centres in one cell
+            continue
+        [(tokens, where, count)] = refs
+        question = s.messages[-1]["content"][-1]["text"]  # "How many red shapes are there?"
+        colour = question.split()[2] if s.task == "count_colour" else None
+        counted = [k for k, o in enumerate(s.meta["objects"]) if colour in (None, o["colour"])]
+        assert count == int(s.answer) == len(tokens) and sorted(rows[tokens, 3].tolist()) == counted
+        if count == 0:
+            assert where.tolist() == [0.5, 0.5]
+        else:  # the counted objects' mean place, to within a cell
+            w, h = s.meta["size"]
+            x = sum(s.meta["objects"][k]["x"] for k in counted) / count / w
+            assert abs(where[0] - x) < 28 / w
+        seen.add((s.task, count > 0))
+    assert seen == {("count_all", True), ("count_colour", True), ("count_colour", False)}
     counts = (sample("train", i, family="image", task="count_colour") for i in range(80))
     thinking = next(s for s in counts if s.thinking and s.meta["refs"])
     assert targets(thinking)[1] == []  # a trace enumerates the objects itself
@@ -402,7 +429,7 @@ def test_ref_attention_reads_what_the_layer_itself_computes(setup):
     mass = ref["mass"].exp()
     assert ((mass > 0) & (mass < 1)).all()
     # an untrained layer spreads its attention: about the object's share of the tokens before the answer
-    share = torch.tensor([len(t) / a for i, a in enumerate(answers) for t, _ in batch["attend"][i]])
+    share = torch.tensor([len(t) / a for i, a in enumerate(answers) for t, _, _ in batch["attend"][i]])
     assert mass.mean(1).div(share).mean().item() == pytest.approx(1.0, abs=0.5)
 
 
@@ -427,6 +454,44 @@ def test_attention_loss_trains_the_supervised_layer_and_the_read_head(setup):
     stats = {}
     loss_fn(model, no_refs, stats=stats, aux=aux, attend_weight=0.5, attend_layer=1)
     assert "attend" not in stats
+
+
+def test_a_count_attends_to_the_sink_and_the_centres_and_reads_how_many(setup):
+    tok, _, proc = setup
+    model = build(tok, 0, SIZES).train()
+    samples = [
+        sample("heldout", i, family="image", task=t) for i in range(4) for t in ("count_all", "count_colour")
+    ]
+    batch = training_batch(samples, proc, tok)
+    kept = [i for i, refs in enumerate(batch["attend"]) if refs]
+    assert len(kept) >= 6
+    attn = model.language_model.model.layers[1].self_attn
+    with torch.no_grad(), call_inputs({0: attn, 1: attn.o_proj}) as seen:
+        model(batch["input_ids"], batch["pixel_values"], batch["grid_thws"])
+        ref = ref_attention(attn, seen[0], batch, model.config.media_placeholder_token_id)
+    assert set(ref) == {"count_ce", "count_mass", "count_read", "count"}
+    assert ((ref["count_mass"] < 0) & (-ref["count_mass"] <= ref["count_ce"] + 1e-5)).all()
+    assert ref["count"].tolist() == [int(samples[i].answer) for i in kept]
+    heads = model.config.text.num_attention_heads
+    answers = {i: int((batch["labels"][i] != IGNORE).nonzero()[0]) - 1 for i in kept}
+    own = torch.stack([seen[1][0][i, answers[i]].view(heads, -1)[-1] for i in kept])  # the last head's
+    assert torch.allclose(ref["count_read"], own, atol=1e-5)
+    # cross-entropy against the uniform over k + 1 tokens: at least that uniform's entropy, and an
+    # untrained head, spread over every token before the answer, pays about log(tokens)
+    assert (ref["count_ce"] >= torch.log(ref["count"] + 1.0) - 1e-5).all()
+    assert ref["count_ce"].mean().item() == pytest.approx(
+        math.log(sum(answers.values()) / len(kept)), rel=0.3
+    )
+    aux = AuxHeads(model.config.text.hidden_size, model.config.text.vocab_size, model.config.text.v_head_dim)
+    plain = loss_fn(model, batch)
+    stats: dict = {}
+    total = loss_fn(model, batch, stats=stats, aux=aux, attend_weight=0.5, attend_layer=1)
+    assert total.item() == pytest.approx(plain.item() + 0.5 * stats["count"], rel=1e-5)
+    assert "attend" not in stats  # nothing named to look at and read
+    total.backward()
+    assert aux.counted.weight.grad.abs().sum() > 0
+    assert model.language_model.model.layers[1].self_attn.q_b_proj.weight.grad.abs().sum() > 0
+    assert model.vision_tower.patch_embed.proj.weight.grad.abs().sum() > 0
 
 
 def test_token_positions_are_cell_centres_per_item_in_packing_order():

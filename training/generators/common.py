@@ -26,7 +26,8 @@ SHAPES = ("circle", "square", "triangle", "diamond")
 class QA:
     """One question about a scene: the answer, an optional thinking trace (enumerate, then answer),
     and `refs`: what the question names, each a dict of the attributes that pick its media tokens
-    (shape, colour, word, button, highlighted, chunk), which the trainer's attention targets read."""
+    (shape, colour, word, button, highlighted, chunk), which the trainer's attention targets read;
+    a counting question's one ref carries `count`: how many objects (of its colour, if it names one)."""
 
     task: str
     question: str

@@ -26,6 +26,7 @@ from training.generators.common import (
 )
 
 TASKS = ("count_all", "count_colour", "colour_of", "shape_of", "position")
+MAX_SHAPES = 6  # a counting question's image holds 1..MAX_SHAPES shapes
 
 
 def image_size(rng: random.Random, unseen: bool = False) -> tuple[int, int]:
@@ -68,7 +69,9 @@ def questions(rng: random.Random, objects: list[dict]) -> dict[str, QA]:
     """Every question this scene supports, by task."""
     out: dict[str, QA] = {}
     n = len(objects)
-    out["count_all"] = QA("count_all", "How many shapes are in the image?", str(n), enumerate_trace(objects))
+    out["count_all"] = QA(
+        "count_all", "How many shapes are in the image?", str(n), enumerate_trace(objects), ({"count": n},)
+    )
     colour = rng.choice(COLOUR_NAMES)
     k = sum(o["colour"] == colour for o in objects)
     picked = [o for o in objects if o["colour"] == colour]
@@ -77,7 +80,7 @@ def questions(rng: random.Random, objects: list[dict]) -> dict[str, QA]:
         f"How many {colour} shapes are there?",
         str(k),
         enumerate_trace(picked) if k else "none.",
-        ({"colour": colour},) if k else (),
+        ({"colour": colour, "count": k},),
     )
     unique_shapes = [s for s in SHAPES if sum(o["shape"] == s for o in objects) == 1]
     if unique_shapes:
@@ -142,7 +145,7 @@ def make(
     while True:
         w, h = image_size(rng, unseen)
         want = task or rng.choice(TASKS)
-        n = rng.randint(1, 6) if want.startswith("count") else rng.randint(2, 5)
+        n = rng.randint(1, MAX_SHAPES) if want.startswith("count") else rng.randint(2, 5)
         image, objects = scene(rng, w, h, n)
         qs = questions(rng, objects)
         if want in qs:
