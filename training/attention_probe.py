@@ -41,13 +41,16 @@ KINDS = (
 COUNTS = (("image", "count_all"), ("image", "count_colour"))
 
 
-def named_attention(model, family: str, task: str, n: int, batch_size: int = 24) -> list[dict[str, Tensor]]:
-    """Per LM layer: `ref_attention` over n held-out questions of one kind (mass, read, order, where)."""
+def named_attention(
+    model, family: str, task: str, n: int, batch_size: int = 24, split: str = "heldout"
+) -> list[dict[str, Tensor]]:
+    """Per LM layer: `ref_attention` over n questions of one kind from `split` (mass, read, order, where;
+    for counts the count head's keys)."""
     proc, layers = model.processor, model.model.language_model.model.layers
     out: list[dict[str, list]] = [defaultdict(list) for _ in layers]
     for start in range(0, n, batch_size):
         samples = [
-            sample("heldout", i, family=family, task=task) for i in range(start, min(n, start + batch_size))
+            sample(split, i, family=family, task=task) for i in range(start, min(n, start + batch_size))
         ]
         batch = training_batch(samples, proc, proc.tokenizer)
         with torch.no_grad(), call_inputs({i: layer.self_attn for i, layer in enumerate(layers)}) as seen:
@@ -75,12 +78,12 @@ def head_mass(r: dict[str, Tensor], refs: int) -> list[list[float]]:
     ]
 
 
-def probe(model, n: int, layer: int) -> dict:
+def probe(model, n: int, layer: int, split: str = "heldout") -> dict:
     """{kind: {"objects": how many the question names, "mass": [layer][head][j] mean attention on the
     j-th, and for left/right "read_r2": [j] how well head j of `layer` carries the j-th's place}}."""
     results = {}
     for family, task in KINDS:
-        per_layer = named_attention(model, family, task, n)
+        per_layer = named_attention(model, family, task, n, split=split)
         refs = int(per_layer[0]["order"].max()) + 1
         row: dict = {"objects": refs, "mass": [head_mass(r, refs) for r in per_layer]}
         if task == "position":
@@ -91,7 +94,7 @@ def probe(model, n: int, layer: int) -> dict:
             ]
         results[f"{family}/{task}"] = row
     for family, task in COUNTS:
-        per_layer = named_attention(model, family, task, n)
+        per_layer = named_attention(model, family, task, n, split=split)
         r = per_layer[layer]
         results[f"{family}/{task}"] = {
             "count_mass": [round(float(x["count_mass"].exp().mean()), 3) for x in per_layer],
@@ -109,13 +112,16 @@ def main() -> None:
     ap.add_argument(
         "--layer", type=int, default=2, help="the layer whose heads the attention targets supervise"
     )
+    ap.add_argument(
+        "--split", default="heldout", choices=("heldout", "unseen"), help="unseen: the larger, wider images"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = mm_model.load(args.model) if args.model else mm_model.load()
     model.model.float().eval()
-    results = probe(model, args.n, args.layer)
+    results = probe(model, args.n, args.layer, args.split)
     layers, heads = len(results["image/position"]["mass"]), len(results["image/position"]["mass"][0])
     print(
         f"attention from the answer position on the named object(s) (two: first/second), n = {args.n} a kind"
@@ -133,7 +139,8 @@ def main() -> None:
                   f"{row['count_mass']}; R^2 of 1/(k+1) from it at layer {args.layer}: {row['count_r2']}")  # fmt: skip
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        summary = {"model": args.model or "bundled", "n": args.n, "layer": args.layer, "kinds": results}
+        summary = {"model": args.model or "bundled", "n": args.n, "layer": args.layer, "split": args.split}
+        summary["kinds"] = results
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
 
 

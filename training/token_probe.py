@@ -103,7 +103,7 @@ def word_tokens(model, split: str, n: int, group: str) -> tuple[Tensor, Tensor]:
         rows = object_targets(s, e, model.config.media)
         with torch.no_grad():
             emb = model.model.encode_media(e.patches, torch.tensor(e.grids))[0].float()
-        for t, (_, colour, word) in enumerate(rows.tolist()):
+        for t, (_, colour, word) in enumerate(rows[:, :3].tolist()):
             if word >= 0 and pick(screenshots.WORDS[word], colour >= 0):
                 feats.append(emb[t])
                 labels.append(word)

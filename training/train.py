@@ -391,6 +391,9 @@ def pooled_features(item: Tensor, first: int, last: int) -> Tensor:
     return feats / feats.pow(2).mean().sqrt().clamp(min=1e-6)
 
 
+LATER_HEADS = ("objects.", "words.", "where.", "attended.", "counted.", "centres.")  # added after runs began
+
+
 class AuxHeads(nn.Module):
     """One linear head per AUX_KINDS kind: `pooled_features` of the item's media embeddings -> the
     answer's first token."""
@@ -712,9 +715,9 @@ def restore(
     model.load_state_dict({k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")})
     if aux is not None and any(k.startswith("aux/") for k in tensors):
         saved = {k.removeprefix("aux/"): v for k, v in tensors.items() if k.startswith("aux/")}
-        # a run from before the per-token heads (objects, words, where) keeps its heads; those start fresh
+        # a run from before the per-token, attention or count heads keeps its heads; those start fresh
         missing, unexpected = aux.load_state_dict(saved, strict=False)
-        if unexpected or any(not k.startswith(("objects.", "words.", "where.")) for k in missing):
+        if unexpected or any(not k.startswith(LATER_HEADS) for k in missing):
             raise RuntimeError(f"aux heads do not match the checkpoint: {missing=} {unexpected=}")
     if opt is not None and len(info["param_groups"]) != len(opt.param_groups):
         # a checkpoint from before the vision/LM group split: weights only, fresh optimizer moments

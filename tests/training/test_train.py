@@ -234,6 +234,26 @@ def test_aux_loss_trains_the_vision_tower_and_the_heads(setup):
     assert aux.heads["video__direction"].weight.grad is None  # no sample of that kind
 
 
+def test_a_run_from_before_the_count_heads_resumes_with_fresh_ones_and_a_foreign_head_is_refused(
+    setup, tmp_path
+):
+    from training.train import load_ckpt, restore, save_ckpt
+
+    tok, _, _ = setup
+    model = build(tok, 0, SIZES)
+    dims = (model.config.text.hidden_size, model.config.text.vocab_size, model.config.text.v_head_dim)
+    old = AuxHeads(*dims)
+    del old.counted, old.centres  # the heads a stage-6 run did not have
+    save_ckpt(tmp_path, model, torch.optim.AdamW(model.parameters()), 3, 1.0, {}, aux=old)
+    tensors, info = load_ckpt(tmp_path)
+    new = AuxHeads(*dims)
+    restore(tensors, info, build(tok, 1, SIZES), aux=new)
+    assert torch.equal(new.attended.weight, old.attended.weight)  # the run's heads kept
+    tensors["aux/other.weight"] = torch.zeros(1)
+    with pytest.raises(RuntimeError, match="aux heads do not match"):
+        restore(tensors, info, build(tok, 1, SIZES), aux=AuxHeads(*dims))
+
+
 def test_object_targets_label_the_tokens_under_each_shape_and_nothing_else(setup):
     from training.generators.common import COLOUR_NAMES, SHAPES
 
