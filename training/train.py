@@ -379,6 +379,50 @@ def ref_attention(attn: nn.Module, args: tuple, batch: dict, media_id: int) -> d
     return {k: torch.tensor(v) if k in ("order", "count") else torch.stack(v) for k, v in out.items()}
 
 
+def count_swap_loss(
+    model: KimiK25Model, batch: dict, media: Tensor, heads: Tensor, layer: int
+) -> Tensor | None:
+    """Interchange training for counts: each counting question's count head (`COUNT_HEAD` of LM layer
+    `layer`), at the position that predicts the answer, is given the output it had for the batch's next
+    counting question of another count; the answer's first token must then be that question's.
+    Cross-entropy over those questions; None if the batch has no two counts that differ.
+
+    Why: the head carries the count at resolutions never trained on (a fit from its output reads
+    1/(k+1) at R^2 0.91 on larger images, fitted on the trained sizes), while the answer kept reading
+    the share of object tokens, which undercounts them (docs/bench/buttons/). This makes the answer
+    depend on the head. `heads`: the layer's `o_proj` input from the batch's own pass, (B, S, H * v).
+    """
+    rows = [i for i, refs in enumerate(batch["attend"]) if refs and refs[0][2] >= 0]
+    count = {i: batch["attend"][i][0][2] for i in rows}
+    pairs = [(a, b) for a, b in zip(rows, rows[1:] + rows[:1]) if count[a] != count[b]]
+    if not pairs:
+        return None
+    query = {i: int((batch["labels"][i] != IGNORE).nonzero()[0]) - 1 for i in rows}
+    ends = list(itertools.accumulate(sum(c) for c in batch["media_tokens"]))
+    starts = [0, *ends[:-1]]
+    takers = [a for a, _ in pairs]
+    attn = model.language_model.model.layers[layer].self_attn
+    k = COUNT_HEAD % (heads.shape[-1] // attn.v_dim)
+    head = slice(k * attn.v_dim, (k + 1) * attn.v_dim)
+
+    def swap(_, args):
+        x = args[0].clone()
+        for j, (a, b) in enumerate(pairs):
+            x[j, query[a], head] = heads[b, query[b], head]
+        return (x, *args[1:])
+
+    hook = attn.o_proj.register_forward_pre_hook(swap)
+    try:
+        logits = model(
+            batch["input_ids"][takers], media_embeds=torch.cat([media[starts[a] : ends[a]] for a in takers])
+        )
+    finally:
+        hook.remove()
+    said = logits[torch.arange(len(pairs)), [query[a] for a in takers]]  # (n, V)
+    wanted = torch.stack([batch["labels"][b, query[b] + 1] for _, b in pairs]).to(said.device)
+    return F.cross_entropy(said.float(), wanted)
+
+
 def pooled_features(item: Tensor, first: int, last: int) -> Tensor:
     """(T, D) media embeddings of one item -> (5D,) [max, min, mean over the item; max over its
     first `first` and last `last` tokens (a video's first and last chunk)], divided by its rms.
@@ -458,6 +502,7 @@ def loss_fn(
     object_weight: float = 0.0,
     attend_weight: float = 0.0,
     attend_layer: int = 2,
+    swap_weight: float = 0.0,
 ) -> Tensor:
     """Cross-entropy on the assistant tokens (mean per sample, then over samples), plus
     `scale_weight` x a media-scale penalty.
@@ -473,7 +518,7 @@ def loss_fn(
         media = model.embed_pixels(batch["pixel_values"], batch["grid_thws"])  # (T, D)
     attend = attend_weight and media is not None and any(batch.get("attend") or ())
     attn = model.language_model.model.layers[attend_layer].self_attn if attend else None
-    with call_inputs({attend_layer: attn} if attend else {}) as seen:
+    with call_inputs({attend_layer: attn, -1: attn.o_proj} if attend else {}) as seen:
         logits = model(batch["input_ids"], media_embeds=media)  # (B, S, V)
     labels = batch["labels"][:, 1:]
     token_loss = F.cross_entropy(
@@ -522,6 +567,11 @@ def loss_fn(
             loss = loss + attend_weight * count_loss
             if stats is not None:
                 stats["count"] = float(count_loss.detach())
+            swapped = count_swap_loss(model, batch, media, seen[-1][0], attend_layer) if swap_weight else None
+            if swapped is not None:
+                loss = loss + swap_weight * swapped
+                if stats is not None:
+                    stats["swap"] = float(swapped.detach())
         if "order" in ref:
             pick = torch.arange(len(ref["order"])), ref["order"].to(ref["mass"].device)
             attend_loss = -ref["mass"][pick].mean()
@@ -831,7 +881,7 @@ def train(args: argparse.Namespace) -> Path:
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
         stats: dict = {}
         loss = loss_fn(model, batch, args.scale_weight, stats, aux, args.aux_weight, args.object_weight,
-                       args.attend_weight, args.attend_layer)  # fmt: skip
+                       args.attend_weight, args.attend_layer, args.swap_weight)  # fmt: skip
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
@@ -907,6 +957,8 @@ def main() -> None:
     ap.add_argument(
         "--attend-layer", type=int, default=2, help="the LM layer whose heads --attend-weight supervises"
     )
+    ap.add_argument("--swap-weight", type=float, default=0.0,
+                    help="weight of the count interchange loss (count_swap_loss; needs --attend-weight)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="1 beats 2 on a busy shared CPU (no spin-waits)")
     ap.add_argument(
         "--workers", type=int, default=1, help="processes building batches ahead (0: in the loop)"

@@ -20,6 +20,7 @@ from training.train import (
     build,
     call_inputs,
     collate,
+    count_swap_loss,
     encode,
     kind_curves,
     kind_losses,
@@ -512,6 +513,36 @@ def test_a_count_attends_to_the_sink_and_the_centres_and_reads_how_many(setup):
     assert aux.counted.weight.grad.abs().sum() > 0
     assert model.language_model.model.layers[1].self_attn.q_b_proj.weight.grad.abs().sum() > 0
     assert model.vision_tower.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_the_count_swap_gives_one_counts_head_output_to_another_and_asks_for_that_count(setup):
+    tok, _, proc = setup
+    model = build(tok, 0, SIZES).train()
+    samples = [sample("heldout", i, family="image", task="count_all") for i in range(6)]
+    assert len({s.answer for s in samples}) > 1
+    batch = training_batch(samples, proc, tok)
+    media = model.embed_pixels(batch["pixel_values"], batch["grid_thws"])
+    attn = model.language_model.model.layers[1].self_attn
+    with call_inputs({0: attn.o_proj}) as seen:
+        model(batch["input_ids"], media_embeds=media)
+    heads = seen[0][0]  # (B, S, H * v): every head's output, the count head's last
+    swapped = count_swap_loss(model, batch, media, heads, 1)
+    blanked = count_swap_loss(model, batch, media, torch.zeros_like(heads), 1)
+    vocab = model.config.text.vocab_size
+    assert swapped.item() == pytest.approx(math.log(vocab), rel=0.3)  # an untrained model's guess
+    assert abs(swapped.item() - blanked.item()) > 1e-4  # what the head is given reaches the answer
+    swapped.backward()
+    assert attn.kv_b_proj.weight.grad.abs().sum() > 0  # the donor's values are trained too
+    same = training_batch([samples[0]] * 3, proc, tok)  # no two counts differ: nothing to swap
+    assert (
+        count_swap_loss(model, same, model.embed_pixels(same["pixel_values"], same["grid_thws"]), heads, 1)
+        is None
+    )
+    stats: dict = {}
+    aux = AuxHeads(model.config.text.hidden_size, vocab, model.config.text.v_head_dim)
+    total = loss_fn(model, batch, stats=stats, aux=aux, attend_weight=0.5, attend_layer=1, swap_weight=2.0)
+    plain = loss_fn(model, batch)
+    assert total.item() == pytest.approx(plain.item() + 0.5 * stats["count"] + 2.0 * stats["swap"], rel=1e-5)
 
 
 def test_token_positions_are_cell_centres_per_item_in_packing_order():
