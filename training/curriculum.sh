@@ -91,7 +91,8 @@ case "$plan" in
     # the X button's colour: the tokens did not carry a coloured button's white label (a probe: 13%) and
     # the supervised heads spread over all buttons; alone with the per-token targets at weight 4 the
     # label probe rose to 34% and the kind to 87%, then the full mix back, then a long mix at a third of
-    # the peak with both counting kinds weighted up (docs/bench/buttons/)
+    # the peak with both counting kinds weighted up (docs/bench/buttons/; the counting targets tried
+    # after it, --count-weight and --swap-weight, did not make larger images count right: not in the plan)
     buttons) m="image=0.33,screenshot=0.25,screenshot/highlighted=0.08,screenshot/field=0.05,basics=0.06"
              m="$m,basics/shape_single=0.03,video=0.2,chat=0.04,video/direction=0.08,image/shape_of=0.06"
              m="$m,video/first_appear=0.05,image/position=0.08,screenshot/button_colour=0.08,video/at_time=0.04"

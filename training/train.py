@@ -15,7 +15,9 @@ targets: the shape, colour or word under each media token and its position (`obj
 `token_positions`), which the answers alone did not teach the tokens (`training.token_probe`,
 docs/bench/objects/). `--attend-weight` adds attention targets: head j of LM layer `--attend-layer`,
 where the answer starts, attends to the question's j-th named object and carries its place
-(`attention_targets`, `ref_attention`; `training.attention_probe`, docs/bench/attend/).
+(`attention_targets`, `ref_attention`; `training.attention_probe`, docs/bench/attend/);
+`--count-weight` adds counting targets (the last head of that layer on a sink and one token per
+counted object) and `--swap-weight` the count interchange loss (`count_swap_loss`; docs/bench/buttons/).
 
 Batches: `batch` samples per step, right-padded (causal attention makes right padding safe
 without a mask), media of all samples packed into one MoonViT-3D call. Loss only on the
@@ -259,23 +261,15 @@ def attention_targets(
 
     A ref picks tokens by shape, colour, word (a button in a screenshot is a word with a colour:
     `button`), `highlighted` (a highlighted button's label) and `chunk` (a video chunk's tokens).
-    A counting question's ref (`count`: k) gives the k objects' centre tokens (one each, none for
-    k = 0), their mean place (the middle if none) and k; [] where two centres share a cell."""
+    A counting question's ref (`count`: k) gives, last, the k objects' centre tokens (one each, none
+    for k = 0), their mean place (the middle if none) and k; none where two centres share a cell. "How
+    many red shapes?" with k > 0 also names its colour's tokens, as any ref with a colour does."""
     if s.thinking:
         return []
     out = []
     for ref in s.meta.get("refs", ()):
-        if "count" in ref:
-            picked = [
-                i for i, o in enumerate(s.meta["objects"]) if ref.get("colour", o["colour"]) == o["colour"]
-            ]
-            centres = [(rows[:, 3] == i).nonzero().squeeze(1) for i in picked]
-            if len(picked) != ref["count"] or any(len(c) != 1 for c in centres):
-                return []
-            tokens = torch.cat(centres) if centres else torch.zeros(0, dtype=torch.int64)
-            place = where[tokens].mean(0) if len(tokens) else torch.full((2,), 0.5)
-            out.append((tokens, place, ref["count"]))
-            continue
+        if "count" in ref and not ("colour" in ref and ref["count"]):
+            continue  # nothing to look at: only counted
         keep = torch.ones(len(rows), dtype=torch.bool)
         if "shape" in ref:
             keep &= rows[:, 0] == SHAPES.index(ref["shape"])
@@ -293,6 +287,16 @@ def attention_targets(
         if not keep.any():
             return []
         out.append((keep.nonzero().squeeze(1), where[keep].mean(0), -1))
+    for ref in s.meta.get("refs", ()):
+        if "count" in ref:  # last, so the named objects keep heads 0, 1, ...
+            picked = [
+                i for i, o in enumerate(s.meta["objects"]) if ref.get("colour", o["colour"]) == o["colour"]
+            ]
+            centres = [(rows[:, 3] == i).nonzero().squeeze(1) for i in picked]
+            if len(picked) == ref["count"] and all(len(c) == 1 for c in centres):  # else two share a cell
+                tokens = torch.cat(centres) if centres else torch.zeros(0, dtype=torch.int64)
+                place = where[tokens].mean(0) if len(tokens) else torch.full((2,), 0.5)
+                out.append((tokens, place, ref["count"]))
     return out
 
 
@@ -392,8 +396,8 @@ def count_swap_loss(
     the share of object tokens, which undercounts them (docs/bench/buttons/). This makes the answer
     depend on the head. `heads`: the layer's `o_proj` input from the batch's own pass, (B, S, H * v).
     """
-    rows = [i for i, refs in enumerate(batch["attend"]) if refs and refs[0][2] >= 0]
-    count = {i: batch["attend"][i][0][2] for i in rows}
+    rows = [i for i, refs in enumerate(batch["attend"]) if refs and refs[-1][2] >= 0]
+    count = {i: batch["attend"][i][-1][2] for i in rows}
     pairs = [(a, b) for a, b in zip(rows, rows[1:] + rows[:1]) if count[a] != count[b]]
     if not pairs:
         return None
@@ -452,9 +456,10 @@ class AuxHeads(nn.Module):
         self.counted = nn.Linear(v_dim, MAX_SHAPES + 1)  # per counting question: k from the count head
         self.centres = nn.Linear(dim, 1)  # per image token: does its cell hold an object's centre
 
-    def object_loss(self, media: Tensor, targets: Tensor) -> Tensor | None:
-        """Summed cross-entropy of the shape, colour and word of each token that has one, and whether
-        an image token holds an object's centre (`object_targets`, (T, 4)); None if no token has any."""
+    def object_loss(self, media: Tensor, targets: Tensor, centres: bool = False) -> Tensor | None:
+        """Summed cross-entropy of the shape, colour and word of each token that has one, and with
+        `centres` whether an image token holds an object's centre (`object_targets`, (T, 4)); None if
+        no token has any."""
         logits = torch.cat([self.objects(media), self.words(media)], 1)
         bounds = (0, len(SHAPES), len(SHAPES) + len(COLOUR_NAMES), logits.shape[1])
         losses = []
@@ -463,7 +468,7 @@ class AuxHeads(nn.Module):
             if keep.any():
                 losses.append(F.cross_entropy(logits[keep, lo:hi], targets[keep, i]))
         image = targets[:, 3] >= -1
-        if image.any():
+        if centres and image.any():
             centre = (targets[image, 3] >= 0).to(media.dtype)
             losses.append(F.binary_cross_entropy_with_logits(self.centres(media[image]).squeeze(1), centre))
         return sum(losses) if losses else None
@@ -502,6 +507,7 @@ def loss_fn(
     object_weight: float = 0.0,
     attend_weight: float = 0.0,
     attend_layer: int = 2,
+    count_weight: float = 0.0,
     swap_weight: float = 0.0,
 ) -> Tensor:
     """Cross-entropy on the assistant tokens (mean per sample, then over samples), plus
@@ -545,7 +551,7 @@ def loss_fn(
             if stats is not None:
                 stats["aux"] = float(aux_loss.detach())
     if media is not None and aux is not None and object_weight and "object_targets" in batch:
-        object_loss = aux.object_loss(media, batch["object_targets"])
+        object_loss = aux.object_loss(media, batch["object_targets"], centres=bool(count_weight))
         if object_loss is not None:
             loss = loss + object_weight * object_loss
             if stats is not None:
@@ -558,13 +564,13 @@ def loss_fn(
         # head j of the layer attends to the question's j-th named object: retrieval first, so the
         # answer's loss only has to teach what to read there (docs/bench/attend/)
         ref = ref_attention(attn, seen[attend_layer], batch, model.config.media_placeholder_token_id)
-        if "count" in ref:
+        if "count" in ref and count_weight:
             # counting: the head attends to the sink and the objects' centres alike, and what it reads
             # there says how many (the count read off the share of background tokens undercounted
             # larger images: docs/bench/buttons/)
             counted = F.cross_entropy(aux.counted(ref["count_read"]).float(), ref["count"].to(media.device))
             count_loss = ref["count_ce"].mean() + counted
-            loss = loss + attend_weight * count_loss
+            loss = loss + count_weight * count_loss
             if stats is not None:
                 stats["count"] = float(count_loss.detach())
             swapped = count_swap_loss(model, batch, media, seen[-1][0], attend_layer) if swap_weight else None
@@ -881,7 +887,7 @@ def train(args: argparse.Namespace) -> Path:
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
         stats: dict = {}
         loss = loss_fn(model, batch, args.scale_weight, stats, aux, args.aux_weight, args.object_weight,
-                       args.attend_weight, args.attend_layer, args.swap_weight)  # fmt: skip
+                       args.attend_weight, args.attend_layer, args.count_weight, args.swap_weight)  # fmt: skip
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
@@ -957,8 +963,10 @@ def main() -> None:
     ap.add_argument(
         "--attend-layer", type=int, default=2, help="the LM layer whose heads --attend-weight supervises"
     )
+    ap.add_argument("--count-weight", type=float, default=0.0,
+                    help="weight of the counting targets: the last head of --attend-layer on a sink and one token per object (needs --attend-weight)")  # fmt: skip
     ap.add_argument("--swap-weight", type=float, default=0.0,
-                    help="weight of the count interchange loss (count_swap_loss; needs --attend-weight)")  # fmt: skip
+                    help="weight of the count interchange loss (count_swap_loss; needs --count-weight)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="1 beats 2 on a busy shared CPU (no spin-waits)")
     ap.add_argument(
         "--workers", type=int, default=1, help="processes building batches ahead (0: in the loop)"

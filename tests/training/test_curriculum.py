@@ -70,6 +70,8 @@ def test_every_phase_is_a_valid_trainer_call(tmp_path, plan, phases):
         assert all(float(flag(a, "--object-weight")) >= 1 for a in calls)
     if plan in ("attend", "buttons"):  # and the attention targets
         assert all(float(flag(a, "--attend-weight")) >= 1 for a in calls)
+    if plan == "buttons":  # the X button alone with the per-token targets up, then mixes at 1
+        assert [float(flag(a, "--object-weight")) for a in calls] == [4, 1, 1]
 
 
 def test_scale_multiplies_the_phase_minutes(tmp_path):
