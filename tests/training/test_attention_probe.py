@@ -38,3 +38,8 @@ def test_the_bundled_model_looks_at_both_objects_of_a_left_right_question(tmp_pa
     # the attention targets' heads: each on its own object, the other object barely
     assert head0[0] > 0.5 and head1[1] > 0.5 and head0[1] < 0.2 and head1[0] < 0.2
     assert all(math.isfinite(r) for r in position["read_r2"]) and min(position["read_r2"]) > 0.3
+    # the seventh stage's: head 0 finds the button a question names by its label (stage 6: 0.43)
+    assert got["kinds"]["screenshot/button_colour"]["mass"][got["layer"]][0][0] > 0.6
+    count = got["kinds"]["image/count_all"]  # the count head's view: a share of attention, a fit
+    assert len(count["count_mass"]) == 4 and all(0 <= m <= 1 for m in count["count_mass"])
+    assert math.isfinite(count["count_r2"])
