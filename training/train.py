@@ -345,8 +345,8 @@ def ref_attention(attn: nn.Module, args: tuple, batch: dict, media_id: int) -> d
     For its C counting questions, of the layer's last head (`COUNT_HEAD`): "count_ce" (C,) the
     cross-entropy of its attention against the uniform over the sequence's first token (a sink) and
     the k objects' centre tokens; "count_mass" (C,) its log attention on them; "count_read" (C, v)
-    its output there; "count" (C,) k. Keys with
-    nothing to hold are left out; {} if the batch names nothing.
+    its output there; "count" (C,) k. Keys with nothing to hold are left out ({} if the batch names
+    nothing and counts nothing).
     Queries, keys and values are recomputed with the layer's own projections, so gradients reach every
     weight that shaped them.
     """
