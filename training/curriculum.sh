@@ -11,10 +11,11 @@
 # The bundled weights are gpu -> refine -> weak -> click -> objects -> attend -> buttons: all but weak started
 # from the previous run's export (`python -m training.train --out RUN --export DIR`), weak continued the
 # refine run itself.
-# Environment: PLAN (cpu|gpu|refine|weak|click|objects|attend), INIT (where a refinement starts: exported
+# Environment: PLAN (cpu|gpu|refine|weak|click|objects|attend|buttons), INIT (where a refinement starts: exported
 # weights, with a fresh optimizer and aux heads, or a training run, whose checkpoint OUT continues: aux
 # heads and optimizer moments), DEVICE, BATCH, LR (the peak a phase's factor multiplies), SCALE (x phase
-# minutes), THREADS, WORKERS, AFTER_PHASE (a command run with OUT after each phase).
+# minutes), THREADS, WORKERS, AFTER_PHASE (a command run with OUT after each phase), FLAGS (train.py
+# flags added to every phase, e.g. FLAGS="--aux-weight 1 --object-weight 1 --attend-weight 1").
 # A phase is "mix minutes lr-factor [train.py flags]"; a repeated mix starts a new phase (--new-phase).
 set -euo pipefail
 out=${1:-training/runs/main}
@@ -123,8 +124,8 @@ for phase in "${phases[@]}"; do
     # a refinement's every phase is new (the first one too: the start is another run's weights)
     if [ "$mix" = "$prev" ] || [ -n "${INIT:-}" ]; then new=(--new-phase); fi
     # shellcheck disable=SC2086  # the phase's own flags split on spaces
-    "$py" -m training.train "${common[@]}" "${init[@]}" "${every[@]}" --mix "$mix" --phase-minutes "$minutes" \
-        --lr "$peak" "${new[@]}" ${flags:-}
+    "$py" -m training.train "${common[@]}" "${init[@]}" "${every[@]}" ${FLAGS:-} --mix "$mix" \
+        --phase-minutes "$minutes" --lr "$peak" "${new[@]}" ${flags:-}
     prev=$mix
     # a hook between phases (the device script exports after each, so a cut-off run still returns weights)
     if [ -n "${AFTER_PHASE:-}" ]; then $AFTER_PHASE "$out"; fi

@@ -79,6 +79,16 @@ def test_scale_multiplies_the_phase_minutes(tmp_path):
     assert [float(flag(a, "--phase-minutes")) for a in calls] == [0.75, 3, 3, 7.5, 9.5]
 
 
+def test_flags_reach_every_phase_and_a_phase_s_own_flags_win(tmp_path):
+    calls = plan_calls(tmp_path, "cpu", FLAGS="--aux-weight 1 --attend-weight 1")
+    assert len(calls) == 5 and all(
+        flag(a, "--aux-weight") == "1" == flag(a, "--attend-weight") for a in calls
+    )
+    (tmp_path / "b").mkdir()
+    calls = plan_calls(tmp_path / "b", "buttons", INIT=str(tmp_path / "export"), FLAGS="--object-weight 2")
+    assert [flag(a, "--object-weight") for a in calls] == ["4", "2", "2"]  # phase 1 sets its own
+
+
 def test_a_refinement_from_a_run_continues_its_checkpoint(tmp_path):
     run = tmp_path / "refine_run"
     run.mkdir()
