@@ -522,7 +522,12 @@ def loss_fn(
     media = None
     if batch["pixel_values"] is not None:
         media = model.embed_pixels(batch["pixel_values"], batch["grid_thws"])  # (T, D)
-    attend = attend_weight and media is not None and any(batch.get("attend") or ())
+    # the layer's queries and keys are recomputed only for a ref with a loss: a count's needs --count-weight
+    attend = (
+        attend_weight
+        and media is not None
+        and any(count < 0 or count_weight for refs in batch.get("attend") or () for _, _, count in refs)
+    )
     attn = model.language_model.model.layers[attend_layer].self_attn if attend else None
     with call_inputs({attend_layer: attn, -1: attn.o_proj} if attend else {}) as seen:
         logits = model(batch["input_ids"], media_embeds=media)  # (B, S, V)
