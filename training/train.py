@@ -52,6 +52,7 @@ from mm_model.lm.moe import Router
 from mm_model.multimodal import KimiK25Model
 from mm_model.processor import Processor
 from mm_model.tokenizer import JsonTokenizer, Tokenizer
+from training import canvas
 from training.generators import MIXES, Sample, parse_mix, sample
 from training.generators.common import COLOUR_NAMES, SHAPES
 from training.generators.images import MAX_SHAPES
@@ -127,25 +128,66 @@ class Batches(torch.utils.data.Dataset):
     """Batch `step` of the run, encoded and collated: a pure function of the step, so a DataLoader
     worker can build the next batches (PIL drawing, resizing) while the model trains on this one."""
 
-    def __init__(self, processor: Processor, tok: Tokenizer, batch: int, mix: tuple, steps: int) -> None:
+    def __init__(
+        self, processor: Processor, tok: Tokenizer, batch: int, mix: tuple, steps: int, twins: bool = False
+    ) -> None:
         self.processor, self.tok, self.batch, self.mix, self.steps = processor, tok, batch, mix, steps
+        self.twins = twins
 
     def __len__(self) -> int:
         return self.steps
 
     def __getitem__(self, step: int) -> dict:
-        samples = [sample("train", step * self.batch + j, mix=self.mix) for j in range(self.batch)]
-        return training_batch(samples, self.processor, self.tok)
+        index = range(step * self.batch, (step + 1) * self.batch)
+        samples = [sample("train", i, mix=self.mix) for i in index]
+        # the twins' own random streams: the samples stay those of a run without them
+        rngs = [random.Random(f"canvas/{i}") for i in index] if self.twins else None
+        return training_batch(samples, self.processor, self.tok, rngs)
 
 
-def training_batch(samples: list[Sample], processor: Processor, tok: Tokenizer) -> dict:
-    """`samples` encoded and collated, with their aux, per-token and attention targets: what `loss_fn`
-    takes (the trainer's batches, the probes' and the tests')."""
+def training_batch(
+    samples: list[Sample], processor: Processor, tok: Tokenizer, twin_rngs: list[random.Random] | None = None
+) -> dict:
+    """`samples` encoded and collated, with their aux, per-token and attention targets, and with
+    `twin_rngs` their canvas twins: what `loss_fn` takes (the trainer's batches, the probes' and the tests')."""
     encoded = [encode(s, processor, tok) for s in samples]
     return {
         **collate(encoded, tok.special_tokens["[PAD]"]),
         **aux_targets(samples, encoded, processor),
         **token_targets(samples, encoded, processor),
+        **(canvas_twins(samples, encoded, processor, twin_rngs) if twin_rngs else {}),
+    }
+
+
+def canvas_twins(
+    samples: list[Sample], encoded: list[Encoded], processor: Processor, rngs: list[random.Random]
+) -> dict[str, Tensor | None]:
+    """Each single-image question's picture on a larger seen-size canvas (`training.canvas`): the twins'
+    packed pixels and grids, and the merged-token indices of the cells a picture and its twin share,
+    in the batch's media tokens ("twin_here", (n,)) and in the twins' ("twin_there", (n,))."""
+    kernel = processor.config.vision.merge_kernel_size
+    unit = processor.config.media.patch_size * kernel[0]
+    patches, grids, here, there = [], [], [], []
+    start = twin_start = 0
+    for s, e, rng in zip(samples, encoded, rngs):
+        image = canvas.picture(s.messages)
+        box = canvas.twin_box(rng, image.size, s.family, unit) if image is not None else None
+        if box is not None:
+            item = processor.image_item(canvas.pad_edges(image, box))
+            a, b = canvas.shared_cells(image.size, box, unit)
+            patches.append(item.patches)
+            grids.append(item.grid)
+            here.append(a + start)
+            there.append(b + twin_start)
+            twin_start += item.tokens
+        start += sum(merged_tokens(e.grids, kernel))
+    if not grids:
+        return {"twin_pixels": None, "twin_grids": None, "twin_here": None, "twin_there": None}
+    return {
+        "twin_pixels": torch.cat(patches),
+        "twin_grids": torch.tensor(grids, dtype=torch.int64),
+        "twin_here": torch.cat(here),
+        "twin_there": torch.cat(there),
     }
 
 
@@ -509,6 +551,7 @@ def loss_fn(
     attend_layer: int = 2,
     count_weight: float = 0.0,
     swap_weight: float = 0.0,
+    canvas_weight: float = 0.0,
 ) -> Tensor:
     """Cross-entropy on the assistant tokens (mean per sample, then over samples), plus
     `scale_weight` x a media-scale penalty.
@@ -565,6 +608,14 @@ def loss_fn(
         loss = loss + object_weight * where_loss
         if stats is not None:
             stats["where"] = float(where_loss.detach())
+    if media is not None and canvas_weight and batch.get("twin_pixels") is not None:
+        # the same cells, the same tokens, whatever the canvas around them (training.canvas)
+        twin = model.embed_pixels(batch["twin_pixels"], batch["twin_grids"])
+        a, b = media[batch["twin_here"]].float(), twin[batch["twin_there"]].float()
+        canvas_loss = (a - b).pow(2).mean() / a.detach().pow(2).mean().clamp(min=1e-12)
+        loss = loss + canvas_weight * canvas_loss
+        if stats is not None:
+            stats["canvas"] = float(canvas_loss.detach())
     if attend:
         # head j of the layer attends to the question's j-th named object: retrieval first, so the
         # answer's loss only has to teach what to read there (docs/bench/attend/)
@@ -870,8 +921,8 @@ def train(args: argparse.Namespace) -> Path:
     meta = {"phase": {"mix": args.mix, "start": (phase_step, phase_start)}} if args.phase_minutes else {}
     model.train()
     batches = iter(torch.utils.data.DataLoader(
-        Batches(processor, tok, args.batch, mix, args.steps), batch_size=None, sampler=range(step, args.steps),
-        num_workers=args.workers, prefetch_factor=4 if args.workers else None,
+        Batches(processor, tok, args.batch, mix, args.steps, twins=bool(args.canvas_weight)), batch_size=None,
+        sampler=range(step, args.steps), num_workers=args.workers, prefetch_factor=4 if args.workers else None,
     ))  # fmt: skip
     log = (out / "log.jsonl").open("a")
     bar = tqdm(total=args.steps, initial=step, desc="train", dynamic_ncols=True, mininterval=5)
@@ -892,7 +943,8 @@ def train(args: argparse.Namespace) -> Path:
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
         stats: dict = {}
         loss = loss_fn(model, batch, args.scale_weight, stats, aux, args.aux_weight, args.object_weight,
-                       args.attend_weight, args.attend_layer, args.count_weight, args.swap_weight)  # fmt: skip
+                       args.attend_weight, args.attend_layer, args.count_weight, args.swap_weight,
+                       args.canvas_weight)  # fmt: skip
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
@@ -972,6 +1024,8 @@ def main() -> None:
                     help="weight of the counting targets: the last head of --attend-layer on a sink and one token per object (needs --attend-weight)")  # fmt: skip
     ap.add_argument("--swap-weight", type=float, default=0.0,
                     help="weight of the count interchange loss (count_swap_loss; needs --count-weight)")  # fmt: skip
+    ap.add_argument("--canvas-weight", type=float, default=0.0,
+                    help="weight of the canvas-twin loss: the same cells' tokens on a larger seen canvas (training.canvas)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="1 beats 2 on a busy shared CPU (no spin-waits)")
     ap.add_argument(
         "--workers", type=int, default=1, help="processes building batches ahead (0: in the loop)"

@@ -655,3 +655,36 @@ def test_export_writes_weights_a_fresh_loss_curve_and_the_run_summary(tmp_path, 
     info = json.loads((dest / "training.json").read_text())
     assert info["steps"] == 2 and info["samples"] == 4
     assert {"config.json", "tokenizer.json"} <= {p.name for p in dest.iterdir()}
+
+
+def test_canvas_twins_pair_the_tokens_of_shared_cells_and_their_loss_trains_the_tower(setup):
+    import random
+
+    tok, _, proc = setup
+    model = build(tok, 0, SIZES).train()
+    samples = [sample("train", i, family=f) for i, f in enumerate(("image", "video", "screenshot", "basics"))]
+    rngs = [random.Random(i) for i in range(len(samples))]
+    batch = training_batch(samples, proc, tok, rngs)
+    assert batch["twin_pixels"] is not None and len(batch["twin_here"]) == len(batch["twin_there"]) > 0
+    media = model.embed_pixels(batch["pixel_values"], batch["grid_thws"])
+    twin = model.embed_pixels(batch["twin_pixels"], batch["twin_grids"])
+    assert int(batch["twin_here"].max()) < len(media) and int(batch["twin_there"].max()) < len(twin)
+    # the paired tokens differ (the canvas changed around them) but are closer than random pairs
+    a, b = media[batch["twin_here"]], twin[batch["twin_there"]]
+    paired = torch.nn.functional.cosine_similarity(a, b).mean()
+    shuffled = torch.nn.functional.cosine_similarity(a, b[torch.randperm(len(b))]).mean()
+    assert paired > shuffled
+    plain = loss_fn(model, batch)
+    stats: dict = {}
+    total = loss_fn(model, batch, stats=stats, canvas_weight=3.0)
+    assert stats["canvas"] > 0
+    assert total.item() == pytest.approx(plain.item() + 3.0 * stats["canvas"], rel=1e-5)
+    model.zero_grad()
+    (total - plain).backward()
+    assert model.vision_tower.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert (
+        model.language_model.model.embed_tokens.weight.grad is None
+        or not model.language_model.model.embed_tokens.weight.grad.any()
+    )
+    # without rngs, no twins: the batch is the one a run without --canvas-weight trains on
+    assert "twin_pixels" not in training_batch(samples, proc, tok)

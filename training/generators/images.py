@@ -27,14 +27,16 @@ from training.generators.common import (
 
 TASKS = ("count_all", "count_colour", "colour_of", "shape_of", "position")
 MAX_SHAPES = 6  # a counting question's image holds 1..MAX_SHAPES shapes
+SEEN_SIDE = (84, 168)  # px, each side of a seen image
+SEEN_ASPECT = 2.0  # a seen image's longer side over its shorter one, at most
 
 
 def image_size(rng: random.Random, unseen: bool = False) -> tuple[int, int]:
     """(width, height) from the seen or the unseen resolution distribution."""
     if not unseen:
         while True:
-            w, h = rng.randint(84, 168), rng.randint(84, 168)
-            if max(w, h) <= 2 * min(w, h):
+            w, h = rng.randint(*SEEN_SIDE), rng.randint(*SEEN_SIDE)
+            if max(w, h) <= SEEN_ASPECT * min(w, h):
                 return w, h
     if rng.random() < 0.5:
         return rng.randint(182, 252), rng.randint(182, 252)

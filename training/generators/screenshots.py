@@ -27,9 +27,12 @@ WORDS = tuple(dict.fromkeys(TITLES + BUTTONS + CHECKS + FIELDS + VALUES + MENUS)
 )
 
 
+SEEN_WIDTH, SEEN_HEIGHT = (150, 224), (130, 196)  # px, a seen window's sides
+
+
 def screen_size(rng: random.Random, unseen: bool = False) -> tuple[int, int]:
     if not unseen:
-        return rng.randint(150, 224), rng.randint(130, 196)
+        return rng.randint(*SEEN_WIDTH), rng.randint(*SEEN_HEIGHT)
     if rng.random() < 0.5:
         return rng.randint(252, 336), rng.randint(224, 280)
     h = rng.randint(130, 150)

@@ -1,0 +1,28 @@
+"""Tokens and counts on a larger canvas: the layouts, and a run on the bundled model."""
+
+from __future__ import annotations
+
+import json
+
+from training.canvas_probe import layouts, main
+
+
+def test_layouts_place_the_picture_on_whole_cells_inside_larger_canvases():
+    for w, h in ((112, 140), (168, 112)):
+        got = layouts(w, h, (28, 56))
+        assert got["+28 px a side"] == (w + 56, h + 56, 28, 28)
+        strip_w, strip_h, x, _ = got["same tokens, one row of cells high"]
+        assert strip_h == h and strip_w % 28 == 0 and x % 28 == 0 and x + w <= strip_w
+        # about as many tokens as the +56 canvas, in one picture-high strip
+        assert abs(strip_w * h - (w + 112) * (h + 112)) <= 28 * h
+        assert got["+56 a side, picture in the corner"][2:] == (0, 0)
+
+
+def test_unpadded_tokens_match_themselves_and_padding_changes_them(tmp_path, monkeypatch):
+    out = tmp_path / "probe.json"
+    monkeypatch.setattr("sys.argv", ["canvas_probe", "--n", "2", "--pads", "56", "--json", str(out)])
+    main()
+    got = json.loads(out.read_text())["canvases"]
+    assert got["unpadded"]["token_cos"] > 0.999  # the same picture, encoded afresh
+    assert got["+56 px a side"]["token_cos"] < 0.99  # the tower's tokens depend on the canvas
+    assert all(r["n"] == 2 and 0 <= r["count_accuracy"] <= 1 for r in got.values())

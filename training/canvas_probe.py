@@ -1,0 +1,113 @@
+"""Do a picture's tokens and counts survive a larger canvas? The same scene padded with its background.
+
+    python -m training.canvas_probe                                   # the bundled model
+    python -m training.canvas_probe --model DIR --json docs/bench/canvas/probe.json
+
+Held-out shape scenes (sides 112..168, whole 28-px cells) are padded with their own background, by
+whole cells on every side (`--pads`, px a side) and into canvases of one token count but other shapes.
+For each canvas: the mean cosine similarity of the tokens over the picture's cells to the unpadded
+picture's, and the accuracy and mean signed error of "How many shapes are in the image?". Shifting
+a picture within one canvas leaves its tokens nearly unchanged; growing the canvas does not, by token
+count rather than by distance (docs/bench/canvas/): the tower's attention spreads over the background.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from training.canvas import shared_cells
+from training.generators import images
+from training.generators.common import rng_for
+
+QUESTION = "How many shapes are in the image?"
+UNIT = 28  # px of one merged token's cell
+
+
+def embed(model, image: Image.Image) -> torch.Tensor:
+    """(T, D) float32 LM-input tokens of one image, encoded afresh."""
+    model._media_cache.clear()
+    tokens, _ = model.media_embeddings([model.processor.image_item(image)])
+    return tokens.float()
+
+
+def layouts(w: int, h: int, pads: tuple[int, ...]) -> dict[str, tuple[int, int, int, int]]:
+    """name -> (canvas w, canvas h, x, y): padded on every side, then the +2-cell canvas's token count
+    as a wide strip and as a shift within one canvas."""
+    out = {f"+{p} px a side": (w + 2 * p, h + 2 * p, p, p) for p in pads}
+    big = (w + 4 * UNIT) * (h + 4 * UNIT) // h  # the +56 canvas's area at the picture's height
+    out["same tokens, one row of cells high"] = (
+        big // UNIT * UNIT,
+        h,
+        (big // UNIT * UNIT - w) // 2 // UNIT * UNIT,
+        0,
+    )
+    out["+56 a side, picture in the corner"] = (w + 4 * UNIT, h + 4 * UNIT, 0, 0)
+    return out
+
+
+def run(model, n: int, pads: tuple[int, ...]) -> dict[str, dict]:
+    rows: dict[str, list[tuple[float, int, int | None]]] = {}
+    for i in tqdm(range(n), desc="scenes", mininterval=5):
+        rng = rng_for("heldout", i, "canvas_probe")
+        w, h = rng.choice((112, 140, 168)), rng.choice((112, 140, 168))
+        image, objects = images.scene(rng, w, h, rng.randint(1, images.MAX_SHAPES))
+        base = embed(model, image)
+        background = image.getpixel((0, 0))
+        for name, (cw, ch, x, y) in {"unpadded": (w, h, 0, 0), **layouts(w, h, pads)}.items():
+            canvas = Image.new("RGB", (cw, ch), background)
+            canvas.paste(image, (x, y))
+            here, there = shared_cells((w, h), (x, y, cw - w - x, ch - h - y))
+            cos = F.cosine_similarity(base[here], embed(model, canvas)[there]).mean()
+            reply = model.chat([{"role": "user", "content": [{"type": "image", "image": canvas},
+                                {"type": "text", "text": QUESTION}]}], max_new_tokens=4).text.strip()  # fmt: skip
+            rows.setdefault(name, []).append(
+                (float(cos), len(objects), int(reply) if reply.isdigit() else None)
+            )
+    table = {}
+    for name, r in rows.items():
+        said = [(k, s) for _, k, s in r if s is not None]
+        table[name] = {
+            "n": len(r),
+            "token_cos": round(sum(c for c, _, _ in r) / len(r), 3),
+            "count_accuracy": round(sum(k == s for _, k, s in r) / len(r), 3),
+            "mean_error": round(sum(s - k for k, s in said) / len(said), 2) if said else None,
+        }
+    return table
+
+
+def main() -> None:
+    import mm_model
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="bundled model name or checkpoint directory")
+    ap.add_argument("--n", type=int, default=40, help="scenes")
+    ap.add_argument("--pads", default="28,56,84", help="px added on every side, whole cells")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    pads = tuple(int(p) for p in args.pads.split(","))
+    if any(p % UNIT for p in pads):
+        ap.error(f"--pads must be whole cells ({UNIT} px)")
+    model = mm_model.load(args.model) if args.model else mm_model.load()
+    table = run(model, args.n, pads)
+    print(f"count and tokens on a larger canvas, n = {args.n} scenes")
+    print(f"{'canvas':<38}{'token cos':>10}{'count acc':>11}{'mean error':>12}")
+    for name, r in table.items():
+        err = "" if r["mean_error"] is None else f"{r['mean_error']:+.2f}"
+        print(f"{name:<38}{r['token_cos']:>10.3f}{r['count_accuracy']:>11.2f}{err:>12}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        summary = {"model": args.model or "bundled", "n": args.n, "canvases": table}
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
