@@ -8,10 +8,11 @@
 #   PLAN=objects INIT=CLICK_EXPORT bash training/curriculum.sh OUT  # then 89 more: per-token targets
 #   PLAN=attend INIT=OBJECTS_EXPORT bash training/curriculum.sh OUT # then 90 more: attention targets
 #   PLAN=buttons INIT=ATTEND_EXPORT bash training/curriculum.sh OUT # then 47 more: button labels, counts
-# The bundled weights are gpu -> refine -> weak -> click -> objects -> attend -> buttons: all but weak started
+#   PLAN=canvas INIT=BUTTONS_EXPORT bash training/curriculum.sh OUT # then 35 more: canvas twins
+# The bundled weights are gpu -> refine -> weak -> click -> objects -> attend -> buttons -> canvas: all but weak started
 # from the previous run's export (`python -m training.train --out RUN --export DIR`), weak continued the
 # refine run itself.
-# Environment: PLAN (cpu|gpu|refine|weak|click|objects|attend|buttons), INIT (where a refinement starts: exported
+# Environment: PLAN (cpu|gpu|refine|weak|click|objects|attend|buttons|canvas), INIT (where a refinement starts: exported
 # weights, with a fresh optimizer and aux heads, or a training run, whose checkpoint OUT continues: aux
 # heads and optimizer moments), DEVICE, BATCH, LR (the peak a phase's factor multiplies), SCALE (x phase
 # minutes), THREADS, WORKERS, AFTER_PHASE (a command run with OUT after each phase), FLAGS (train.py
@@ -105,11 +106,23 @@ case "$plan" in
              phases=("screenshot/button_colour 5 1 --object-weight 4" "$m 18 0.5 --warmup 60"
                      "$c 24 0.3334 --warmup 60")
              batch=${BATCH:-16} lr=${LR:-3e-4} every=(--aux-weight 1 --object-weight 1 --attend-weight 1) ;;
-    *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects, attend or buttons)" >&2; exit 2 ;;
+    # canvas twins (--canvas-weight): a picture's tokens changed with the canvas around it (padding a
+    # scene with its own background halved their cosine and the counts fell: the tower's attention
+    # spreads over the background), so each picture is also edge-padded to a larger seen size and its
+    # shared cells' tokens asked to match; the buttons plan's last mix at a third of the peak
+    # (docs/bench/canvas/: unseen-resolution images 83 -> 87, screenshots 87 -> 91 at n = 60)
+    canvas) c="image=0.33,screenshot=0.2,screenshot/highlighted=0.06,screenshot/field=0.03,basics=0.04"
+            c="$c,basics/shape_single=0.02,video=0.18,chat=0.04,video/direction=0.05,image/shape_of=0.04"
+            c="$c,video/first_appear=0.03,image/position=0.06,screenshot/button_colour=0.08,video/at_time=0.04"
+            c="$c,video/colour_order=0.06,image/count_colour=0.08,image/count_all=0.08"
+            phases=("$c 35 0.3334 --warmup 60")
+            batch=${BATCH:-16} lr=${LR:-3e-4}
+            every=(--aux-weight 1 --object-weight 1 --attend-weight 1 --canvas-weight 2) ;;
+    *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects, attend, buttons or canvas)" >&2; exit 2 ;;
 esac
 common=(--out "$out" --batch "$batch" --warmup 30 --device "${DEVICE:-cpu}" --threads "${THREADS:-2}"
         --workers "${WORKERS:-1}" --ckpt-minutes 5 --steps 1000000)  # phases end on time, not steps
-case "$plan" in refine|weak|click|objects|attend|buttons) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT: exported weights or a training run" >&2; exit 2; } ;; esac
+case "$plan" in refine|weak|click|objects|attend|buttons|canvas) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT: exported weights or a training run" >&2; exit 2; } ;; esac
 init=()
 if [ -f "${INIT:-}/ckpt.safetensors" ] && [ ! -f "$out/ckpt.safetensors" ]; then
     mkdir -p "$out" && cp "$INIT"/ckpt.json "$INIT"/ckpt.safetensors "$INIT"/tokenizer.json "$out"/

@@ -17,7 +17,9 @@ docs/bench/objects/). `--attend-weight` adds attention targets: head j of LM lay
 where the answer starts, attends to the question's j-th named object and carries its place
 (`attention_targets`, `ref_attention`; `training.attention_probe`, docs/bench/attend/);
 `--count-weight` adds counting targets (the last head of that layer on a sink and one token per
-counted object) and `--swap-weight` the count interchange loss (`count_swap_loss`; docs/bench/buttons/).
+counted object) and `--swap-weight` the count interchange loss (`count_swap_loss`; docs/bench/buttons/);
+`--canvas-weight` asks each picture's tokens to stay the same on a larger seen canvas (`training.canvas`,
+docs/bench/canvas/).
 
 Batches: `batch` samples per step, right-padded (causal attention makes right padding safe
 without a mask), media of all samples packed into one MoonViT-3D call. Loss only on the

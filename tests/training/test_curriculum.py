@@ -39,7 +39,7 @@ def flag(args: list[str], name: str) -> str:
     return args[len(args) - 1 - args[::-1].index(name) + 1]
 
 
-REFINEMENTS = ("refine", "weak", "click", "objects", "attend", "buttons")
+REFINEMENTS = ("refine", "weak", "click", "objects", "attend", "buttons", "canvas")
 
 
 @pytest.mark.parametrize(
@@ -53,6 +53,7 @@ REFINEMENTS = ("refine", "weak", "click", "objects", "attend", "buttons")
         ("objects", 7),
         ("attend", 5),
         ("buttons", 3),
+        ("canvas", 1),
     ],
 )
 def test_every_phase_is_a_valid_trainer_call(tmp_path, plan, phases):
@@ -66,12 +67,14 @@ def test_every_phase_is_a_valid_trainer_call(tmp_path, plan, phases):
     if init:  # a refinement starts from another model: every phase is a new one, with the aux heads
         assert all("--new-phase" in a and float(flag(a, "--aux-weight")) >= 1 for a in calls)
         assert flag(calls[0], "--init") == init["INIT"]
-    if plan in ("objects", "attend", "buttons"):  # the per-token targets in every phase
+    if plan in ("objects", "attend", "buttons", "canvas"):  # the per-token targets in every phase
         assert all(float(flag(a, "--object-weight")) >= 1 for a in calls)
-    if plan in ("attend", "buttons"):  # and the attention targets
+    if plan in ("attend", "buttons", "canvas"):  # and the attention targets
         assert all(float(flag(a, "--attend-weight")) >= 1 for a in calls)
     if plan == "buttons":  # the X button alone with the per-token targets up, then mixes at 1
         assert [float(flag(a, "--object-weight")) for a in calls] == [4, 1, 1]
+    if plan == "canvas":  # the canvas twins at weight 2
+        assert float(flag(calls[0], "--canvas-weight")) == 2
 
 
 def test_scale_multiplies_the_phase_minutes(tmp_path):
