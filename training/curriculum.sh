@@ -23,6 +23,11 @@ out=${1:-training/runs/main}
 py=${2:-python}
 plan=${PLAN:-cpu}
 every=()  # flags for every phase of the plan
+# the whole task set with both counting kinds weighted up: the last mix of buttons, the one of canvas
+counts="image=0.33,screenshot=0.2,screenshot/highlighted=0.06,screenshot/field=0.03,basics=0.04"
+counts="$counts,basics/shape_single=0.02,video=0.18,chat=0.04,video/direction=0.05,image/shape_of=0.04"
+counts="$counts,video/first_appear=0.03,image/position=0.06,screenshot/button_colour=0.08,video/at_time=0.04"
+counts="$counts,video/colour_order=0.06,image/count_colour=0.08,image/count_all=0.08"
 case "$plan" in
     # the CPU plan ends with a second pass over image_first at 3/4 of the peak
     cpu) phases=("basics 1.5 1" "images 6 1" "ground 6 1" "image_first 15 1" "image_first 19 0.75")
@@ -99,23 +104,15 @@ case "$plan" in
              m="$m,basics/shape_single=0.03,video=0.2,chat=0.04,video/direction=0.08,image/shape_of=0.06"
              m="$m,video/first_appear=0.05,image/position=0.08,screenshot/button_colour=0.08,video/at_time=0.04"
              m="$m,video/colour_order=0.05,image/count_colour=0.03"
-             c="image=0.33,screenshot=0.2,screenshot/highlighted=0.06,screenshot/field=0.03,basics=0.04"
-             c="$c,basics/shape_single=0.02,video=0.18,chat=0.04,video/direction=0.05,image/shape_of=0.04"
-             c="$c,video/first_appear=0.03,image/position=0.06,screenshot/button_colour=0.08,video/at_time=0.04"
-             c="$c,video/colour_order=0.06,image/count_colour=0.08,image/count_all=0.08"
              phases=("screenshot/button_colour 5 1 --object-weight 4" "$m 18 0.5 --warmup 60"
-                     "$c 24 0.3334 --warmup 60")
+                     "$counts 24 0.3334 --warmup 60")
              batch=${BATCH:-16} lr=${LR:-3e-4} every=(--aux-weight 1 --object-weight 1 --attend-weight 1) ;;
     # canvas twins (--canvas-weight): a picture's tokens changed with the canvas around it (padding a
     # scene with its own background halved their cosine and the counts fell: the tower's attention
     # spreads over the background), so each picture is also edge-padded to a larger seen size and its
     # shared cells' tokens asked to match; the buttons plan's last mix at a third of the peak
     # (docs/bench/canvas/: unseen-resolution images 83 -> 87, screenshots 87 -> 91 at n = 60)
-    canvas) c="image=0.33,screenshot=0.2,screenshot/highlighted=0.06,screenshot/field=0.03,basics=0.04"
-            c="$c,basics/shape_single=0.02,video=0.18,chat=0.04,video/direction=0.05,image/shape_of=0.04"
-            c="$c,video/first_appear=0.03,image/position=0.06,screenshot/button_colour=0.08,video/at_time=0.04"
-            c="$c,video/colour_order=0.06,image/count_colour=0.08,image/count_all=0.08"
-            phases=("$c 35 0.3334 --warmup 60")
+    canvas) phases=("$counts 35 0.3334 --warmup 60")
             batch=${BATCH:-16} lr=${LR:-3e-4}
             every=(--aux-weight 1 --object-weight 1 --attend-weight 1 --canvas-weight 2) ;;
     *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects, attend, buttons or canvas)" >&2; exit 2 ;;
