@@ -82,8 +82,16 @@ def _default_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def resolve_source(source: str | Path) -> Path:
-    """A bundled model name or a checkpoint directory -> the directory."""
+def resolve_source(source: str | Path | None) -> Path:
+    """A bundled model name or a checkpoint directory (None: the default, "tiny") -> the directory."""
+    if source is None:
+        source = "tiny"
+    if not isinstance(source, str | Path):
+        raise InputError(
+            f"model source must be a bundled model name or a directory, not {type(source).__name__}"
+        )
+    if isinstance(source, str) and not source.strip():
+        raise InputError(f"model source is empty: name a bundled model {BUNDLED} or a directory")
     if isinstance(source, str) and source in BUNDLED:
         path = Path(str(resources.files("mm_model") / "bundled" / source))
         if not (path / "config.json").exists():
@@ -95,7 +103,9 @@ def resolve_source(source: str | Path) -> Path:
     return path
 
 
-def load(source: str | Path = "tiny", dtype: torch.dtype | None = None, device: str | None = None) -> Model:
+def load(
+    source: str | Path | None = "tiny", dtype: torch.dtype | None = None, device: str | None = None
+) -> Model:
     """Load a bundled model by name or a checkpoint directory (config.json + safetensors [+ tokenizer])."""
     path = resolve_source(source)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -32,17 +32,25 @@ SEEN = {
 
 
 def twin_box(
-    rng: random.Random, size: tuple[int, int], family: str, unit: int = 28, tries: int = 8
+    rng: random.Random,
+    size: tuple[int, int],
+    family: str,
+    unit: int = 28,
+    tries: int = 8,
+    largest: bool = False,
 ) -> tuple[int, int, int, int] | None:
     """(left, top, right, bottom) padding in px for a picture of `size` (w, h) of `family`: the padded
-    size is a seen one, at least one merged cell larger, left and top whole cells (top 0 for a window);
-    None where no seen size is larger."""
+    size is a seen one (the largest seen canvas if `largest`), at least one merged cell larger, left and
+    top whole cells (top 0 for a window); None where no seen size is larger."""
     if family not in SEEN:
         return None
     (_, max_w), (_, max_h), aspect = SEEN[family]
     w, h = size
     for _ in range(tries):
-        grow_w, grow_h = rng.randint(0, max(0, max_w - w)), rng.randint(0, max(0, max_h - h))
+        if largest:
+            grow_w, grow_h = max(0, max_w - w), max(0, max_h - h)
+        else:
+            grow_w, grow_h = rng.randint(0, max(0, max_w - w)), rng.randint(0, max(0, max_h - h))
         big_w, big_h = w + grow_w, h + grow_h
         if max(grow_w, grow_h) < unit or max(big_w, big_h) > aspect * min(big_w, big_h):
             continue

@@ -6,7 +6,8 @@
 Held-out shape scenes (sides 112..168, whole 28-px cells) are padded with their own background, by
 whole cells on every side (`--pads`, px a side) and into canvases of one token count but other shapes.
 For each canvas: the mean cosine similarity of the tokens over the picture's cells to the unpadded
-picture's, and the accuracy and mean signed error of "How many shapes are in the image?". Shifting
+picture's, and the accuracy and mean signed error of "How many shapes are in the image?", also with the
+unpadded picture's tokens put back over its cells (the tower's share of the fall; the rest is the LM's). Shifting
 a picture within one canvas leaves its tokens nearly unchanged; growing the canvas does not, by token
 count rather than by distance (docs/bench/canvas/): the tower's attention spreads over the background.
 """
@@ -31,10 +32,23 @@ UNIT = 28  # px of one merged token's cell
 
 
 def embed(model, image: Image.Image) -> torch.Tensor:
-    """(T, D) float32 LM-input tokens of one image, encoded afresh."""
+    """(T, D) LM-input tokens of one image, encoded afresh (the model's dtype)."""
     model._media_cache.clear()
     tokens, _ = model.media_embeddings([model.processor.image_item(image)])
-    return tokens.float()
+    return tokens
+
+
+def count(model, image: Image.Image, tokens: torch.Tensor | None = None) -> int | None:
+    """The model's answer to QUESTION about `image`, read from `tokens` (T, D) in place of the tower's
+    own when given; None when the answer is not a number."""
+    model._media_cache.clear()
+    if tokens is not None:  # the chat finds them cached under the image's key and encodes nothing
+        model._media_cache[model.processor.image_item(image).key] = tokens
+    messages = [
+        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": QUESTION}]}
+    ]
+    reply = model.chat(messages, max_new_tokens=4).text.strip()
+    return int(reply) if reply.isdigit() else None
 
 
 def layouts(w: int, h: int, pads: tuple[int, ...]) -> dict[str, tuple[int, int, int, int]]:
@@ -64,19 +78,21 @@ def run(model, n: int, pads: tuple[int, ...]) -> dict[str, dict]:
             canvas = Image.new("RGB", (cw, ch), background)
             canvas.paste(image, (x, y))
             here, there = shared_cells((w, h), (x, y, cw - w - x, ch - h - y))
-            cos = F.cosine_similarity(base[here], embed(model, canvas)[there]).mean()
-            reply = model.chat([{"role": "user", "content": [{"type": "image", "image": canvas},
-                                {"type": "text", "text": QUESTION}]}], max_new_tokens=4).text.strip()  # fmt: skip
-            rows.setdefault(name, []).append(
-                (float(cos), len(objects), int(reply) if reply.isdigit() else None)
-            )
+            tokens = embed(model, canvas)
+            cos = F.cosine_similarity(base[here].float(), tokens[there].float()).mean()
+            # the picture's own tokens put back over its cells: what is left of the fall is the LM's
+            back = tokens.clone()
+            back[there] = base[here]
+            said, said_back = count(model, canvas, tokens), count(model, canvas, back)
+            rows.setdefault(name, []).append((float(cos), len(objects), said, said_back))
     table = {}
     for name, r in rows.items():
-        said = [(k, s) for _, k, s in r if s is not None]
+        said = [(k, s) for _, k, s, _ in r if s is not None]
         table[name] = {
             "n": len(r),
-            "token_cos": round(sum(c for c, _, _ in r) / len(r), 3),
-            "count_accuracy": round(sum(k == s for _, k, s in r) / len(r), 3),
+            "token_cos": round(sum(row[0] for row in r) / len(r), 3),
+            "count_accuracy": round(sum(k == s for _, k, s, _ in r) / len(r), 3),
+            "count_accuracy_picture_tokens_back": round(sum(k == b for _, k, _, b in r) / len(r), 3),
             "mean_error": round(sum(s - k for k, s in said) / len(said), 2) if said else None,
         }
     return table
@@ -99,10 +115,11 @@ def main() -> None:
     model = mm_model.load(args.model) if args.model else mm_model.load()
     table = run(model, args.n, pads)
     print(f"count and tokens on a larger canvas, n = {args.n} scenes")
-    print(f"{'canvas':<38}{'token cos':>10}{'count acc':>11}{'mean error':>12}")
+    print(f"{'canvas':<38}{'token cos':>10}{'count acc':>11}{'tokens back':>13}{'mean error':>12}")
     for name, r in table.items():
         err = "" if r["mean_error"] is None else f"{r['mean_error']:+.2f}"
-        print(f"{name:<38}{r['token_cos']:>10.3f}{r['count_accuracy']:>11.2f}{err:>12}")
+        back = r["count_accuracy_picture_tokens_back"]
+        print(f"{name:<38}{r['token_cos']:>10.3f}{r['count_accuracy']:>11.2f}{back:>13.2f}{err:>12}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         summary = {"model": args.model or "bundled", "n": args.n, "canvases": table}

@@ -131,10 +131,17 @@ class Batches(torch.utils.data.Dataset):
     worker can build the next batches (PIL drawing, resizing) while the model trains on this one."""
 
     def __init__(
-        self, processor: Processor, tok: Tokenizer, batch: int, mix: tuple, steps: int, twins: bool = False
+        self,
+        processor: Processor,
+        tok: Tokenizer,
+        batch: int,
+        mix: tuple,
+        steps: int,
+        twins: bool = False,
+        largest_twins: bool = False,
     ) -> None:
         self.processor, self.tok, self.batch, self.mix, self.steps = processor, tok, batch, mix, steps
-        self.twins = twins
+        self.twins, self.largest_twins = twins, largest_twins
 
     def __len__(self) -> int:
         return self.steps
@@ -144,25 +151,34 @@ class Batches(torch.utils.data.Dataset):
         samples = [sample("train", i, mix=self.mix) for i in index]
         # the twins' own random streams: the samples stay those of a run without them
         rngs = [random.Random(f"canvas/{i}") for i in index] if self.twins else None
-        return training_batch(samples, self.processor, self.tok, rngs)
+        return training_batch(samples, self.processor, self.tok, rngs, self.largest_twins)
 
 
 def training_batch(
-    samples: list[Sample], processor: Processor, tok: Tokenizer, twin_rngs: list[random.Random] | None = None
+    samples: list[Sample],
+    processor: Processor,
+    tok: Tokenizer,
+    twin_rngs: list[random.Random] | None = None,
+    largest_twins: bool = False,
 ) -> dict:
     """`samples` encoded and collated, with their aux, per-token and attention targets, and with
-    `twin_rngs` their canvas twins: what `loss_fn` takes (the trainer's batches, the probes' and the tests')."""
+    `twin_rngs` their canvas twins (each on the largest seen canvas if `largest_twins`): what `loss_fn`
+    takes (the trainer's batches, the probes' and the tests')."""
     encoded = [encode(s, processor, tok) for s in samples]
     return {
         **collate(encoded, tok.special_tokens["[PAD]"]),
         **aux_targets(samples, encoded, processor),
         **token_targets(samples, encoded, processor),
-        **(canvas_twins(samples, encoded, processor, twin_rngs) if twin_rngs else {}),
+        **(canvas_twins(samples, encoded, processor, twin_rngs, largest_twins) if twin_rngs else {}),
     }
 
 
 def canvas_twins(
-    samples: list[Sample], encoded: list[Encoded], processor: Processor, rngs: list[random.Random]
+    samples: list[Sample],
+    encoded: list[Encoded],
+    processor: Processor,
+    rngs: list[random.Random],
+    largest: bool = False,
 ) -> dict[str, Tensor | None]:
     """Each single-image question's picture on a larger seen-size canvas (`training.canvas`): the twins'
     packed pixels and grids, and the merged-token indices of the cells a picture and its twin share,
@@ -173,7 +189,7 @@ def canvas_twins(
     start = twin_start = 0
     for s, e, rng in zip(samples, encoded, rngs):
         image = canvas.picture(s.messages)
-        box = canvas.twin_box(rng, image.size, s.family, unit) if image is not None else None
+        box = canvas.twin_box(rng, image.size, s.family, unit, largest=largest) if image is not None else None
         if box is not None:
             item = processor.image_item(canvas.pad_edges(image, box))
             a, b = canvas.shared_cells(image.size, box, unit)
@@ -923,7 +939,8 @@ def train(args: argparse.Namespace) -> Path:
     meta = {"phase": {"mix": args.mix, "start": (phase_step, phase_start)}} if args.phase_minutes else {}
     model.train()
     batches = iter(torch.utils.data.DataLoader(
-        Batches(processor, tok, args.batch, mix, args.steps, twins=bool(args.canvas_weight)), batch_size=None,
+        Batches(processor, tok, args.batch, mix, args.steps, twins=bool(args.canvas_weight),
+                largest_twins=args.largest_twins), batch_size=None,
         sampler=range(step, args.steps), num_workers=args.workers, prefetch_factor=4 if args.workers else None,
     ))  # fmt: skip
     log = (out / "log.jsonl").open("a")
@@ -1028,6 +1045,8 @@ def main() -> None:
                     help="weight of the count interchange loss (count_swap_loss; needs --count-weight)")  # fmt: skip
     ap.add_argument("--canvas-weight", type=float, default=0.0,
                     help="weight of the canvas-twin loss: the same cells' tokens on a larger seen canvas (training.canvas)")  # fmt: skip
+    ap.add_argument("--largest-twins", action="store_true",
+                    help="each twin on the largest seen canvas, not a random larger seen size")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="1 beats 2 on a busy shared CPU (no spin-waits)")
     ap.add_argument(
         "--workers", type=int, default=1, help="processes building batches ahead (0: in the loop)"

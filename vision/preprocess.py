@@ -177,7 +177,8 @@ def resize_and_pad(image: Image.Image, plan: ResizePlan) -> np.ndarray:
 def normalize(pixels: np.ndarray | torch.Tensor, cfg: MediaConfig | None = None) -> torch.Tensor:
     """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) with (x/255 - mean) / std, via a 256-entry table."""
     cfg = cfg or MediaConfig()
-    u8 = torch.as_tensor(np.ascontiguousarray(pixels) if isinstance(pixels, np.ndarray) else pixels)
+    # PIL's arrays are read-only, which torch warns about: copy only when not contiguous and writable
+    u8 = torch.as_tensor(np.require(pixels, requirements="CW") if isinstance(pixels, np.ndarray) else pixels)
     if u8.dtype != torch.uint8:
         raise TypeError(f"normalize expects uint8 pixels, got {u8.dtype}")
     levels = torch.arange(256, dtype=torch.float32) / 255.0

@@ -128,6 +128,10 @@ def test_load_errors(tmp_path):
         mm_model.load(tmp_path / "missing")
     with pytest.raises(InputError, match="config.json"):
         mm_model.load(tmp_path)
+    with pytest.raises(InputError, match="not int"):
+        mm_model.load(7)
+    with pytest.raises(InputError, match="model source is empty"):
+        mm_model.load("")
 
 
 @pytest.mark.parametrize("budget", [0, 1, 3])

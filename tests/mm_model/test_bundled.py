@@ -55,7 +55,7 @@ def test_bundled_files_are_small_and_complete(model):
     files = {p.name: p.stat().st_size for p in model.path.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"} <= set(files)
     assert files["model.safetensors"] <= 60 * 1024**2
-    assert mm_model.load().path == model.path  # the default
+    assert mm_model.load().path == model.path == mm_model.load(None).path  # the default
 
 
 @pytest.mark.parametrize("family, task, index", FIXED, ids=[f"{f[0]}-{f[1]}" for f in FIXED])

@@ -33,6 +33,17 @@ def test_twins_are_larger_seen_sizes_with_whole_cell_offsets(family):
     assert made >= 20
 
 
+@pytest.mark.parametrize("family", ["image", "screenshot"])
+def test_largest_twins_fill_the_largest_seen_canvas(family):
+    (lo_w, hi_w), (lo_h, hi_h), _ = canvas.SEEN[family]
+    for i in range(20):
+        rng = random.Random(i)
+        w, h = rng.randint(lo_w, hi_w - 28), rng.randint(lo_h, hi_h - 28)
+        left, top, right, bottom = canvas.twin_box(rng, (w, h), family, largest=True)
+        assert (w + left + right, h + top + bottom) == (hi_w, hi_h)
+        assert left % 28 == 0 and top % 28 == 0
+
+
 def test_no_twin_for_a_picture_already_at_the_largest_seen_size_or_a_video():
     rng = random.Random(0)
     assert canvas.twin_box(rng, (images.SEEN_SIDE[1], images.SEEN_SIDE[1]), "image") is None

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 
-from training.canvas_probe import layouts, main
+import pytest
+import torch
+
+import mm_model
+from training.canvas_probe import count, embed, layouts, main
+from training.generators import images
 
 
 def test_layouts_place_the_picture_on_whole_cells_inside_larger_canvases():
@@ -26,3 +32,19 @@ def test_unpadded_tokens_match_themselves_and_padding_changes_them(tmp_path, mon
     assert got["unpadded"]["token_cos"] > 0.999  # the same picture, encoded afresh
     assert got["+56 px a side"]["token_cos"] < 0.99  # the tower's tokens depend on the canvas
     assert all(r["n"] == 2 and 0 <= r["count_accuracy"] <= 1 for r in got.values())
+    # unpadded, putting the picture's own tokens back changes nothing
+    assert got["unpadded"]["count_accuracy_picture_tokens_back"] == got["unpadded"]["count_accuracy"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mm_model.load("tiny", dtype=torch.float32, device="cpu")
+
+
+def test_count_reads_the_tokens_it_is_given(model):
+    """One scene's tokens under another's pixels: the answer follows the tokens."""
+    one, _ = images.scene(random.Random(1), 112, 112, 1)
+    five, _ = images.scene(random.Random(2), 112, 112, 5)
+    assert count(model, one) != count(model, five)
+    assert count(model, one, embed(model, five)) == count(model, five)
+    assert count(model, one, embed(model, one)) == count(model, one)
