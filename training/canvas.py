@@ -14,12 +14,13 @@ bar stays on top.
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 
 from training.generators import images, screenshots
 
@@ -86,3 +87,47 @@ def picture(messages: list[dict]) -> Image.Image | None:
     """The one image of a single-turn question, else None."""
     parts = [c for c in messages[0]["content"] if isinstance(c, dict) and c.get("type") == "image"]
     return parts[0]["image"] if len(messages) == 1 and len(parts) == 1 else None
+
+
+def background_patches(pixels: Tensor, grids: Tensor) -> Tensor:
+    """(N,) bool over packed patches `pixels` (N, 3, p, p) of items `grids` (M, 3): in each still image,
+    the patches of one flat colour, the commonest flat colour of that image (a shape scene's canvas, a
+    window's body); none in video chunks."""
+    flat = pixels.flatten(2)
+    flat = (flat.amax(-1) == flat.amin(-1)).all(-1)
+    out = torch.zeros(len(pixels), dtype=torch.bool, device=pixels.device)
+    start = 0
+    for t, h, w in grids.tolist():
+        idx = flat[start : start + t * h * w].nonzero()[:, 0] + start
+        if t == 1 and len(idx):
+            _, which, counts = torch.unique(
+                pixels[idx, :, 0, 0], dim=0, return_inverse=True, return_counts=True
+            )
+            out[idx[which == counts.argmax()]] = True
+        start += t * h * w
+    return out
+
+
+def background_attention(
+    blocks: nn.ModuleList, inputs: dict[int, tuple], background: Tensor
+) -> Tensor | None:
+    """The tower's mean attention mass from a still image's other patches onto its `background` ones
+    (N,) bool, over blocks, heads and queries; `inputs[i]` holds block i's call (x, rope, packed, ...)
+    (`training.train.call_inputs`). None where no image has both kinds of patch.
+
+    Why: the tower put 43-69% of that attention on the background (a sink), so every extra background
+    patch of a larger canvas took a share, the picture's tokens changed and counts fell; with the
+    picture's own tokens put back, counts on larger canvases came back (docs/bench/canvas/)."""
+    masses = []
+    for i, block in enumerate(blocks):
+        x, rope, packed = inputs[i][:3]
+        q, k, _ = block.qkv(x, rope)
+        bounds = packed.cu_seqlens.tolist()
+        for start, end in itertools.pairwise(bounds):
+            bg = background[start:end]
+            if not bg.any() or bg.all():
+                continue
+            logits = torch.einsum("nhd,mhd->hnm", q[start:end][~bg].float(), k[start:end].float())
+            probs = (logits * block.head_dim**-0.5).softmax(-1)  # (H, queries, keys)
+            masses.append(probs[..., bg].sum(-1).mean())
+    return torch.stack(masses).mean() if masses else None

@@ -570,6 +570,7 @@ def loss_fn(
     count_weight: float = 0.0,
     swap_weight: float = 0.0,
     canvas_weight: float = 0.0,
+    background_weight: float = 0.0,
 ) -> Tensor:
     """Cross-entropy on the assistant tokens (mean per sample, then over samples), plus
     `scale_weight` x a media-scale penalty.
@@ -581,8 +582,10 @@ def loss_fn(
     the patch embedding) -- the model learned answer priors and ignored the images.
     """
     media = None
+    blocks = model.vision_tower.encoder.blocks
     if batch["pixel_values"] is not None:
-        media = model.embed_pixels(batch["pixel_values"], batch["grid_thws"])  # (T, D)
+        with call_inputs(dict(enumerate(blocks)) if background_weight else {}) as tower_calls:
+            media = model.embed_pixels(batch["pixel_values"], batch["grid_thws"])  # (T, D)
     # the layer's queries and keys are recomputed only for a ref with a loss: a count's needs --count-weight
     attend = (
         attend_weight
@@ -634,6 +637,16 @@ def loss_fn(
         loss = loss + canvas_weight * canvas_loss
         if stats is not None:
             stats["canvas"] = float(canvas_loss.detach())
+    if media is not None and background_weight:
+        # still images' patches look at the picture, not at the flat canvas (training.canvas)
+        packed = tower_calls[0][2]
+        mass = canvas.background_attention(
+            blocks, tower_calls, canvas.background_patches(packed.patches, packed.grid_thws)
+        )
+        if mass is not None:
+            loss = loss + background_weight * mass
+            if stats is not None:
+                stats["background"] = float(mass.detach())
     if attend:
         # head j of the layer attends to the question's j-th named object: retrieval first, so the
         # answer's loss only has to teach what to read there (docs/bench/attend/)
@@ -963,7 +976,7 @@ def train(args: argparse.Namespace) -> Path:
         stats: dict = {}
         loss = loss_fn(model, batch, args.scale_weight, stats, aux, args.aux_weight, args.object_weight,
                        args.attend_weight, args.attend_layer, args.count_weight, args.swap_weight,
-                       args.canvas_weight)  # fmt: skip
+                       args.canvas_weight, args.background_weight)  # fmt: skip
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
@@ -1045,6 +1058,8 @@ def main() -> None:
                     help="weight of the count interchange loss (count_swap_loss; needs --count-weight)")  # fmt: skip
     ap.add_argument("--canvas-weight", type=float, default=0.0,
                     help="weight of the canvas-twin loss: the same cells' tokens on a larger seen canvas (training.canvas)")  # fmt: skip
+    ap.add_argument("--background-weight", type=float, default=0.0,
+                    help="weight of the tower's attention from still images' patches onto their flat background (training.canvas)")  # fmt: skip
     ap.add_argument("--largest-twins", action="store_true",
                     help="each twin on the largest seen canvas, not a random larger seen size")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="1 beats 2 on a busy shared CPU (no spin-waits)")

@@ -89,11 +89,16 @@ class Block(nn.Module):
         self.wo = nn.Linear(d, d)
         self.mlp = MLP(d, cfg.intermediate_size, cfg.hidden_act)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], packed: PackedVision, backend: str) -> Tensor:
+    def qkv(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """(N, C) block input -> queries and keys (rotated) and values, each (N, H, D)."""
         n = x.shape[0]
         qkv = linear(layer_norm(x, self.norm0), self.wqkv).view(n, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.unbind(1)  # (N, H, D) each
-        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q, k, v = qkv.unbind(1)
+        return apply_rope(q, *rope), apply_rope(k, *rope), v
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], packed: PackedVision, backend: str) -> Tensor:
+        n = x.shape[0]
+        q, k, v = self.qkv(x, rope)
         attn = packed_attention(q, k, v, packed.cu_seqlens, packed.seqlens, packed.runs, backend)
         x = x + linear(attn.reshape(n, -1), self.wo)
         return x + self.mlp(layer_norm(x, self.norm1))

@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from training import canvas
@@ -75,3 +76,20 @@ def test_shared_cells_index_the_same_pixels_in_picture_and_twin():
 def test_picture_is_the_image_of_a_single_image_question_only():
     assert canvas.picture(sample("train", 0, family="image").messages) is not None
     assert canvas.picture(sample("train", 0, family="video").messages) is None
+
+
+def test_background_patches_are_an_images_flat_canvas_and_none_in_video():
+    import mm_model  # the bundled processor: patches as the trainer packs them
+
+    processor = mm_model.load("tiny", dtype=torch.float32, device="cpu").processor
+    for i in range(3):
+        image, _ = images.scene(random.Random(i), 140, 112, 4)
+        item = processor.image_item(image)
+        got = canvas.background_patches(item.patches, torch.tensor([item.grid]))
+        _, h, w = item.grid
+        pixels = np.asarray(image)[: h * 14, : w * 14].reshape(h, 14, w, 14, 3).transpose(0, 2, 1, 3, 4)
+        want = (pixels.reshape(h * w, -1, 3) == pixels[0, 0, 0, 0]).all(-1).all(-1)
+        assert 0 < want.sum() < h * w and np.array_equal(got.numpy(), want)
+    # the same patches as one 4-frame chunk: no background
+    chunk = item.patches.repeat(4, 1, 1, 1)
+    assert not canvas.background_patches(chunk, torch.tensor([[4, h, w]])).any()

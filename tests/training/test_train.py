@@ -688,3 +688,40 @@ def test_canvas_twins_pair_the_tokens_of_shared_cells_and_their_loss_trains_the_
     )
     # without rngs, no twins: the batch is the one a run without --canvas-weight trains on
     assert "twin_pixels" not in training_batch(samples, proc, tok)
+
+
+def test_background_attention_is_a_share_of_the_towers_attention_and_training_lowers_it(setup):
+    tok, _, proc = setup
+    model = build(tok, 0, SIZES).train()
+    samples = [sample("train", i, family=f) for i, f in enumerate(("image", "video", "screenshot", "image"))]
+    batch = training_batch(samples, proc, tok)
+    plain, stats = loss_fn(model, batch), {}
+    total = loss_fn(model, batch, stats=stats, background_weight=2.0)
+    assert 0 < stats["background"] < 1
+    assert total.item() == pytest.approx(plain.item() + 2.0 * stats["background"], rel=1e-5)
+    model.zero_grad()
+    (total - plain).backward()
+    assert model.vision_tower.encoder.blocks[0].wqkv.weight.grad.abs().sum() > 0
+    assert (
+        model.mm_projector.pre_norm.weight.grad is None or not model.mm_projector.pre_norm.weight.grad.any()
+    )
+    # a few steps on it alone move the tower's attention off the canvas
+    from training import canvas
+
+    blocks = model.vision_tower.encoder.blocks
+
+    def mass():
+        with call_inputs(dict(enumerate(blocks))) as calls:
+            model.embed_pixels(batch["pixel_values"], batch["grid_thws"])
+        packed = calls[0][2]
+        return canvas.background_attention(
+            blocks, calls, canvas.background_patches(packed.patches, packed.grid_thws)
+        )
+
+    assert mass().item() == pytest.approx(stats["background"], rel=1e-5)
+    opt = torch.optim.Adam(model.vision_tower.parameters(), lr=1e-2)
+    for _ in range(8):
+        opt.zero_grad()
+        mass().backward()
+        opt.step()
+    assert mass().item() < 0.5 * stats["background"]
