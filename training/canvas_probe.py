@@ -7,7 +7,8 @@ Held-out shape scenes (sides 112..168, whole 28-px cells) are padded with their 
 whole cells on every side (`--pads`, px a side) and into canvases of one token count but other shapes.
 For each canvas: the mean cosine similarity of the tokens over the picture's cells to the unpadded
 picture's, and the accuracy and mean signed error of "How many shapes are in the image?", also with the
-unpadded picture's tokens put back over its cells (the tower's share of the fall; the rest is the LM's). Shifting
+unpadded picture's tokens put back over its cells (the tower's share of the fall; the rest is the LM's),
+and the tower's mean attention from the picture's patches onto the flat canvas. Shifting
 a picture within one canvas leaves its tokens nearly unchanged; growing the canvas does not, by token
 count rather than by distance (docs/bench/canvas/): the tower's attention spreads over the background.
 """
@@ -23,19 +24,26 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from training.canvas import shared_cells
+from training.canvas import background_attention, background_patches, shared_cells
 from training.generators import images
 from training.generators.common import rng_for
+from training.train import call_inputs
 
 QUESTION = "How many shapes are in the image?"
 UNIT = 28  # px of one merged token's cell
 
 
-def embed(model, image: Image.Image) -> torch.Tensor:
-    """(T, D) LM-input tokens of one image, encoded afresh (the model's dtype)."""
+def embed(model, image: Image.Image) -> tuple[torch.Tensor, float]:
+    """(T, D) LM-input tokens of one image, encoded afresh (the model's dtype), and the tower's mean
+    attention from the picture's patches onto the flat canvas (`training.canvas.background_attention`)."""
     model._media_cache.clear()
-    tokens, _ = model.media_embeddings([model.processor.image_item(image)])
-    return tokens
+    blocks = model.model.vision_tower.encoder.blocks
+    with call_inputs(dict(enumerate(blocks))) as calls:
+        tokens, _ = model.media_embeddings([model.processor.image_item(image)])
+    packed = calls[0][2]
+    with torch.inference_mode():
+        mass = background_attention(blocks, calls, background_patches(packed.patches, packed.grid_thws))
+    return tokens, float("nan") if mass is None else float(mass)
 
 
 def count(model, image: Image.Image, tokens: torch.Tensor | None = None) -> int | None:
@@ -72,27 +80,28 @@ def run(model, n: int, pads: tuple[int, ...]) -> dict[str, dict]:
         rng = rng_for("heldout", i, "canvas_probe")
         w, h = rng.choice((112, 140, 168)), rng.choice((112, 140, 168))
         image, objects = images.scene(rng, w, h, rng.randint(1, images.MAX_SHAPES))
-        base = embed(model, image)
+        base, _ = embed(model, image)
         background = image.getpixel((0, 0))
         for name, (cw, ch, x, y) in {"unpadded": (w, h, 0, 0), **layouts(w, h, pads)}.items():
             canvas = Image.new("RGB", (cw, ch), background)
             canvas.paste(image, (x, y))
             here, there = shared_cells((w, h), (x, y, cw - w - x, ch - h - y))
-            tokens = embed(model, canvas)
+            tokens, on_canvas = embed(model, canvas)
             cos = F.cosine_similarity(base[here].float(), tokens[there].float()).mean()
             # the picture's own tokens put back over its cells: what is left of the fall is the LM's
             back = tokens.clone()
             back[there] = base[here]
             said, said_back = count(model, canvas, tokens), count(model, canvas, back)
-            rows.setdefault(name, []).append((float(cos), len(objects), said, said_back))
+            rows.setdefault(name, []).append((float(cos), len(objects), said, said_back, on_canvas))
     table = {}
     for name, r in rows.items():
-        said = [(k, s) for _, k, s, _ in r if s is not None]
+        said = [(k, s) for _, k, s, _, _ in r if s is not None]
         table[name] = {
             "n": len(r),
             "token_cos": round(sum(row[0] for row in r) / len(r), 3),
-            "count_accuracy": round(sum(k == s for _, k, s, _ in r) / len(r), 3),
-            "count_accuracy_picture_tokens_back": round(sum(k == b for _, k, _, b in r) / len(r), 3),
+            "count_accuracy": round(sum(k == s for _, k, s, _, _ in r) / len(r), 3),
+            "count_accuracy_picture_tokens_back": round(sum(k == b for _, k, _, b, _ in r) / len(r), 3),
+            "attention_on_canvas": round(sum(row[4] for row in r) / len(r), 3),
             "mean_error": round(sum(s - k for k, s in said) / len(said), 2) if said else None,
         }
     return table
@@ -115,11 +124,15 @@ def main() -> None:
     model = mm_model.load(args.model) if args.model else mm_model.load()
     table = run(model, args.n, pads)
     print(f"count and tokens on a larger canvas, n = {args.n} scenes")
-    print(f"{'canvas':<38}{'token cos':>10}{'count acc':>11}{'tokens back':>13}{'mean error':>12}")
+    print(
+        f"{'canvas':<38}{'on canvas':>10}{'token cos':>10}{'count acc':>11}{'tokens back':>13}{'mean error':>12}"
+    )
     for name, r in table.items():
         err = "" if r["mean_error"] is None else f"{r['mean_error']:+.2f}"
-        back = r["count_accuracy_picture_tokens_back"]
-        print(f"{name:<38}{r['token_cos']:>10.3f}{r['count_accuracy']:>11.2f}{back:>13.2f}{err:>12}")
+        back, on = r["count_accuracy_picture_tokens_back"], r["attention_on_canvas"]
+        print(
+            f"{name:<38}{on:>10.3f}{r['token_cos']:>10.3f}{r['count_accuracy']:>11.2f}{back:>13.2f}{err:>12}"
+        )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         summary = {"model": args.model or "bundled", "n": args.n, "canvases": table}

@@ -32,6 +32,8 @@ def test_unpadded_tokens_match_themselves_and_padding_changes_them(tmp_path, mon
     assert got["unpadded"]["token_cos"] > 0.999  # the same picture, encoded afresh
     assert got["+56 px a side"]["token_cos"] < 0.99  # the tower's tokens depend on the canvas
     assert all(r["n"] == 2 and 0 <= r["count_accuracy"] <= 1 for r in got.values())
+    # more canvas, more of the tower's attention on it
+    assert 0 < got["unpadded"]["attention_on_canvas"] < got["+56 px a side"]["attention_on_canvas"] < 1
     # unpadded, putting the picture's own tokens back changes nothing
     assert got["unpadded"]["count_accuracy_picture_tokens_back"] == got["unpadded"]["count_accuracy"]
 
@@ -46,5 +48,5 @@ def test_count_reads_the_tokens_it_is_given(model):
     one, _ = images.scene(random.Random(1), 112, 112, 1)
     five, _ = images.scene(random.Random(2), 112, 112, 5)
     assert count(model, one) != count(model, five)
-    assert count(model, one, embed(model, five)) == count(model, five)
-    assert count(model, one, embed(model, one)) == count(model, one)
+    assert count(model, one, embed(model, five)[0]) == count(model, five)
+    assert count(model, one, embed(model, one)[0]) == count(model, one)
