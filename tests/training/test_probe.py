@@ -25,14 +25,15 @@ def test_probe_learns_colour_directly_and_writes_its_curve(tmp_path, monkeypatch
 def test_probe_through_the_lm_learns_colour_from_the_answer_tokens(tmp_path, monkeypatch):
     out = tmp_path / "curve.json"
     sizes = {"vision_hidden": 32, "vision_layers": 1, "lm_hidden": 64, "lm_layers": 2, "moe_inter": 32}
-    monkeypatch.setattr("sys.argv", ["probe", "--kind", "basics/colour_single", "--lm", "--steps", "120",
-                                     "--batch", "8", "--lr", "3e-3", "--every", "60", "--heldout", "48",
+    # 180 steps: fp32 (a CPU without native bf16) was at 0.33 after 120, 0.77 after 180; bf16 at 0.52 after 120
+    monkeypatch.setattr("sys.argv", ["probe", "--kind", "basics/colour_single", "--lm", "--steps", "180",
+                                     "--batch", "8", "--lr", "3e-3", "--every", "90", "--heldout", "48",
                                      "--threads", "1", "--sizes", json.dumps(sizes), "--json", str(out)])  # fmt: skip
     main()
     curve = json.loads(out.read_text())["curve"]
-    assert [c["step"] for c in curve] == [0, 60, 120]
+    assert [c["step"] for c in curve] == [0, 90, 180]
     assert curve[0]["heldout_accuracy"] < 0.2  # a random LM writes no colour word
-    assert curve[-1]["heldout_accuracy"] >= 0.35  # chance is 1/6 (measured: 0.52)
+    assert curve[-1]["heldout_accuracy"] >= 0.35  # chance is 1/6
 
 
 def test_probe_rejects_a_kind_the_direct_mode_cannot_read(monkeypatch):
