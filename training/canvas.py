@@ -108,16 +108,16 @@ def background_patches(pixels: Tensor, grids: Tensor) -> Tensor:
     return out
 
 
-def background_attention(
-    blocks: nn.ModuleList, inputs: dict[int, tuple], background: Tensor
-) -> Tensor | None:
-    """The tower's mean attention mass from a still image's other patches onto its `background` ones
-    (N,) bool, over blocks, heads and queries; `inputs[i]` holds block i's call (x, rope, packed, ...)
-    (`training.train.call_inputs`). None where no image has both kinds of patch.
+def background_attention(blocks: nn.ModuleList, inputs: dict[int, tuple]) -> Tensor | None:
+    """The tower's mean attention mass from a still image's other patches onto its background ones
+    (`background_patches`), over blocks, heads and queries; `inputs[i]` holds block i's call (x, rope,
+    packed, ...) (`training.train.call_inputs`). None where no image has both kinds of patch.
 
     Why: the tower put 43-69% of that attention on the background (a sink), so every extra background
     patch of a larger canvas took a share, the picture's tokens changed and counts fell; with the
     picture's own tokens put back, counts on larger canvases came back (docs/bench/canvas/)."""
+    packed = inputs[0][2]
+    background = background_patches(packed.patches, packed.grid_thws)
     masses = []
     for i, block in enumerate(blocks):
         x, rope, packed = inputs[i][:3]

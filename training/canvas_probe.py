@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from training.canvas import background_attention, background_patches, shared_cells
+from training.canvas import background_attention, shared_cells
 from training.generators import images
 from training.generators.common import rng_for
 from training.train import call_inputs
@@ -40,9 +40,8 @@ def embed(model, image: Image.Image) -> tuple[torch.Tensor, float]:
     blocks = model.model.vision_tower.encoder.blocks
     with call_inputs(dict(enumerate(blocks))) as calls:
         tokens, _ = model.media_embeddings([model.processor.image_item(image)])
-    packed = calls[0][2]
     with torch.inference_mode():
-        mass = background_attention(blocks, calls, background_patches(packed.patches, packed.grid_thws))
+        mass = background_attention(blocks, calls)
     return tokens, float("nan") if mass is None else float(mass)
 
 

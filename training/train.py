@@ -639,10 +639,7 @@ def loss_fn(
             stats["canvas"] = float(canvas_loss.detach())
     if media is not None and background_weight:
         # still images' patches look at the picture, not at the flat canvas (training.canvas)
-        packed = tower_calls[0][2]
-        mass = canvas.background_attention(
-            blocks, tower_calls, canvas.background_patches(packed.patches, packed.grid_thws)
-        )
+        mass = canvas.background_attention(blocks, tower_calls)
         if mass is not None:
             loss = loss + background_weight * mass
             if stats is not None:

@@ -10,7 +10,7 @@ Caveat (eval_results.json): the current weights (eight stages: 217k samples on a
 highlighted button, the colour of a named button, left/right of two named objects, video direction,
 flashes and which object appears first; they meet the issue's held-out targets (images 93.3%,
 screenshots 94.7%, video 96.0%); unseen resolutions lose 8.0 points on images (n = 30; 5.3 at
-n = 60: counts still undercount larger images) and 2.7 on screenshots. The pinned questions are
+n = 60, 7.3 at n = 120: counts still undercount larger images) and 2.7 on screenshots (8.0 at n = 120). The pinned questions are
 answered correctly by these weights and guard the end-to-end path. Re-pick them from a fresh `python -m training.evaluate`
 after retraining.
 """

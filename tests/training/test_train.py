@@ -713,10 +713,7 @@ def test_background_attention_is_a_share_of_the_towers_attention_and_training_lo
     def mass():
         with call_inputs(dict(enumerate(blocks))) as calls:
             model.embed_pixels(batch["pixel_values"], batch["grid_thws"])
-        packed = calls[0][2]
-        return canvas.background_attention(
-            blocks, calls, canvas.background_patches(packed.patches, packed.grid_thws)
-        )
+        return canvas.background_attention(blocks, calls)
 
     assert mass().item() == pytest.approx(stats["background"], rel=1e-5)
     opt = torch.optim.Adam(model.vision_tower.parameters(), lr=1e-2)
