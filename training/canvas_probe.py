@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -73,15 +74,27 @@ def layouts(w: int, h: int, pads: tuple[int, ...]) -> dict[str, tuple[int, int, 
     return out
 
 
+class Row(NamedTuple):
+    """One scene on one canvas."""
+
+    token_cos: float  # mean cosine of the picture's cells' tokens to the unpadded picture's
+    truth: int  # shapes in the scene
+    said: int | None  # the count read from the canvas's own tokens
+    said_back: int | None  # ... with the unpadded picture's tokens put back over its cells
+    on_canvas: float  # the tower's mean attention from the picture's patches onto the flat canvas
+
+
 def run(model, n: int, pads: tuple[int, ...]) -> dict[str, dict]:
-    rows: dict[str, list[tuple[float, int, int | None]]] = {}
+    rows: dict[str, list[Row]] = {}
     for i in tqdm(range(n), desc="scenes", mininterval=5):
         rng = rng_for("heldout", i, "canvas_probe")
         w, h = rng.choice((112, 140, 168)), rng.choice((112, 140, 168))
         image, objects = images.scene(rng, w, h, rng.randint(1, images.MAX_SHAPES))
-        base, _ = embed(model, image)
+        base, on_base = embed(model, image)
+        said = count(model, image, base)
+        rows.setdefault("unpadded", []).append(Row(1.0, len(objects), said, said, on_base))
         background = image.getpixel((0, 0))
-        for name, (cw, ch, x, y) in {"unpadded": (w, h, 0, 0), **layouts(w, h, pads)}.items():
+        for name, (cw, ch, x, y) in layouts(w, h, pads).items():
             canvas = Image.new("RGB", (cw, ch), background)
             canvas.paste(image, (x, y))
             here, there = shared_cells((w, h), (x, y, cw - w - x, ch - h - y))
@@ -90,20 +103,24 @@ def run(model, n: int, pads: tuple[int, ...]) -> dict[str, dict]:
             # the picture's own tokens put back over its cells: what is left of the fall is the LM's
             back = tokens.clone()
             back[there] = base[here]
-            said, said_back = count(model, canvas, tokens), count(model, canvas, back)
-            rows.setdefault(name, []).append((float(cos), len(objects), said, said_back, on_canvas))
-    table = {}
-    for name, r in rows.items():
-        said = [(k, s) for _, k, s, _, _ in r if s is not None]
-        table[name] = {
-            "n": len(r),
-            "token_cos": round(sum(row[0] for row in r) / len(r), 3),
-            "count_accuracy": round(sum(k == s for _, k, s, _, _ in r) / len(r), 3),
-            "count_accuracy_picture_tokens_back": round(sum(k == b for _, k, _, b, _ in r) / len(r), 3),
-            "attention_on_canvas": round(sum(row[4] for row in r) / len(r), 3),
-            "mean_error": round(sum(s - k for k, s in said) / len(said), 2) if said else None,
-        }
-    return table
+            row = Row(
+                float(cos), len(objects), count(model, canvas, tokens), count(model, canvas, back), on_canvas
+            )
+            rows.setdefault(name, []).append(row)
+    return {name: summarise(r) for name, r in rows.items()}
+
+
+def summarise(rows: list[Row]) -> dict:
+    """One canvas's means over its scenes; the mean signed error over the numeric answers."""
+    said = [(r.truth, r.said) for r in rows if r.said is not None]
+    return {
+        "n": len(rows),
+        "token_cos": round(sum(r.token_cos for r in rows) / len(rows), 3),
+        "count_accuracy": round(sum(r.truth == r.said for r in rows) / len(rows), 3),
+        "count_accuracy_picture_tokens_back": round(sum(r.truth == r.said_back for r in rows) / len(rows), 3),
+        "attention_on_canvas": round(sum(r.on_canvas for r in rows) / len(rows), 3),
+        "mean_error": round(sum(s - k for k, s in said) / len(said), 2) if said else None,
+    }
 
 
 def main() -> None:
@@ -120,7 +137,7 @@ def main() -> None:
     pads = tuple(int(p) for p in args.pads.split(","))
     if any(p % UNIT for p in pads):
         ap.error(f"--pads must be whole cells ({UNIT} px)")
-    model = mm_model.load(args.model) if args.model else mm_model.load()
+    model = mm_model.load(args.model)
     table = run(model, args.n, pads)
     print(f"count and tokens on a larger canvas, n = {args.n} scenes")
     print(
