@@ -61,12 +61,12 @@ def padded_embed(model: MoonViT3d, packed: PackedVision) -> torch.Tensor:
     keep = torch.zeros(b, lmax, dtype=torch.bool)
     for i, (chunk, p) in enumerate(zip(x.split(lengths), packed.rope_pos.split(lengths))):
         batch[i, : len(chunk)], pos[i, : len(chunk)], keep[i, : len(chunk)] = chunk, p, True
-    cos, sin = rope_angles(pos.view(-1, 2), cfg.head_dim, cfg.rope_theta)
+    rotation = rope_angles(pos.view(-1, 2), cfg.head_dim, cfg.rope_theta)
     mask = keep[:, None, None, :]
     h = batch.view(b * lmax, -1)
     for block in tower.encoder.blocks:
         qkv = linear(layer_norm(h, block.norm0), block.wqkv).view(b * lmax, 3, cfg.num_attention_heads, -1)
-        q, k, v = (apply_rope(t, cos, sin) if i < 2 else t for i, t in enumerate(qkv.unbind(1)))
+        q, k, v = (apply_rope(t, rotation) if i < 2 else t for i, t in enumerate(qkv.unbind(1)))
         q, k, v = (t.view(b, lmax, cfg.num_attention_heads, -1).transpose(1, 2) for t in (q, k, v))
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b * lmax, -1)
         h = h + linear(attn, block.wo)

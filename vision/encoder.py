@@ -69,10 +69,11 @@ class MLP(nn.Module):
         super().__init__()
         self.fc0 = nn.Linear(dim, hidden)
         self.fc1 = nn.Linear(hidden, dim)
-        self.approximate = "tanh" if act == "gelu_pytorch_tanh" else "none"
+        self.activation = "gelu_tanh" if act == "gelu_pytorch_tanh" else "gelu"
 
-    def forward(self, x: Tensor) -> Tensor:
-        return linear(F.gelu(linear(x, self.fc0), approximate=self.approximate), self.fc1)
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """(N, C) -> (N, C), plus `residual` when given (fused into the last matmul where it can be)."""
+        return linear(linear(x, self.fc0, activation=self.activation), self.fc1, residual=residual)
 
 
 class Block(nn.Module):
@@ -89,19 +90,20 @@ class Block(nn.Module):
         self.wo = nn.Linear(d, d)
         self.mlp = MLP(d, cfg.intermediate_size, cfg.hidden_act)
 
-    def qkv(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """(N, C) block input -> queries and keys (rotated) and values, each (N, H, D)."""
+    def qkv(self, x: Tensor, rope: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(N, C) block input and (N, 1, D/2) rope rotations -> queries and keys (rotated) and values,
+        each (N, H, D)."""
         n = x.shape[0]
         qkv = linear(layer_norm(x, self.norm0), self.wqkv).view(n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.unbind(1)
-        return apply_rope(q, *rope), apply_rope(k, *rope), v
+        return apply_rope(q, rope), apply_rope(k, rope), v
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], packed: PackedVision, backend: str) -> Tensor:
+    def forward(self, x: Tensor, rope: Tensor, packed: PackedVision, backend: str) -> Tensor:
         n = x.shape[0]
         q, k, v = self.qkv(x, rope)
         attn = packed_attention(q, k, v, packed.cu_seqlens, packed.seqlens, packed.runs, backend)
-        x = x + linear(attn.reshape(n, -1), self.wo)
-        return x + self.mlp(layer_norm(x, self.norm1))
+        x = linear(attn.reshape(n, -1), self.wo, residual=x)
+        return self.mlp(layer_norm(x, self.norm1), residual=x)
 
 
 class Encoder(nn.Module):

@@ -7,7 +7,6 @@ yields as many merged tokens as one frame, (h/2)*(w/2), each the concatenation o
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vision.config import VisionConfig
@@ -40,7 +39,7 @@ class Projector(nn.Module):
     def forward(self, merged: Tensor) -> Tensor:
         """(T, merge_area, C) -> (T, text_hidden_size)."""
         x = layer_norm(merged, self.pre_norm).flatten(1)
-        return linear(F.gelu(linear(x, self.proj[0])), self.proj[2])
+        return linear(linear(x, self.proj[0], activation="gelu"), self.proj[2])
 
     def init_weights(self, std: float = 0.02) -> None:
         for module in self.modules():

@@ -111,7 +111,19 @@ def test_k25_parameter_counts_on_meta():
     assert len([k for k in keys if k.startswith("vision_tower.")]) == 329
 
 
-def test_bf16_weights_close_to_fp32(tiny_model, packer):
+@pytest.mark.parametrize("native", [False, True], ids=["this-cpu", "native-bf16-path"])
+def test_bf16_weights_close_to_fp32(tiny_model, packer, monkeypatch, native):
+    """bf16 weights against fp32; `native` takes the native-bf16 CPU path on any CPU (bf16 compute,
+    prepacked and fused linears, blocked attention on every item)."""
+    if native:
+        import vision.attention as attention
+        import vision.dtypes as dtypes
+        from vision import prepack
+
+        monkeypatch.setattr(dtypes, "cpu_has_fast_bf16", lambda: True)
+        monkeypatch.setattr(attention, "cpu_has_fast_bf16", lambda: True)
+        monkeypatch.setattr(attention, "BLOCKED_MIN_LEN", 1)
+        prepack._available.cache_clear()
     packed = packer([(1, 4, 6), (4, 4, 4)])
     with torch.no_grad():
         ref = tiny_model.embed(packed)
@@ -119,6 +131,9 @@ def test_bf16_weights_close_to_fp32(tiny_model, packer):
     assert low.dtype == torch.bfloat16
     rel = ((low.float() - ref).norm() / ref.norm()).item()
     assert rel < 2e-2, rel
+    if native:
+        assert hasattr(tiny_model.mm_projector.proj[0].weight, prepack._ATTR)  # the packed path ran
+        prepack._available.cache_clear()
 
 
 def test_compute_dtype_policy(monkeypatch):

@@ -1,0 +1,106 @@
+"""Linear layers on oneDNN-prepacked weights, for inference on CPUs with native bf16.
+
+On such CPUs (AVX512-BF16, AMX) a bf16 `F.linear` goes to oneDNN, which reorders the plain
+(out, in) weight into its blocked layout on every call. At decode shapes that reorder is most of the
+cost: measured on a 2-core AVX512-BF16 EPYC, a (1, 1024) x (512, 1024) product took 157 us with the
+weight in DRAM and 91 us prepacked, and prepacked was faster at every row count tried up to 512.
+Packing once per weight (what inductor's freezing pass does) removes it; the results are identical.
+
+The packed copy is cached on the weight tensor, stamped with its storage,
+version and shape, so `.to()`, `load_state_dict` and in-place updates invalidate it. It costs the
+weight's size again in memory, which is why it is used only where it pays: bf16 weights and
+activations on a native-bf16 CPU, with no gradient asked for. `MM_MODEL_PREPACK=0` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# The cache lives on the weight tensor itself, so it goes when the weight goes: (stamp, {index: packed});
+# an index picks one slice of a stacked weight (an expert).
+_ATTR = "_mm_model_packed"
+
+
+@cache
+def _available() -> bool:
+    """oneDNN's packed linear ops exist in this torch build and run."""
+    from vision.dtypes import cpu_has_fast_bf16  # here: vision.dtypes imports this module
+
+    if os.environ.get("MM_MODEL_PREPACK", "1") == "0" or not cpu_has_fast_bf16():
+        return False
+    try:
+        w = torch.ones(8, 8, dtype=torch.bfloat16)
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, 1)
+        out = torch.ops.mkldnn._linear_pointwise(
+            torch.ones(1, 8, dtype=torch.bfloat16), packed, None, "none", [], ""
+        )
+    except (AttributeError, RuntimeError):
+        return False
+    return bool(out.eq(8).all())
+
+
+def applies(x: Tensor, weight: Tensor) -> bool:
+    """Whether `linear` takes the packed path for these operands."""
+    return (
+        x.dtype == torch.bfloat16
+        and weight.dtype == torch.bfloat16
+        and x.device.type == "cpu"
+        and weight.device.type == "cpu"
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        and _available()
+    )
+
+
+def packed_weight(weight: Tensor, index: int | None = None) -> Tensor:
+    """The oneDNN-packed form of `weight` (or of `weight[index]` for a stacked weight), cached."""
+    stamp = (weight.untyped_storage().data_ptr(), weight._version, weight.shape, weight.dtype)
+    entry = getattr(weight, _ATTR, None)
+    if entry is None or entry[0] != stamp:
+        entry = (stamp, {})
+        setattr(weight, _ATTR, entry)
+    slices = entry[1]
+    if index not in slices:
+        plain = weight if index is None else weight[index]
+        slices[index] = torch.ops.mkldnn._reorder_linear_weight(plain.detach().contiguous(), 1)
+    return slices[index]
+
+
+# activation name -> (oneDNN post-op attr, algorithm) and the unfused twin.
+_ACTIVATIONS = {
+    "gelu": (("gelu", "none"), lambda y: F.gelu(y)),
+    "gelu_tanh": (("gelu", "tanh"), lambda y: F.gelu(y, approximate="tanh")),
+}
+
+
+def linear(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    index: int | None = None,
+    *,
+    activation: str | None = None,
+    residual: Tensor | None = None,
+) -> Tensor:
+    """`residual + activation(F.linear(x, w, bias))` with w = `weight[index]` or `weight`.
+
+    Where `applies`, on the packed weight, with the activation or the residual add fused into the
+    matmul's output (one pass over it instead of two; one bf16 rounding instead of two). Only one of
+    `activation` and `residual` may be given. x (..., in) -> (..., out); residual (..., out).
+    """
+    if activation is not None and residual is not None:
+        raise ValueError("linear fuses an activation or a residual add, not both")
+    if applies(x, weight):
+        packed = packed_weight(weight, index)
+        if residual is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, packed, bias, "add")
+        attr, algorithm = ("none", "") if activation is None else _ACTIVATIONS[activation][0]
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, attr, [], algorithm)
+    y = F.linear(x, weight if index is None else weight[index], bias)
+    if activation is not None:
+        y = _ACTIVATIONS[activation][1](y)
+    return y if residual is None else residual + y
