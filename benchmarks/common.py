@@ -49,14 +49,72 @@ def matmul_ceiling(dtype: torch.dtype, m: int = 2048, k: int = 1152, n: int = 43
     return 2 * m * k * n / seconds / 1e9
 
 
-def machine() -> dict[str, Any]:
-    return {
+def memory_bandwidth(megabytes: int = 512) -> float:
+    """GB/s of a full read of a `megabytes` fp32 tensor (`sum`), now: the ceiling of decode, which
+    reads every active weight once per token."""
+    x = torch.ones(megabytes * 2**20 // 4)
+    seconds = best_time(lambda: x.sum(), repeats=5)
+    return x.numel() * 4 / seconds / 1e9
+
+
+# /proc/cpuinfo flags that decide which matmul kernels a CPU gets, fastest first.
+MATMUL_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
+
+
+def cpu_kind() -> dict[str, Any]:
+    """The CPU's model name and matmul-relevant flags, and a short name for its kind: "AMX",
+    "AVX512-BF16" or "AVX2-only" (what the README's speed rows are named by)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    flags = set(
+        next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    )
+    model = next(
+        (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+        platform.processor(),
+    )
+    present = [f for f in MATMUL_FLAGS if f in flags]
+    if "amx_bf16" in flags:
+        kind = "AMX"
+    elif "avx512_bf16" in flags:
+        kind = "AVX512-BF16"
+    elif "avx2" in flags:
+        kind = "AVX2-only"
+    else:
+        kind = "other"
+    return {"model": model, "flags": present, "kind": kind}  # fmt: skip
+
+
+def machine(ceilings: bool = False) -> dict[str, Any]:
+    """Versions, threads and the CPU; with `ceilings`, also the bf16 and fp32 matmul GFLOP/s and the
+    memory bandwidth measured now (printed by `print_machine`)."""
+    info = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpus": os.cpu_count(),
+        "cpu": cpu_kind(),
     }
+    if ceilings:
+        info["matmul_gflops"] = {
+            "bf16": matmul_ceiling(torch.bfloat16),
+            "fp32": matmul_ceiling(torch.float32),
+        }
+        info["bandwidth_gb_s"] = memory_bandwidth()
+    return info
+
+
+def print_machine(info: dict[str, Any]) -> None:
+    """One line a reader can match to their own machine."""
+    cpu = info["cpu"]
+    line = f"CPU: {cpu['model']} ({cpu['kind']}: {' '.join(cpu['flags']) or 'no matmul flags'}), {info['threads']} threads"
+    if "matmul_gflops" in info:
+        g = info["matmul_gflops"]
+        line += f"; matmul ceiling bf16 {g['bf16']:.0f} / fp32 {g['fp32']:.0f} GFLOP/s; memory {info['bandwidth_gb_s']:.1f} GB/s"
+    print(line)
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:

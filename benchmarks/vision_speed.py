@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from benchmarks.common import best_time, machine, matmul_ceiling, print_table, write_json
+from benchmarks.common import best_time, machine, print_machine, print_table, write_json
 from vision.config import VisionConfig
 from vision.dtypes import compute_dtype, layer_norm, linear
 from vision.encoder import tower_flops_per_patch
@@ -97,7 +97,12 @@ def main() -> None:
         f"k25 widths with {layers} layers, {args.threads} threads"
     )
 
-    ceilings = {str(d): matmul_ceiling(d) for d in (torch.float32, torch.bfloat16)}
+    info = machine(ceilings=True)
+    print_machine(info)
+    ceilings = {
+        "torch.float32": info["matmul_gflops"]["fp32"],
+        "torch.bfloat16": info["matmul_gflops"]["bf16"],
+    }
     base = MoonViT3d.build(cfg).eval()
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
@@ -140,10 +145,7 @@ def main() -> None:
     print_table(
         rows, ["weights", "side", "compute", "seconds", "patches/s", "GFLOP/s", "% of ceiling", "ours / this"]
     )
-    print(
-        "matmul ceiling GFLOP/s: "
-        + ", ".join(f"{k.removeprefix('torch.')} {v:.0f}" for k, v in ceilings.items())
-    )
+    print_machine(info)
     speedup = {
         d: next(r["seconds"] for r in rows if r["weights"] == d and r["side"] == "reference")
         / next(r["seconds"] for r in rows if r["weights"] == d and r["side"] == "ours")
@@ -160,7 +162,7 @@ def main() -> None:
             "matmul_ceiling_gflops": ceilings,
             "rows": results,
             "speedup_vs_reference": speedup,
-            "machine": machine(),
+            "machine": info,
         },
     )
 

@@ -19,6 +19,8 @@ from torch import Tensor, nn
 from mm_model.lm.config import LMConfig
 from mm_model.lm.norm import RMSNorm
 from mm_model.lm.rope import apply_rope, softmax_scale
+from vision import prepack
+from vision.dtypes import linear
 
 # The reference builds q_a_layernorm and kv_a_layernorm without eps, so they use 1e-6 whatever
 # rms_norm_eps says (transformers 5.23 DeepseekV3Attention).
@@ -58,13 +60,18 @@ class MLAttention(nn.Module):
             q_nope (B, S, H, n), q_rot (B, S, H, r) post-rope, latent (B, S, C + r) = [norm(c_kv) | rope(k)].
         """
         b, s, _ = x.shape
+        kv_a = self.kv_a_proj_with_mqa
         if hasattr(self, "q_proj"):
-            q = self.q_proj(x)
+            q, latent = linear(x, self.q_proj), linear(x, kv_a)
+        elif self.q_a_proj.bias is None and kv_a.bias is None:  # both read x: one matmul where packed
+            q_a, latent = prepack.linears(x, (self.q_a_proj.weight, kv_a.weight))
+            q = linear(self.q_a_layernorm(q_a), self.q_b_proj)
         else:
-            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
+            q = linear(self.q_a_layernorm(linear(x, self.q_a_proj)), self.q_b_proj)
+            latent = linear(x, kv_a)
         q = q.view(b, s, self.num_heads, self.nope + self.rope)
         q_nope, q_rot = q.split([self.nope, self.rope], dim=-1)
-        c, k_rot = self.kv_a_proj_with_mqa(x).split([self.kv_lora_rank, self.rope], dim=-1)
+        c, k_rot = latent.split([self.kv_lora_rank, self.rope], dim=-1)
         latent = torch.cat((self.kv_a_layernorm(c), apply_rope(k_rot, cos, sin)), dim=-1)
         return q_nope, apply_rope(q_rot, cos, sin), latent
 
@@ -98,13 +105,13 @@ class MLAttention(nn.Module):
             kv[:, start : start + s].copy_(latent)
             keys = kv[:, : start + s]  # (B, T, C + r)
         attend = self._absorbed if absorb else self._expanded
-        return self.o_proj(attend(q_nope, q_rot, keys, mask))
+        return linear(attend(q_nope, q_rot, keys, mask), self.o_proj)
 
     def _expanded(self, q_nope: Tensor, q_rot: Tensor, keys: Tensor, mask: Tensor | None) -> Tensor:
         b, s, h, _ = q_nope.shape
         t = keys.shape[1]
         c, k_rot = keys.split([self.kv_lora_rank, self.rope], dim=-1)
-        kv = self.kv_b_proj(c).view(b, t, h, self.nope + self.v_dim)
+        kv = linear(c, self.kv_b_proj).view(b, t, h, self.nope + self.v_dim)
         k_nope, v = kv.split([self.nope, self.v_dim], dim=-1)
         k = torch.cat((k_nope, k_rot[:, :, None, :].expand(b, t, h, self.rope)), dim=-1)  # (B, T, H, n + r)
         q = torch.cat((q_nope, q_rot), dim=-1)  # (B, S, H, n + r)
@@ -114,16 +121,31 @@ class MLAttention(nn.Module):
         )  # fmt: skip
         return out.transpose(1, 2).reshape(b, s, h * self.v_dim)  # (B, S, H·v)
 
+    def _absorbed_weights(self, upcast: bool) -> tuple[Tensor, Tensor]:
+        """kv_b_proj's key and value halves, (H, n, C) and (H, v, C); in fp32 if `upcast` (kept on the
+        weight between steps: upcasting them at every step cost 6 ms of a 50 ms decode step)."""
+
+        def split(w: Tensor) -> tuple[Tensor, Tensor]:
+            w = w.view(self.num_heads, self.nope + self.v_dim, self.kv_lora_rank)
+            return w[:, : self.nope], w[:, self.nope :]
+
+        weight = self.kv_b_proj.weight
+        if not upcast or weight.dtype == torch.float32:
+            return split(weight)
+        if torch.is_grad_enabled() and weight.requires_grad:
+            return split(weight.float())
+        return split(prepack.cached(weight, "fp32", lambda: weight.detach().float()))
+
     def _absorbed(self, q_nope: Tensor, q_rot: Tensor, keys: Tensor, mask: Tensor | None) -> Tensor:
         b, s, h, _ = q_nope.shape
         t = keys.shape[1]
         dtype = q_nope.dtype
-        w = self.kv_b_proj.weight.view(h, self.nope + self.v_dim, self.kv_lora_rank)
-        w_uk, w_uv = w[:, : self.nope], w[:, self.nope :]  # (H, n, C), (H, v, C)
-        if keys.device.type == "cpu" and dtype != torch.float32:
-            # These matmuls have few rows (H·S); CPU bf16 kernels are slow at that shape (on a 2-core
-            # AVX2 machine ~1 GFLOP/s against ~70 in fp32), and the upcast is O(T·(C + r)).
-            keys, w_uk, w_uv, q_nope, q_rot = (x.float() for x in (keys, w_uk, w_uv, q_nope, q_rot))
+        w_uk, w_uv = self._absorbed_weights(keys.device.type == "cpu")  # (H, n, C), (H, v, C)
+        if w_uk.dtype != dtype:
+            # These matmuls have few rows (H·S); CPU bf16 kernels are slow at that shape, with or
+            # without native bf16 (2-core AVX2: ~1 GFLOP/s against ~70 in fp32; 2-core AVX512-BF16:
+            # 200 us a matmul at decode against 70 in fp32), and the upcast is O(T·(C + r)).
+            keys, q_nope, q_rot = (x.float() for x in (keys, q_nope, q_rot))
         q_lat = torch.matmul(q_nope.transpose(1, 2), w_uk)  # (B, H, S, C)
         q = torch.cat((q_lat, q_rot.transpose(1, 2)), dim=-1).reshape(b, h * s, -1)  # (B, H·S, C + r)
         scores = torch.bmm(q, keys.transpose(1, 2)).float() * self.scale  # (B, H·S, T)

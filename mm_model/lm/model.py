@@ -19,6 +19,7 @@ from mm_model.lm.config import LMConfig
 from mm_model.lm.moe import MoE
 from mm_model.lm.norm import MLP, RMSNorm
 from mm_model.lm.rope import rope_cos_sin, rope_parameters
+from vision.dtypes import linear
 from vision.errors import InputError
 
 # Queries at most this many new tokens use the absorbed path by default: it saves expanding every
@@ -167,7 +168,7 @@ class DeepseekV3LM(nn.Module):
             cache.length = end
         if last_only:
             h = h[:, -1:]
-        return self.lm_head(self.model.norm(h))
+        return linear(self.model.norm(h), self.lm_head)
 
 
 def _mask(key_valid: Tensor, start: int, end: int, device: torch.device) -> Tensor:

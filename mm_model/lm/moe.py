@@ -12,6 +12,10 @@ from torch import Tensor, nn
 
 from mm_model.lm.config import LMConfig
 from mm_model.lm.norm import MLP
+from vision import prepack
+
+# At most this many tokens take the expert loop on packed weights (`Experts.forward`).
+LOOP_MAX_TOKENS = 16
 
 
 class Router(nn.Module):
@@ -30,7 +34,15 @@ class Router(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (N, D) -> weights (N, k) fp32, expert ids (N, k)."""
-        scores = F.linear(x.float(), self.weight.float()).sigmoid()  # (N, E), routing math in fp32
+        weight = self.weight
+        if weight.dtype != torch.float32:
+            fp32 = torch.is_grad_enabled() and weight.requires_grad
+            weight = (
+                weight.float()
+                if fp32
+                else prepack.cached(weight, "fp32", lambda: self.weight.detach().float())
+            )
+        scores = F.linear(x.float(), weight).sigmoid()  # (N, E), routing math in fp32
         choice = scores + self.e_score_correction_bias  # the bias steers selection only
         if self.topk_group < self.n_group:
             n = choice.shape[0]
@@ -62,16 +74,18 @@ class Experts(nn.Module):
         self.down_proj = nn.Parameter(torch.empty(e, d, i))
 
     def _expert(self, e: int, x: Tensor) -> Tensor:  # (n, D) -> (n, D)
-        gate, up = F.linear(x, self.gate_up_proj[e]).chunk(2, dim=-1)
-        return F.linear(F.silu(gate) * up, self.down_proj[e])
+        gate, up = prepack.linear(x, self.gate_up_proj, None, e).chunk(2, dim=-1)
+        return prepack.linear(F.silu(gate) * up, self.down_proj, None, e)
 
     def forward(self, x: Tensor, weights: Tensor, idx: Tensor, impl: str = "auto") -> Tensor:
         """Sum over each token's k experts of weight · expert(x).
 
         All (token, expert) pairs are dispatched at once: sorted by expert, each expert's rows run
-        as one matmul (`torch._grouped_mm` when available: one call for all experts and no host
-        sync; else a loop over the experts that were hit), then scatter-added back to their tokens.
-        Nothing loops over tokens.
+        as one matmul, then scatter-added back to their tokens. Nothing loops over tokens. The matmuls
+        are `torch._grouped_mm` when available (one call for all experts and no host sync), except
+        for a few tokens (decode) where `prepack` applies (bf16 on a native-bf16 CPU): there a loop
+        over the experts that were hit, each on its packed weights, measured faster (the CPU grouped
+        kernel visits every expert, hit or not, and repacks each weight).
 
         Args:
             x: (N, D); weights: (N, k) fp32; idx: (N, k) expert ids.
@@ -86,6 +100,8 @@ class Experts(nn.Module):
         counts = torch.bincount(flat, minlength=self.gate_up_proj.shape[0])  # (E,)
         xs = x.index_select(0, token_of)  # (N·k, D), grouped by expert
         ys = None
+        if impl == "auto" and x.shape[0] <= LOOP_MAX_TOKENS and prepack.applies(xs, self.gate_up_proj):
+            impl = "loop"
         if impl in ("auto", "grouped") and hasattr(torch, "_grouped_mm"):
             try:
                 ys = self._grouped(xs, counts.cumsum(0).to(torch.int32))

@@ -6,6 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vision import prepack
+from vision.dtypes import linear
+
 
 class RMSNorm(nn.Module):
     """x / rms(x) · weight; normalization in fp32, cast back to x's dtype before the weight (as the reference)."""
@@ -29,4 +32,5 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., D) -> (..., D)
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = prepack.linears(x, (self.gate_proj.weight, self.up_proj.weight))
+        return linear(F.silu(gate) * up, self.down_proj)
