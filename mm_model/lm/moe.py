@@ -57,7 +57,7 @@ class Experts(nn.Module):
     def __init__(self, cfg: LMConfig) -> None:
         super().__init__()
         e, d, i = cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size
-        self.intermediate = i
+        self.num_experts, self.intermediate = e, i
         self.gate_up_proj = nn.Parameter(torch.empty(e, 2 * i, d))
         self.down_proj = nn.Parameter(torch.empty(e, d, i))
 
@@ -83,7 +83,7 @@ class Experts(nn.Module):
         flat = idx.reshape(-1)  # (N·k,)
         order = flat.argsort(stable=True)
         token_of = order // k  # (N·k,) source token of each sorted pair
-        counts = torch.bincount(flat, minlength=self.gate_up_proj.shape[0])  # (E,)
+        counts = torch.bincount(flat, minlength=self.num_experts)  # (E,)
         xs = x.index_select(0, token_of)  # (N·k, D), grouped by expert
         ys = None
         if impl in ("auto", "grouped") and hasattr(torch, "_grouped_mm"):
