@@ -86,16 +86,19 @@ class Int4Experts(Experts):
         converted = {}
         for name, _ in MATRICES:
             packed, scale = getattr(self, f"{name}_packed"), getattr(self, f"{name}_scale")
-            kernel, scale_zeros = [], []
+            kernel = scale_zeros = None
             for e in range(packed.shape[0]):  # one expert at a time: the int32 staging is 8x its size
                 q = unpack_int4(packed[e]).to(torch.int32) + 8  # (N, K) in [0, 15], the kernel's input
                 try:
-                    kernel.append(torch._convert_weight_to_int4pack_for_cpu(q, 1))
+                    k = torch._convert_weight_to_int4pack_for_cpu(q, 1)
                 except RuntimeError:  # a shape the kernel does not take
                     return False
-                s = scale[e].t().contiguous()  # (K/32, N)
-                scale_zeros.append(torch.stack((s, torch.zeros_like(s)), dim=-1))  # w = (u - 8)·s + 0
-            converted[name] = (torch.stack(kernel), torch.stack(scale_zeros))
+                if kernel is None:  # allocated once per matrix: the layer's peak is its two layouts
+                    kernel = k.new_empty(packed.shape[0], *k.shape)
+                    scale_zeros = scale.new_zeros(packed.shape[0], scale.shape[2], scale.shape[1], 2)
+                kernel[e] = k
+                scale_zeros[e, ..., 0] = scale[e].t()  # (K/32, N); zero stays 0: w = (u - 8)·s + 0
+            converted[name] = (kernel, scale_zeros)
         for name, (kernel, scale_zeros) in converted.items():
             setattr(self, f"{name}_packed", kernel)
             setattr(self, f"{name}_scale", scale_zeros)
