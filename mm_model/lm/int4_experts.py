@@ -52,7 +52,17 @@ class Int4Experts(Experts):
         self.register_buffer("down_scale", torch.empty(e, d, i // GROUP_SIZE, dtype=scale_dtype))
 
     def forward(self, x: Tensor, weights: Tensor, idx: Tensor, impl: str = "auto") -> Tensor:
-        """x (N, D), weights (N, k) fp32, idx (N, k) -> (N, D); only the experts hit are touched."""
+        """x (N, D), weights (N, k) fp32, idx (N, k) -> (N, D); only the experts hit are touched.
+
+        One token (batch-1 decode) runs its k experts in turn: the sort / gather / scatter of the
+        general dispatch cost as much as the 4-bit matmuls there (measured 741 us against 399 us for
+        the bare kernel calls of one bench layer). More tokens take the general dispatch (the twin).
+        """
+        if x.shape[0] == 1 and impl != "loop":
+            out = torch.zeros_like(x)
+            for e, w in zip(idx[0].tolist(), weights[0].to(x.dtype).tolist()):
+                out.add_(self._expert(e, x), alpha=w)
+            return out
         return super().forward(x, weights, idx, impl="loop")
 
     def _expert(self, e: int, x: Tensor) -> Tensor:  # (n, D) -> (n, D)

@@ -4,6 +4,8 @@ Key maps are data: a checkpoint key (after stripping `prefix` and applying `KEY_
 names one of our parameters exactly or matches a rule in `KEY_RULES` that places it in a slice of a
 stacked parameter. The model is built on the meta device, its storage allocated once in the target
 dtype, and each checkpoint tensor copied in and dropped: peak memory is the model plus one tensor.
+INT4 routed experts (the release's compressed-tensors `pack-quantized`, `int4.py`) are built as
+`Int4Experts` and filled the same way, so they are never held in a wider dtype.
 """
 
 from __future__ import annotations
