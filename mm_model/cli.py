@@ -110,6 +110,7 @@ def _print_footprint(source: str, cfg, path: Path | None) -> None:
         print(f"  weights, {what}: routed experts INT4 ({f.int4_tensors:,} weight_packed/scale/shape "
               f"tensors: packed {gib(f.int4_packed_bytes)} + scales {gib(f.int4_scale_bytes)}), everything "
               f"else {gib(f.other_bytes)}; total {gib(f.total_bytes)}")  # fmt: skip
+        print(f"  INT4 tensors: {', '.join(f.int4_names)} (packed, scale, shape)")
         print(f"  in memory, bf16 elsewhere: {gib(f.resident_bytes())} (experts dequantised per use); "
               f"{gib(f.resident_bytes(cpu_kernel=True))} in the CPU 4-bit kernel layout (a zero per scale)")  # fmt: skip
     else:

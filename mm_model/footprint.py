@@ -4,7 +4,7 @@ released Kimi K2.5 (computed from its config), and of a loaded module (what is r
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from safetensors import safe_open
@@ -39,6 +39,7 @@ class Footprint:
     other_tensors: int
     other_bytes: int
     other_elements: int
+    int4_names: tuple[str, ...] = ()  # the INT4 keys with layer and expert numbers as N
 
     @property
     def total_bytes(self) -> int:
@@ -54,6 +55,7 @@ class Footprint:
 def checkpoint_footprint(path: str | Path) -> Footprint:
     """Tensor bytes of a checkpoint as stored, split into INT4 expert tensors and the rest."""
     counts = {"int4": 0, "packed": 0, "scale": 0, "other": 0, "other_bytes": 0, "elements": 0}
+    names: set[str] = set()
     for file in checkpoint_files(Path(path)):
         with safe_open(str(file), framework="pt") as f:
             for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
@@ -65,13 +67,15 @@ def checkpoint_footprint(path: str | Path) -> Footprint:
                 m = INT4_SUFFIX.search(key)
                 if m:
                     counts["int4"] += 1
+                    names.add(re.sub(r"\.\d+\.", ".N.", INT4_SUFFIX.sub(".weight_*", key)))
                     counts["scale" if m.group(1) == "scale" else "packed"] += n
                 else:
                     counts["other"] += 1
                     counts["other_bytes"] += n
                     counts["elements"] += elements
     c = counts
-    return Footprint(c["int4"], c["packed"], c["scale"], c["other"], c["other_bytes"], c["elements"])
+    f = Footprint(c["int4"], c["packed"], c["scale"], c["other"], c["other_bytes"], c["elements"])
+    return replace(f, int4_names=tuple(sorted(names)))
 
 
 def release_footprint(cfg: ModelConfig) -> Footprint:
@@ -96,6 +100,9 @@ def release_footprint(cfg: ModelConfig) -> Footprint:
         other_tensors=0,
         other_bytes=other * 2 + biases * 4,
         other_elements=other + 2 * biases,  # fp32 biases: two bf16-sized elements each
+        int4_names=tuple(
+            f"language_model.model.layers.N.mlp.experts.N.{p}_proj.weight_*" for p in ("down", "gate", "up")
+        ),
     )
 
 
