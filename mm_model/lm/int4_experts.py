@@ -67,6 +67,8 @@ class Int4Experts(Experts):
 
     def _expert(self, e: int, x: Tensor) -> Tensor:  # (n, D) -> (n, D)
         if self.layout == "cpu":
+            if x.device.type != "cpu":
+                raise RuntimeError("INT4 experts in the CPU kernel layout cannot run on " + str(x.device))
             xb = x.to(torch.bfloat16).contiguous()
             h = torch._weight_int4pack_mm_for_cpu(
                 xb, self.gate_up_packed[e], GROUP_SIZE, self.gate_up_scale[e]
