@@ -51,19 +51,21 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     int4_kernel: bool | None = None,
+    quantize_experts: bool = False,
 ) -> KimiK25Model:
     """Load a K2.5 multimodal checkpoint directory; unknown and missing keys are reported by name.
 
     Peak memory is the model plus one tensor: the model is built on the meta device and each
     checkpoint tensor is copied into its place and dropped. INT4 routed experts (the release's
-    compressed-tensors format) stay INT4; `int4_kernel` as in `load_lm`.
+    compressed-tensors format) stay INT4; `int4_kernel` and `quantize_experts` as in `load_lm`.
     """
     path = Path(path)
     cfg = config or ModelConfig.from_dir(path)
     files = checkpoint_files(path)
     language_model = load_lm(
-        path, config=cfg.text, dtype=dtype, device=device, prefix=LM_PREFIX, int4_kernel=int4_kernel
-    )
+        path, config=cfg.text, dtype=dtype, device=device, prefix=LM_PREFIX, int4_kernel=int4_kernel,
+        quantize_experts=quantize_experts,
+    )  # fmt: skip
 
     with torch.device("meta"):
         tower, projector = VisionTower(cfg.vision), Projector(cfg.vision)

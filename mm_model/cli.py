@@ -122,15 +122,15 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     import torch
 
     from mm_model.checkpoint import load_model, save_model
-    from mm_model.lm.int4_experts import int4_experts, quantize_experts_
+    from mm_model.lm.int4_experts import int4_experts
 
     src, dst = Path(args.src), Path(args.dst)
     # released-int4 keeps everything but the routed experts in bf16, as the release does.
     default = torch.bfloat16 if args.to == "released-int4" else torch.float32
-    model = load_model(src, dtype=_dtype(args.dtype) or default, int4_kernel=False)
+    # released-int4 quantises the experts as they are read: memory never holds them wider.
+    int4 = args.to == "released-int4"
+    model = load_model(src, dtype=_dtype(args.dtype) or default, int4_kernel=False, quantize_experts=int4)
     tokenizer_dir = src
-    if args.to == "released-int4":
-        quantize_experts_(model.language_model)
     if args.to in ("released", "released-int4"):
         save_model(model, dst, max_shard_bytes=args.shard_mb * 2**20, tokenizer_dir=tokenizer_dir)
     elif int4_experts(model.language_model):

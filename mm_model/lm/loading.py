@@ -148,6 +148,7 @@ def load_lm(
     device: torch.device | str = "cpu",
     prefix: str = "",
     int4_kernel: bool | None = None,
+    quantize_experts: bool = False,
 ) -> DeepseekV3LM:
     """Load a `deepseek_v3` checkpoint directory (single file or sharded with an index).
 
@@ -161,6 +162,8 @@ def load_lm(
         prefix: only keys starting with it are read, with it stripped (e.g. "language_model.").
         int4_kernel: hold INT4 experts in torch's CPU 4-bit kernel layout (faster, not exportable);
             default: for bf16 on the CPU.
+        quantize_experts: quantise full-precision routed experts to INT4 (bf16 scales) while
+            reading them (for `convert --to released-int4`): peak memory is the INT4 model.
     Raises:
         CheckpointError (an InputError) for a bad directory, unknown or missing keys (named), shape
         mismatches, or an unsupported quantization config (the field and value named).
@@ -170,6 +173,11 @@ def load_lm(
     cfg = config or read_config(path)
     scheme = _quantization(path)
     scale_dtype = _int4_scale_dtype(files, prefix) if scheme is not None else None
+    quantize = quantize_experts and scheme is None
+    if quantize:
+        from mm_model.lm.int4 import quantize_int4
+
+        scale_dtype = torch.bfloat16  # as released
     model = build_empty(cfg, dtype, device, int4_scale_dtype=scale_dtype)
     targets = model.state_dict(keep_vars=True)
     need_parts = {name: t.shape[0] * (2 if "gate_up" in name.rsplit(".", 1)[-1] else 1) for name, t in targets.items()
@@ -188,6 +196,17 @@ def load_lm(
                     name, where = resolved
                     if name.endswith("_shape") and name[: -len("shape")] + "packed" in targets:
                         _check_shape(targets[name[: -len("shape")] + "packed"], where, f.get_tensor(raw), raw)
+                        continue
+                    if quantize and name.endswith(("experts.gate_up_proj", "experts.down_proj")):
+                        # Routed experts quantised as they are read, after rounding to `dtype`: the
+                        # same bits as quantising the loaded model, never its full-precision experts.
+                        base = name[: -len("_proj")]
+                        packed, scale = quantize_int4(f.get_tensor(raw).to(dtype), scale_dtype)
+                        for part, value in (("packed", packed), ("scale", scale)):
+                            _copy_into(targets[f"{base}_{part}"], where, value, raw)
+                            filled[f"{base}_{part}"].add(
+                                None if where is None else (where[0], where[1].start)
+                            )
                         continue
                     if name not in targets:
                         # Zero-size tensors (e.g. the reference's empty shared expert when

@@ -4,6 +4,7 @@ back by that library."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 
@@ -17,7 +18,7 @@ from mm_model.checkpoint import load_model, save_model
 from mm_model.cli import main as cli
 from mm_model.config import ModelConfig
 from mm_model.lm.int4 import RELEASE_QUANTIZATION_CONFIG, dequantize_int4
-from mm_model.lm.int4_experts import Int4Experts
+from mm_model.lm.int4_experts import Int4Experts, quantize_experts_
 from mm_model.lm.loading import CheckpointError, checkpoint_files
 from tests.conftest import randomize_
 
@@ -149,6 +150,9 @@ def test_convert_released_int4_is_what_compressed_tensors_reads(tiny_dir, tmp_pa
         tensors.update(load_file(str(file)))
     source = load_model(tiny_dir, dtype=torch.bfloat16, int4_kernel=False)
     src = dict(source.language_model.state_dict())
+    twin = quantize_experts_(copy.deepcopy(source.language_model)).state_dict()  # quantised after loading
+    got = load_model(out, dtype=torch.bfloat16, int4_kernel=False).language_model.state_dict()
+    assert got.keys() == twin.keys() and all(torch.equal(got[k], twin[k]) for k in got)
     n, checked = source.config.text.moe_intermediate_size, 0
     for key in [k for k in tensors if k.endswith(".weight_packed")]:
         base = key[: -len("_packed")]

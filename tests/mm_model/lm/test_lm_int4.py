@@ -231,3 +231,20 @@ def test_int4_needs_group_multiples():
     with pytest.raises(ValueError, match="multiples of 32"):
         Int4Experts(LMConfig.tiny(moe_intermediate_size=48))
     assert math.gcd(LMConfig.tiny().moe_intermediate_size, 32) == 32
+
+
+@pytest.mark.parametrize("layout", ["per_expert", "fused"])
+def test_quantizing_while_loading_equals_quantizing_the_loaded_model(tmp_path, layout):
+    """`quantize_experts=True` (what convert --to released-int4 uses) never holds bf16 experts and
+    gives the bits `quantize_experts_` gives on the loaded model, for released and fused layouts."""
+    m = DeepseekV3LM(LMConfig.tiny()).eval()
+    randomize_(m)
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "config.json").write_text(json.dumps(m.config.to_hf_dict()))
+    items = export_state_dict(m) if layout == "per_expert" else m.state_dict().items()
+    save_file({k: v.contiguous().clone() for k, v in items}, str(tmp_path / "model.safetensors"))
+    streamed = load_lm(tmp_path, dtype=torch.bfloat16, int4_kernel=False, quantize_experts=True)
+    twin = quantize_experts_(load_lm(tmp_path, dtype=torch.bfloat16))
+    a, b = streamed.state_dict(), twin.state_dict()
+    assert len(int4_experts(streamed)) == 2
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
