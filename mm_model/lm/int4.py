@@ -126,19 +126,14 @@ def parse_quantization_config(d: Any, where: str = "quantization_config") -> Int
 
 
 def find_quantization_config(config: dict[str, Any]) -> Int4Scheme | None:
-    """The INT4 scheme of a config.json dict (top-level or in `text_config`), or None if unquantized."""
-    top = config.get("quantization_config")
+    """The INT4 scheme of a config.json dict, or None if unquantized. The release's config carries it
+    in `text_config` (and transformers copies it to the top level); where both are present, both
+    must be supported and the top-level one is used."""
     text = config.get("text_config")
     inner = text.get("quantization_config") if isinstance(text, dict) else None
-    if top is not None and inner is not None and top != inner:
-        raise CheckpointError(
-            "config.json has two different quantization_config entries (top-level and text_config)"
-        )
-    if top is not None:
-        return parse_quantization_config(top)
-    if inner is not None:
-        return parse_quantization_config(inner, "text_config.quantization_config")
-    return None
+    scheme = None if inner is None else parse_quantization_config(inner, "text_config.quantization_config")
+    top = config.get("quantization_config")
+    return scheme if top is None else parse_quantization_config(top)
 
 
 # ---- packing math (pure functions) -------------------------------------------------------------
