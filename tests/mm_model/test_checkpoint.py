@@ -186,6 +186,8 @@ def test_convert_released_int4_is_what_compressed_tensors_reads(tiny_dir, tmp_pa
     capsys.readouterr()
     assert cli(["info", str(out)]) == 0
     assert "routed experts INT4" in capsys.readouterr().out
+    assert cli(["convert", str(out), str(tmp_path / "hf"), "--to", "transformers"]) == 2
+    assert "has INT4 experts" in capsys.readouterr().err
 
 
 def test_unsupported_quantization_in_a_checkpoint_is_named(tiny_dir, tmp_path):
