@@ -35,7 +35,6 @@ from tqdm import tqdm
 from benchmarks.common import machine, print_machine
 from mm_model.lm import DeepseekV3LM, LMConfig, cast_model
 from mm_model.lm.cache import latent_cache_bytes_per_token, per_head_cache_bytes_per_token
-from mm_model.lm.model import count_parameters
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -119,14 +118,6 @@ def decode_ref(ref: Any, ids: torch.Tensor, steps: int) -> tuple[float, float]:
     return t_prefill, time.perf_counter() - t
 
 
-def active_weight_bytes(cfg: LMConfig, dtype: torch.dtype) -> int:
-    """Weight bytes one decode step reads: every parameter but the embedding table (one row is read)
-    and the routed experts a token does not pick."""
-    _, activated = count_parameters(cfg)
-    embedding = 0 if cfg.tie_word_embeddings else cfg.vocab_size * cfg.hidden_size
-    return (activated - embedding) * torch.empty((), dtype=dtype).element_size()
-
-
 def reference_cache_bytes_per_token(ref: Any, dtype: torch.dtype) -> int:
     """Bytes per token the reference's DynamicCache actually holds (it caches the latent too)."""
     from transformers import DynamicCache
@@ -152,6 +143,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--decode-batches", default="1,8")
     parser.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
     parser.add_argument("--prompt", type=int, default=128, help="prompt tokens before decoding")
+    parser.add_argument(
+        "--int4",
+        action="store_true",
+        help="only the INT4 rows: batch-1 decode, INT4 experts vs bf16 vs reference",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = BENCH_CONFIG
@@ -160,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     steps = args.decode_steps or (32 if args.quick else 128)
     repeats = args.repeats or (1 if args.quick else 3)
     prompt = args.prompt
+    if args.int4:  # INT4 rows: a table of their own (see int4_decode)
+        return int4_decode(cfg, args.threads, steps, repeats, prompt)
     info = machine(ceilings=True)
     print_machine(info)
     results: dict[str, Any] = {
@@ -168,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "repeats": repeats, "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "reference": "transformers DeepseekV3ForCausalLM (sdpa, grouped_mm experts, DynamicCache)",
         "load_avg_start": os.getloadavg()[0], "rows": [], "machine": info, "decode_bandwidth_limit_tok_s": {},
-        "active_weight_bytes_per_token": {d: active_weight_bytes(cfg, DTYPES[d]) for d in args.dtypes.split(",")},
+        "active_weight_bytes_per_token": {},
     }  # fmt: skip
     jobs = [(d, "prefill", n) for d in args.dtypes.split(",") for n in prefill_lens]
     jobs += [
@@ -204,7 +202,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ours_tps, ref_tps = n * steps / decode[0], n * steps / decode[1]
                 label = f"decode batch {n}, {steps} new tok"
                 if n == 1:
-                    limit = info["bandwidth_gb_s"] * 1e9 / active_weight_bytes(cfg, DTYPES[dname])
+                    per_token = decode_bytes_per_token(ours)
+                    results["active_weight_bytes_per_token"][dname] = per_token
+                    limit = info["bandwidth_gb_s"] * 1e9 / per_token
                     results["decode_bandwidth_limit_tok_s"][dname] = round(limit, 1)
                     whole = (min(p + d for p, d in t_ours), min(p + d for p, d in t_ref))
                     results["rows"].append({"dtype": dname, "case": f"greedy {prompt} + {steps} tok, batch 1",
@@ -241,6 +241,100 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     (out_dir / f"lm_speed-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results))
     return results
+
+
+# ---- INT4 routed experts (issue 24) ---------------------------------------------------------------
+def decode_bytes_per_token(model: DeepseekV3LM) -> int:
+    """Weight bytes one batch-1 decode step reads: everything resident except the embedding table
+    (one row) and the routed experts not chosen (k of E per MoE layer)."""
+    from mm_model.footprint import resident_bytes
+    from mm_model.lm.moe import Experts
+
+    cfg = model.config
+    total = resident_bytes(model)
+    embed = model.model.embed_tokens.weight
+    if not cfg.tie_word_embeddings:
+        total -= embed.numel() * embed.element_size()
+    for m in model.modules():
+        if isinstance(m, Experts):
+            total -= (
+                resident_bytes(m) * (cfg.n_routed_experts - cfg.num_experts_per_tok) // cfg.n_routed_experts
+            )
+    return total
+
+
+def int4_decode(cfg: LMConfig, threads: int, steps: int, repeats: int, prompt: int) -> dict[str, Any]:
+    """Batch-1 greedy decode tokens/s with the routed experts in INT4 (torch's CPU 4-bit kernel
+    layout, as `load` holds them for bf16 on the CPU) vs ours in bf16 vs the reference in bf16, all
+    three on the same weights: the bf16 sides hold the INT4 experts dequantised. Also resident weight
+    bytes and each side's distance from the read-bandwidth bound (bandwidth / bytes read per token)."""
+    import copy
+
+    from mm_model.footprint import resident_bytes
+    from mm_model.lm.int4_experts import int4_experts, quantize_experts_
+
+    ours, ref = build_pair(cfg, torch.bfloat16)
+    int4 = quantize_experts_(copy.deepcopy(ours))
+    with torch.no_grad():  # both bf16 sides get the INT4 experts' values
+        for name, q in int4_experts(int4):
+            for side in (ours, ref):
+                experts = side.get_submodule(name)
+                for e in range(cfg.n_routed_experts):
+                    experts.gate_up_proj[e] = q.weight("gate_up", e, torch.bfloat16)
+                    experts.down_proj[e] = q.weight("down", e, torch.bfloat16)
+    layouts = {m.to_cpu_kernel_() for _, m in int4_experts(int4)}
+    sides = {"ours int4": int4, "ours bf16": ours, "reference bf16": ref}
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, cfg.vocab_size, (1, prompt), generator=gen)
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    with torch.inference_mode():
+        for name, m in sides.items():  # warm up
+            (decode_ref if name.startswith("reference") else decode_ours)(m, ids[:, :8], 4)
+        for _ in tqdm(range(repeats), desc="int4 decode", unit="round"):  # alternate: load hits all alike
+            for name, m in sides.items():
+                _, decode = (decode_ref if name.startswith("reference") else decode_ours)(m, ids, steps)
+                times[name].append(decode)
+        logits = [decode_logits(m, ids[:, :16]) for m in (int4, ours)]
+    info = machine(ceilings=True)
+    print_machine(info)
+    bandwidth = info["bandwidth_gb_s"] * 1e9
+    rows = []
+    for name, m in sides.items():
+        tps = steps / min(times[name])  # best of the alternated rounds, as in main()
+        per_token = decode_bytes_per_token(ours if name == "reference bf16" else m)
+        bound = bandwidth / per_token
+        rows.append({"side": name, "decode_tok_s": round(tps, 1), "resident_weight_bytes": resident_bytes(m),
+                     "bytes_read_per_token": per_token, "bandwidth_bound_tok_s": round(bound, 1),
+                     "fraction_of_bound": round(tps / bound, 2)})  # fmt: skip
+    base = rows[1]["decode_tok_s"]
+    results = {
+        "config": {k: v for k, v in cfg.to_hf_dict().items() if k != "rope_parameters"}, "threads": threads,
+        "decode_steps": steps, "decode_prompt": prompt, "repeats": repeats, "torch": torch.__version__,
+        "machine": info, "cpu_kernel_layout": layouts == {True},
+        "read_bandwidth_gb_s": round(bandwidth / 1e9, 1), "rows": rows,
+        "int4_over_ours_bf16": round(rows[0]["decode_tok_s"] / base, 2),
+        "int4_vs_bf16_logits_max_rel_diff": round(float((logits[0] - logits[1]).abs().max() / logits[1].abs().max()), 4),
+        "load_avg": os.getloadavg()[0],
+    }  # fmt: skip
+    print(
+        f"\n{'side':16} {'decode tok/s':>12} {'weights MB':>11} {'read/tok MB':>12} {'bound tok/s':>12} {'of bound':>9}"
+    )
+    for r in rows:
+        print(f"{r['side']:16} {r['decode_tok_s']:12.1f} {r['resident_weight_bytes'] / 1e6:11.1f} "
+              f"{r['bytes_read_per_token'] / 1e6:12.1f} {r['bandwidth_bound_tok_s']:12.1f} {r['fraction_of_bound']:9.2f}")  # fmt: skip
+    print(f"INT4 / ours bf16 decode: {results['int4_over_ours_bf16']}x; read bandwidth "
+          f"{results['read_bandwidth_gb_s']} GB/s; INT4 vs bf16 logits max rel diff {results['int4_vs_bf16_logits_max_rel_diff']}")  # fmt: skip
+    out_dir = Path(__file__).parent / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / f"lm_speed_int4-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(
+        json.dumps(results, indent=1)
+    )
+    print(json.dumps(results))
+    return results
+
+
+def decode_logits(model: DeepseekV3LM, ids: torch.Tensor) -> torch.Tensor:
+    return model(ids).float()
 
 
 if __name__ == "__main__":

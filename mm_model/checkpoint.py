@@ -50,16 +50,22 @@ def load_model(
     config: ModelConfig | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    int4_kernel: bool | None = None,
+    quantize_experts: bool = False,
 ) -> KimiK25Model:
     """Load a K2.5 multimodal checkpoint directory; unknown and missing keys are reported by name.
 
     Peak memory is the model plus one tensor: the model is built on the meta device and each
-    checkpoint tensor is copied into its place and dropped.
+    checkpoint tensor is copied into its place and dropped. INT4 routed experts (the release's
+    compressed-tensors format) stay INT4; `int4_kernel` and `quantize_experts` as in `load_lm`.
     """
     path = Path(path)
     cfg = config or ModelConfig.from_dir(path)
     files = checkpoint_files(path)
-    language_model = load_lm(path, config=cfg.text, dtype=dtype, device=device, prefix=LM_PREFIX)
+    language_model = load_lm(
+        path, config=cfg.text, dtype=dtype, device=device, prefix=LM_PREFIX, int4_kernel=int4_kernel,
+        quantize_experts=quantize_experts,
+    )  # fmt: skip
 
     with torch.device("meta"):
         tower, projector = VisionTower(cfg.vision), Projector(cfg.vision)
@@ -131,11 +137,13 @@ def save_model(
     """Write config.json, preprocessor_config.json and safetensors shards in the released layout.
 
     One `model.safetensors` when it fits in one shard, else `model-0000i-of-0000n.safetensors` plus
-    `model.safetensors.index.json`. Tokenizer files are copied from `tokenizer_dir` if given.
+    `model.safetensors.index.json`. Tokenizer files are copied from `tokenizer_dir` if given. INT4
+    routed experts are written as the release writes them, with its `quantization_config`.
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.config.save(path)
+    _write_quantization_config(model, path / "config.json")
     shards: list[dict[str, Tensor]] = [{}]
     size = 0
     for key, value in released_state(model):
@@ -163,3 +171,18 @@ def save_model(
             if src.exists():
                 (path / name).write_bytes(src.read_bytes())
     return path
+
+
+def _write_quantization_config(model: KimiK25Model, config_json: Path) -> None:
+    """Declare the release's `quantization_config` (top-level and in text_config, as the release's
+    config has it) exactly when the model holds INT4 experts; drop any stale one otherwise."""
+    from mm_model.lm.int4 import release_quantization_config
+    from mm_model.lm.int4_experts import int4_experts
+
+    d = json.loads(config_json.read_text())
+    d.pop("quantization_config", None)
+    d["text_config"].pop("quantization_config", None)
+    if int4_experts(model.language_model):
+        d["quantization_config"] = release_quantization_config()
+        d["text_config"]["quantization_config"] = release_quantization_config()
+    config_json.write_text(json.dumps(d, indent=2) + "\n")

@@ -2,7 +2,7 @@
 
 mm-model chat [SOURCE] [--image PATH] [--video PATH] "prompt"   stream an answer
 mm-model info SOURCE|k25|tiny [--image PATH] [--video PATH]      config, parameters, token costs
-mm-model convert SRC DST [--to released|transformers]            checkpoint layouts
+mm-model convert SRC DST [--to released|released-int4|transformers]  checkpoint layouts
 mm-model encode [IMAGE ...]                                      MoonViT-3D timing on images
 """
 
@@ -78,6 +78,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"  language: {t.num_hidden_layers} layers x {t.hidden_size}, {t.n_routed_experts} experts top-"
           f"{t.num_experts_per_tok} + {t.n_shared_experts} shared, MLA kv_lora {t.kv_lora_rank}, "
           f"context {t.max_position_embeddings:,}; {total:,} parameters, {active:,} active per token")  # fmt: skip
+    _print_footprint(args.source, cfg, None if args.source in ("k25", "tiny-random") else path)
     m = cfg.media
     print(f"  media: images <= {m.in_patch_limit} patches, video frames <= {m.in_patch_limit_each_frame} patches, "
           f"{m.sample_fps} fps, {m.temporal_merge_kernel_size}-frame chunks")  # fmt: skip
@@ -96,16 +97,44 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_footprint(source: str, cfg, path: Path | None) -> None:
+    """Which tensors are INT4 and the bytes in memory: of the directory's checkpoint, or for the
+    k25 preset the released checkpoint's, computed from the config."""
+    from mm_model.footprint import checkpoint_footprint, gib, release_footprint
+
+    if path is None and source != "k25":
+        return
+    f = release_footprint(cfg) if path is None else checkpoint_footprint(path)
+    what = "released INT4 checkpoint (computed from the config)" if path is None else "checkpoint"
+    if f.int4_tensors:
+        print(f"  weights, {what}: routed experts INT4 ({f.int4_tensors:,} weight_packed/scale/shape "
+              f"tensors: packed {gib(f.int4_packed_bytes)} + scales {gib(f.int4_scale_bytes)}), everything "
+              f"else {gib(f.other_bytes)}; total {gib(f.total_bytes)}")  # fmt: skip
+        print(f"  INT4 tensors: {', '.join(f.int4_names)} (packed, scale, shape)")
+        print(f"  in memory, bf16 elsewhere: {gib(f.resident_bytes())} (experts dequantised per use); "
+              f"{gib(f.resident_bytes(cpu_kernel=True))} in the CPU 4-bit kernel layout (a zero per scale)")  # fmt: skip
+    else:
+        print(f"  weights, {what}: no INT4 tensors; {f.other_tensors:,} tensors, {gib(f.other_bytes)} as "
+              f"stored, {gib(f.resident_bytes())} in bf16")  # fmt: skip
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     import torch
 
     from mm_model.checkpoint import load_model, save_model
+    from mm_model.lm.int4_experts import int4_experts
 
     src, dst = Path(args.src), Path(args.dst)
-    model = load_model(src, dtype=_dtype(args.dtype) or torch.float32)
+    # released-int4 keeps everything but the routed experts in bf16, as the release does.
+    default = torch.bfloat16 if args.to == "released-int4" else torch.float32
+    # released-int4 quantises the experts as they are read: memory never holds them wider.
+    int4 = args.to == "released-int4"
+    model = load_model(src, dtype=_dtype(args.dtype) or default, int4_kernel=False, quantize_experts=int4)
     tokenizer_dir = src
-    if args.to == "released":
+    if args.to in ("released", "released-int4"):
         save_model(model, dst, max_shard_bytes=args.shard_mb * 2**20, tokenizer_dir=tokenizer_dir)
+    elif int4_experts(model.language_model):
+        raise InputError(f"{src} has INT4 experts: convert it --to released or released-int4")
     else:
         try:
             from transformers import Kimi_K25ForConditionalGeneration
@@ -215,7 +244,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     conv = sub.add_parser("convert", help="rewrite a checkpoint in the released or the transformers layout")
     conv.add_argument("src")
     conv.add_argument("dst")
-    conv.add_argument("--to", choices=["released", "transformers"], default="released")
+    conv.add_argument(
+        "--to",
+        choices=["released", "released-int4", "transformers"],
+        default="released",
+        help="released-int4: routed experts quantised to the release's INT4 (compressed-tensors)",
+    )
     conv.add_argument("--dtype", choices=["fp32", "bf16"], default=None)
     conv.add_argument("--shard-mb", type=int, default=2048)
     conv.set_defaults(func=_cmd_convert)

@@ -71,6 +71,14 @@ class ModelConfig:
                 "config.json needs 'text_config' and 'vision_config' (a Kimi K2.5 multimodal config)"
             )
         text = LMConfig.from_hf_dict(d["text_config"])
+        # The head is tied by the top-level flag: transformers' Kimi_K25Config (default true in 5.23,
+        # while text_config says false) writes it and, when true, saves no lm_head.weight. The release,
+        # transformers and we all write the flag; where it is absent the text config's value stands.
+        tie = d.get("tie_word_embeddings", text.tie_word_embeddings)
+        if not isinstance(tie, bool):
+            raise ConfigError(f"tie_word_embeddings must be true or false, got {tie!r}")
+        if tie != text.tie_word_embeddings:
+            text = text.replace(tie_word_embeddings=tie)
         vision_d = dict(d["vision_config"])
         vision_d.setdefault("text_hidden_size", text.hidden_size)
         try:

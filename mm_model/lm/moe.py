@@ -69,7 +69,7 @@ class Experts(nn.Module):
     def __init__(self, cfg: LMConfig) -> None:
         super().__init__()
         e, d, i = cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size
-        self.intermediate = i
+        self.num_experts, self.intermediate = e, i
         self.gate_up_proj = nn.Parameter(torch.empty(e, 2 * i, d))
         self.down_proj = nn.Parameter(torch.empty(e, d, i))
 
@@ -84,24 +84,29 @@ class Experts(nn.Module):
         as one matmul, then scatter-added back to their tokens. Nothing loops over tokens. The matmuls
         are `torch._grouped_mm` when available (one call for all experts and no host sync), except
         for a few tokens (decode) where `prepack` applies (bf16 on a native-bf16 CPU): there a loop
-        over the experts that were hit, each on its packed weights, measured faster (the CPU grouped
+        over the experts that were hit ("direct" for one token), each on its packed weights, measured
+        faster (the CPU grouped
         kernel visits every expert, hit or not, and repacks each weight).
 
         Args:
             x: (N, D); weights: (N, k) fp32; idx: (N, k) expert ids.
-            impl: "auto", "grouped" or "loop" (the slow twin, also the fallback).
+            impl: "auto", "grouped", "loop" (the slow twin, also the fallback) or "direct" (one
+                token: its k experts in turn, without the sort / gather / scatter, which at batch-1
+                decode cost almost as much as the expert matmuls).
         Returns:
             (N, D) in x's dtype.
         """
+        if impl == "auto" and x.shape[0] <= LOOP_MAX_TOKENS and prepack.applies(x, self.gate_up_proj):
+            impl = "direct" if x.shape[0] == 1 else "loop"
+        if impl == "direct":
+            return self._direct(x, weights, idx)
         k = idx.shape[1]
         flat = idx.reshape(-1)  # (N·k,)
         order = flat.argsort(stable=True)
         token_of = order // k  # (N·k,) source token of each sorted pair
-        counts = torch.bincount(flat, minlength=self.gate_up_proj.shape[0])  # (E,)
+        counts = torch.bincount(flat, minlength=self.num_experts)  # (E,)
         xs = x.index_select(0, token_of)  # (N·k, D), grouped by expert
         ys = None
-        if impl == "auto" and x.shape[0] <= LOOP_MAX_TOKENS and prepack.applies(xs, self.gate_up_proj):
-            impl = "loop"
         if impl in ("auto", "grouped") and hasattr(torch, "_grouped_mm"):
             try:
                 ys = self._grouped(xs, counts.cumsum(0).to(torch.int32))
@@ -117,6 +122,14 @@ class Experts(nn.Module):
         h = torch._grouped_mm(xs, self.gate_up_proj.transpose(1, 2), offs=offs)  # (N·k, 2I)
         gate, up = h.chunk(2, dim=-1)
         return torch._grouped_mm(F.silu(gate) * up, self.down_proj.transpose(1, 2), offs=offs)
+
+    def _direct(self, x: Tensor, weights: Tensor, idx: Tensor) -> Tensor:  # x (1, D) -> (1, D)
+        if x.shape[0] != 1:
+            raise ValueError(f"the direct expert path takes one token, got {x.shape[0]}")
+        out = torch.zeros_like(x)
+        for e, w in zip(idx[0].tolist(), weights[0].tolist()):
+            out.add_(self._expert(e, x), alpha=w)
+        return out
 
     def _loop(self, xs: Tensor, counts: list[int]) -> Tensor:
         ys = torch.empty_like(xs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -82,3 +84,44 @@ def test_grouped_mm_equals_expert_loop(tokens):
             pytest.skip("this torch has no _grouped_mm")
         grouped = moe.experts(x, w, idx, impl="grouped")
     assert (loop - grouped).abs().max().item() < 1e-5
+
+
+def test_direct_one_token_path_equals_expert_loop():
+    cfg = LMConfig.tiny(n_routed_experts=16, num_experts_per_tok=4)
+    moe = MoE(cfg)
+    randomize_(moe)
+    x = torch.randn(1, cfg.hidden_size)
+    with torch.no_grad():
+        w, idx = moe.gate(x)
+        direct = moe.experts(x, w, idx, impl="direct")
+        loop = moe.experts(x, w, idx, impl="loop")
+        with pytest.raises(ValueError, match="one token"):
+            moe.experts(x.expand(2, -1), w.expand(2, -1), idx.expand(2, -1), impl="direct")
+    assert (direct - loop).abs().max().item() < 1e-5
+    assert direct.abs().max() > 0
+
+
+def test_auto_takes_the_packed_loop_for_few_tokens_on_native_bf16(monkeypatch):
+    """On a native-bf16 CPU, bf16 decode goes through the packed expert loop, with the same numbers as
+    the grouped / loop paths on plain weights (forced here on any CPU)."""
+    import vision.dtypes as dtypes
+    from vision import prepack
+
+    monkeypatch.setattr(dtypes, "cpu_has_fast_bf16", lambda: True)
+    prepack._available.cache_clear()
+    cfg = LMConfig.tiny(n_routed_experts=16, num_experts_per_tok=4)
+    moe = MoE(cfg)
+    randomize_(moe)
+    moe.bfloat16()
+    exact = copy.deepcopy(moe).float()  # the same (bf16-rounded) weights in fp32: the plain path
+    try:
+        for tokens in (1, 3):
+            x = torch.randn(tokens, cfg.hidden_size).bfloat16()
+            with torch.inference_mode():
+                w, idx = moe.gate(x)
+                auto = moe.experts(x, w, idx)
+                assert hasattr(moe.experts.gate_up_proj, prepack._ATTR)  # the packed weights were used
+                plain = exact.experts(x.float(), w, idx, impl="loop")
+            assert (auto.float() - plain).abs().max().item() < 2e-2 * plain.abs().max().item()
+    finally:
+        prepack._available.cache_clear()
