@@ -27,7 +27,7 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -88,8 +88,16 @@ def prefill_ref(ref: Any, ids: torch.Tensor) -> None:
     ref(ids, use_cache=True, logits_to_keep=1)
 
 
-def decode_ours(model: DeepseekV3LM, ids: torch.Tensor, steps: int) -> tuple[float, float]:
-    """Seconds for prefilling ids and for the `steps` greedy decode steps after it."""
+class Run(NamedTuple):
+    """One greedy generation: seconds of the prefill and of the decode steps, and the new tokens."""
+
+    prefill_s: float
+    decode_s: float
+    tokens: torch.Tensor  # (B, steps + 1)
+
+
+def decode_ours(model: DeepseekV3LM, ids: torch.Tensor, steps: int) -> Run:
+    """Prefill ids, then `steps` greedy decode steps."""
     from mm_model.generation import decode_one_token, prefill
 
     b, s = ids.shape
@@ -97,13 +105,15 @@ def decode_ours(model: DeepseekV3LM, ids: torch.Tensor, steps: int) -> tuple[flo
     cache = model.new_cache(b, s + steps)
     token = prefill(model, ids, cache).argmax(-1)
     t_prefill = time.perf_counter() - t
+    tokens = [token]
     t = time.perf_counter()
     for i in range(steps):
         token = decode_one_token(model, token, cache, torch.tensor([s + i])).argmax(-1)
-    return t_prefill, time.perf_counter() - t
+        tokens.append(token)
+    return Run(t_prefill, time.perf_counter() - t, torch.stack(tokens, 1))
 
 
-def decode_ref(ref: Any, ids: torch.Tensor, steps: int) -> tuple[float, float]:
+def decode_ref(ref: Any, ids: torch.Tensor, steps: int) -> Run:
     from transformers import DynamicCache
 
     t = time.perf_counter()
@@ -111,11 +121,13 @@ def decode_ref(ref: Any, ids: torch.Tensor, steps: int) -> tuple[float, float]:
     out = ref(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
     token = out.logits[:, -1].float().argmax(-1)
     t_prefill = time.perf_counter() - t
+    tokens = [token]
     t = time.perf_counter()
     for _ in range(steps):
         out = ref(token[:, None], past_key_values=cache, use_cache=True)
         token = out.logits[:, -1].float().argmax(-1)
-    return t_prefill, time.perf_counter() - t
+        tokens.append(token)
+    return Run(t_prefill, time.perf_counter() - t, torch.stack(tokens, 1))
 
 
 def reference_cache_bytes_per_token(ref: Any, dtype: torch.dtype) -> int:
@@ -165,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "threads": args.threads, "quick": args.quick, "decode_steps": steps, "decode_prompt": prompt,
         "repeats": repeats, "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "reference": "transformers DeepseekV3ForCausalLM (sdpa, grouped_mm experts, DynamicCache)",
-        "load_avg_start": os.getloadavg()[0], "rows": [], "machine": info, "decode_bandwidth_limit_tok_s": {},
+        "load_avg_start": os.getloadavg()[0], "rows": [], "machine": info, "decode_bandwidth_limit_tok_s": {}, "greedy_tokens_identical": {},
         "active_weight_bytes_per_token": {},
     }  # fmt: skip
     jobs = [(d, "prefill", n) for d in args.dtypes.split(",") for n in prefill_lens]
@@ -198,7 +210,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     t_ref.append(decode_ref(ref, ids, steps))
                 # Best of the alternated repeats: on a shared VM one repeat of either side can run 1.5x
                 # slower than the next; the fastest is the least disturbed.
-                decode = (min(d for _, d in t_ours), min(d for _, d in t_ref))
+                decode = (min(r.decode_s for r in t_ours), min(r.decode_s for r in t_ref))
+                same = all(torch.equal(a.tokens, b.tokens) for a, b in zip(t_ours, t_ref))
+                results["greedy_tokens_identical"][f"{dname} batch {n}"] = same
                 ours_tps, ref_tps = n * steps / decode[0], n * steps / decode[1]
                 label = f"decode batch {n}, {steps} new tok"
                 if n == 1:
@@ -206,7 +220,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     results["active_weight_bytes_per_token"][dname] = per_token
                     limit = info["bandwidth_gb_s"] * 1e9 / per_token
                     results["decode_bandwidth_limit_tok_s"][dname] = round(limit, 1)
-                    whole = (min(p + d for p, d in t_ours), min(p + d for p, d in t_ref))
+                    whole = (
+                        min(r.prefill_s + r.decode_s for r in t_ours),
+                        min(r.prefill_s + r.decode_s for r in t_ref),
+                    )
                     results["rows"].append({"dtype": dname, "case": f"greedy {prompt} + {steps} tok, batch 1",
                                             "ours_tok_s": round(steps / whole[0], 1), "ref_tok_s": round(steps / whole[1], 1),
                                             "ratio": round(whole[1] / whole[0], 2)})  # fmt: skip
@@ -231,6 +248,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for dname, limit in results["decode_bandwidth_limit_tok_s"].items():
         print(f"{dname} decode bandwidth limit: {limit} tok/s ({results['active_weight_bytes_per_token'][dname] / 1e6:.0f} MB "
               f"of active weights per token at {info['bandwidth_gb_s']:.1f} GB/s)")  # fmt: skip
+    print(
+        "greedy tokens identical to the reference: "
+        + ", ".join(f"{k} {v}" for k, v in results["greedy_tokens_identical"].items())
+    )
     print_machine(info)
     kv = results["kv_cache_bytes_per_token_bf16"]
     print(f"KV cache bytes/token (bf16): bench latent {kv['bench_latent']}, per-head {kv['bench_per_head']}, "
@@ -292,8 +313,8 @@ def int4_decode(cfg: LMConfig, threads: int, steps: int, repeats: int, prompt: i
             (decode_ref if name.startswith("reference") else decode_ours)(m, ids[:, :8], 4)
         for _ in tqdm(range(repeats), desc="int4 decode", unit="round"):  # alternate: load hits all alike
             for name, m in sides.items():
-                _, decode = (decode_ref if name.startswith("reference") else decode_ours)(m, ids, steps)
-                times[name].append(decode)
+                run = (decode_ref if name.startswith("reference") else decode_ours)(m, ids, steps)
+                times[name].append(run.decode_s)
         logits = [decode_logits(m, ids[:, :16]) for m in (int4, ours)]
     info = machine(ceilings=True)
     print_machine(info)
