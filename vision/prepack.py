@@ -20,7 +20,7 @@ from functools import cache
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 # The cache lives on the weight tensor itself, so it goes when the weight goes: (stamp, {key: tensor}).
 _ATTR = "_mm_model_packed"
@@ -125,7 +125,7 @@ def linears(x: Tensor, weights: tuple[Tensor, ...]) -> list[Tensor]:
     weights stacked by rows, split after: one weight read pass and one call instead of several (at
     decode each call has a fixed cost of tens of microseconds). x (..., in) -> [(..., out_i)]."""
     first = weights[0]
-    if not applies(x, first):
+    if not applies(x, first) or len(weights) == 1:
         return [F.linear(x, w) for w in weights]
     # The stack is cached on the first weight; the others' identity and versions are part of the key.
     key = ("stack", *((id(w), -1 if w.is_inference() else w._version) for w in weights[1:]))
@@ -134,3 +134,17 @@ def linears(x: Tensor, weights: tuple[Tensor, ...]) -> list[Tensor]:
     )
     out = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
     return list(out.split([w.shape[0] for w in weights], dim=-1))
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` (same parameters, same checkpoint keys) whose forward is `linear`: packed where it
+    applies. A module call, so forward hooks on it still fire (the trainer's attention targets hook
+    `o_proj`)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)
+
+
+def hooked(*modules: nn.Module) -> bool:
+    """Whether any of `modules` has forward hooks, which a fused call past their `forward` would skip."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)

@@ -20,7 +20,7 @@ from mm_model.lm.config import LMConfig
 from mm_model.lm.norm import RMSNorm
 from mm_model.lm.rope import apply_rope, softmax_scale
 from vision import prepack
-from vision.dtypes import linear
+from vision.prepack import Linear
 
 # The reference builds q_a_layernorm and kv_a_layernorm without eps, so they use 1e-6 whatever
 # rms_norm_eps says (transformers 5.23 DeepseekV3Attention).
@@ -40,15 +40,15 @@ class MLAttention(nn.Module):
         self.v_dim, self.kv_lora_rank = cfg.v_head_dim, cfg.kv_lora_rank
         d, h, bias = cfg.hidden_size, cfg.num_attention_heads, cfg.attention_bias
         if cfg.q_lora_rank is None:
-            self.q_proj = nn.Linear(d, h * cfg.qk_head_dim, bias=False)
+            self.q_proj = Linear(d, h * cfg.qk_head_dim, bias=False)
         else:
-            self.q_a_proj = nn.Linear(d, cfg.q_lora_rank, bias=bias)
+            self.q_a_proj = Linear(d, cfg.q_lora_rank, bias=bias)
             self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, _LATENT_NORM_EPS)
-            self.q_b_proj = nn.Linear(cfg.q_lora_rank, h * cfg.qk_head_dim, bias=False)
-        self.kv_a_proj_with_mqa = nn.Linear(d, cfg.latent_dim, bias=bias)
+            self.q_b_proj = Linear(cfg.q_lora_rank, h * cfg.qk_head_dim, bias=False)
+        self.kv_a_proj_with_mqa = Linear(d, cfg.latent_dim, bias=bias)
         self.kv_a_layernorm = RMSNorm(cfg.kv_lora_rank, _LATENT_NORM_EPS)
-        self.kv_b_proj = nn.Linear(cfg.kv_lora_rank, h * (cfg.qk_nope_head_dim + cfg.v_head_dim), bias=False)
-        self.o_proj = nn.Linear(h * cfg.v_head_dim, d, bias=bias)
+        self.kv_b_proj = Linear(cfg.kv_lora_rank, h * (cfg.qk_nope_head_dim + cfg.v_head_dim), bias=False)
+        self.o_proj = Linear(h * cfg.v_head_dim, d, bias=bias)
         self.scale = softmax_scale(cfg)
 
     def project(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -62,13 +62,13 @@ class MLAttention(nn.Module):
         b, s, _ = x.shape
         kv_a = self.kv_a_proj_with_mqa
         if hasattr(self, "q_proj"):
-            q, latent = linear(x, self.q_proj), linear(x, kv_a)
-        elif self.q_a_proj.bias is None and kv_a.bias is None:  # both read x: one matmul where packed
-            q_a, latent = prepack.linears(x, (self.q_a_proj.weight, kv_a.weight))
-            q = linear(self.q_a_layernorm(q_a), self.q_b_proj)
+            q, latent = self.q_proj(x), kv_a(x)
+        elif self.q_a_proj.bias is None and kv_a.bias is None and not prepack.hooked(self.q_a_proj, kv_a):
+            q_a, latent = prepack.linears(x, (self.q_a_proj.weight, kv_a.weight))  # both read x: one matmul
+            q = self.q_b_proj(self.q_a_layernorm(q_a))
         else:
-            q = linear(self.q_a_layernorm(linear(x, self.q_a_proj)), self.q_b_proj)
-            latent = linear(x, kv_a)
+            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
+            latent = kv_a(x)
         q = q.view(b, s, self.num_heads, self.nope + self.rope)
         q_nope, q_rot = q.split([self.nope, self.rope], dim=-1)
         c, k_rot = latent.split([self.kv_lora_rank, self.rope], dim=-1)
@@ -105,13 +105,13 @@ class MLAttention(nn.Module):
             kv[:, start : start + s].copy_(latent)
             keys = kv[:, : start + s]  # (B, T, C + r)
         attend = self._absorbed if absorb else self._expanded
-        return linear(attend(q_nope, q_rot, keys, mask), self.o_proj)
+        return self.o_proj(attend(q_nope, q_rot, keys, mask))
 
     def _expanded(self, q_nope: Tensor, q_rot: Tensor, keys: Tensor, mask: Tensor | None) -> Tensor:
         b, s, h, _ = q_nope.shape
         t = keys.shape[1]
         c, k_rot = keys.split([self.kv_lora_rank, self.rope], dim=-1)
-        kv = linear(c, self.kv_b_proj).view(b, t, h, self.nope + self.v_dim)
+        kv = self.kv_b_proj(c).view(b, t, h, self.nope + self.v_dim)
         k_nope, v = kv.split([self.nope, self.v_dim], dim=-1)
         k = torch.cat((k_nope, k_rot[:, :, None, :].expand(b, t, h, self.rope)), dim=-1)  # (B, T, H, n + r)
         q = torch.cat((q_nope, q_rot), dim=-1)  # (B, S, H, n + r)

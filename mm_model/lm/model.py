@@ -19,8 +19,8 @@ from mm_model.lm.config import LMConfig
 from mm_model.lm.moe import MoE
 from mm_model.lm.norm import MLP, RMSNorm
 from mm_model.lm.rope import rope_cos_sin, rope_parameters
-from vision.dtypes import linear
 from vision.errors import InputError
+from vision.prepack import Linear
 
 # Queries at most this many new tokens use the absorbed path by default: it saves expanding every
 # cached latent each step, while a long prefill is cheaper expanded (per key it does H·(n+v)·C work
@@ -60,7 +60,7 @@ class DeepseekV3LM(nn.Module):
         super().__init__()
         self.config = cfg
         self.model = Backbone(cfg)
-        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.tie_weights()
         inv_freq, self.attention_factor = rope_parameters(cfg)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
@@ -168,7 +168,7 @@ class DeepseekV3LM(nn.Module):
             cache.length = end
         if last_only:
             h = h[:, -1:]
-        return linear(self.model.norm(h), self.lm_head)
+        return self.lm_head(self.model.norm(h))
 
 
 def _mask(key_valid: Tensor, start: int, end: int, device: torch.device) -> Tensor:

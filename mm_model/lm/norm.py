@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vision import prepack
-from vision.dtypes import linear
+from vision.prepack import Linear
 
 
 class RMSNorm(nn.Module):
@@ -27,10 +27,13 @@ class MLP(nn.Module):
 
     def __init__(self, hidden_size: int, intermediate_size: int) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
-        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
-        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+        self.gate_proj = Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., D) -> (..., D)
-        gate, up = prepack.linears(x, (self.gate_proj.weight, self.up_proj.weight))
-        return linear(F.silu(gate) * up, self.down_proj)
+        if prepack.hooked(self.gate_proj, self.up_proj):
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        else:  # both read x: one matmul where packed
+            gate, up = prepack.linears(x, (self.gate_proj.weight, self.up_proj.weight))
+        return self.down_proj(F.silu(gate) * up)
