@@ -38,7 +38,7 @@ def test_blocked_equals_block_mask(monkeypatch, dtype):
     ulps) and a mean error within 6x that of the fused SDPA kernel on the same bf16 inputs (the
     blocked form rounds its scores to bf16, as eager bf16 attention does; SDPA keeps them fp32)."""
     monkeypatch.setattr(attention, "BLOCKED_MIN_LEN", 16)
-    monkeypatch.setattr(attention, "_BLOCK_SCORES", 3 * 40 * 5)  # 5 query rows per block
+    monkeypatch.setattr(attention, "_BLOCK_SCORES", 40)  # the 16-row floor: 3 blocks per long item
     lengths = [40, 40, 9, 23]
     q, k, v = (torch.randn(sum(lengths), 3, 8).to(dtype) for _ in range(3))
     cu, runs = cu_seqlens([(1, 1, n) for n in lengths]), attention_runs(lengths)
