@@ -56,14 +56,18 @@ def applies(x: Tensor, weight: Tensor) -> bool:
     )
 
 
+def _version(t: Tensor) -> int:
+    """The tensor's in-place version; -1 for inference tensors, which keep no version counter (an
+    in-place change to one made under `torch.inference_mode` is not seen; storage, shape and dtype
+    still are)."""
+    return -1 if t.is_inference() else t._version
+
+
 def cached(weight: Tensor, key: object, make: Callable[[], Tensor]) -> Tensor:
     """`make()`, computed once per `key` for this weight and kept on the weight until its storage,
     version, shape or dtype changes. For tensors derived from a weight at inference (its packed form,
     an upcast slice)."""
-    # Inference tensors keep no version counter (an in-place change to one made under
-    # `torch.inference_mode` is not seen); their storage, shape and dtype still are.
-    version = -1 if weight.is_inference() else weight._version
-    stamp = (weight.untyped_storage().data_ptr(), version, weight.shape, weight.dtype)
+    stamp = (weight.untyped_storage().data_ptr(), _version(weight), weight.shape, weight.dtype)
     entry = getattr(weight, _ATTR, None)
     if entry is None or entry[0] != stamp:
         entry = (stamp, {})
@@ -72,6 +76,17 @@ def cached(weight: Tensor, key: object, make: Callable[[], Tensor]) -> Tensor:
     if key not in derived:
         derived[key] = make()
     return derived[key]
+
+
+def fp32(weight: Tensor) -> Tensor:
+    """`weight` in fp32 for routing or attention math: itself if fp32, a fresh (differentiable) upcast
+    where a gradient is asked for it, else an upcast kept on the weight (`cached`) rather than made
+    at every step."""
+    if weight.dtype == torch.float32:
+        return weight
+    if torch.is_grad_enabled() and weight.requires_grad:
+        return weight.float()
+    return cached(weight, "fp32", lambda: weight.detach().float())
 
 
 def packed_weight(weight: Tensor, index: int | None = None) -> Tensor:
@@ -128,7 +143,7 @@ def linears(x: Tensor, weights: tuple[Tensor, ...]) -> list[Tensor]:
     if not applies(x, first) or len(weights) == 1:
         return [F.linear(x, w) for w in weights]
     # The stack is cached on the first weight; the others' identity and versions are part of the key.
-    key = ("stack", *((id(w), -1 if w.is_inference() else w._version) for w in weights[1:]))
+    key = ("stack", *((id(w), _version(w)) for w in weights[1:]))
     packed = cached(
         first, key, lambda: torch.ops.mkldnn._reorder_linear_weight(torch.cat(weights).detach(), 1)
     )

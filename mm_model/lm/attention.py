@@ -130,11 +130,7 @@ class MLAttention(nn.Module):
             return w[:, : self.nope], w[:, self.nope :]
 
         weight = self.kv_b_proj.weight
-        if not upcast or weight.dtype == torch.float32:
-            return split(weight)
-        if torch.is_grad_enabled() and weight.requires_grad:
-            return split(weight.float())
-        return split(prepack.cached(weight, "fp32", lambda: weight.detach().float()))
+        return split(prepack.fp32(weight) if upcast else weight)
 
     def _absorbed(self, q_nope: Tensor, q_rot: Tensor, keys: Tensor, mask: Tensor | None) -> Tensor:
         b, s, h, _ = q_nope.shape

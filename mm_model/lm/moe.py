@@ -37,15 +37,7 @@ class Router(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (N, D) -> weights (N, k) fp32, expert ids (N, k)."""
-        weight = self.weight
-        if weight.dtype != torch.float32:
-            fp32 = torch.is_grad_enabled() and weight.requires_grad
-            weight = (
-                weight.float()
-                if fp32
-                else prepack.cached(weight, "fp32", lambda: self.weight.detach().float())
-            )
-        scores = F.linear(x.float(), weight).sigmoid()  # (N, E), routing math in fp32
+        scores = F.linear(x.float(), prepack.fp32(self.weight)).sigmoid()  # (N, E), routing math in fp32
         choice = scores + self.e_score_correction_bias  # the bias steers selection only
         if self.topk_group < self.n_group:
             n = choice.shape[0]
@@ -86,10 +78,10 @@ class Experts(nn.Module):
         All (token, expert) pairs are dispatched at once: sorted by expert, each expert's rows run
         as one matmul, then scatter-added back to their tokens. Nothing loops over tokens. The matmuls
         are `torch._grouped_mm` when available (one call for all experts and no host sync), except
-        for a few rows per expert (decode, short prompts) where `prepack` applies (bf16 on a native-bf16 CPU): there a loop
-        over the experts that were hit ("direct" for one token), each on its packed weights, measured
-        faster (the CPU grouped
-        kernel visits every expert, hit or not, and repacks each weight).
+        for a few rows per expert (decode, short prompts) where `prepack` applies (bf16 on a
+        native-bf16 CPU): there a loop over the experts that were hit ("direct" for one token), each
+        on its packed weights, measured faster (the CPU grouped kernel visits every expert, hit or
+        not, and repacks each weight).
 
         Args:
             x: (N, D); weights: (N, k) fp32; idx: (N, k) expert ids.
