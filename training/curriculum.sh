@@ -9,10 +9,11 @@
 #   PLAN=attend INIT=OBJECTS_EXPORT bash training/curriculum.sh OUT # then 90 more: attention targets
 #   PLAN=buttons INIT=ATTEND_EXPORT bash training/curriculum.sh OUT # then 47 more: button labels, counts
 #   PLAN=canvas INIT=BUTTONS_EXPORT bash training/curriculum.sh OUT # then 35 more: canvas twins
-# The bundled weights are gpu -> refine -> weak -> click -> objects -> attend -> buttons -> canvas: all but weak started
+#   PLAN=phrasing INIT=mm_model/bundled/tiny bash training/curriculum.sh OUT  # then 70 more: people's wordings
+# The bundled weights are gpu -> refine -> weak -> click -> objects -> attend -> buttons -> canvas -> phrasing: all but weak started
 # from the previous run's export (`python -m training.train --out RUN --export DIR`), weak continued the
 # refine run itself.
-# Environment: PLAN (cpu|gpu|refine|weak|click|objects|attend|buttons|canvas), INIT (where a refinement starts: exported
+# Environment: PLAN (cpu|gpu|refine|weak|click|objects|attend|buttons|canvas|phrasing), INIT (where a refinement starts: exported
 # weights, with a fresh optimizer and aux heads, or a training run, whose checkpoint OUT continues: aux
 # heads and optimizer moments), DEVICE, BATCH, LR (the peak a phase's factor multiplies), SCALE (x phase
 # minutes), THREADS, WORKERS, AFTER_PHASE (a command run with OUT after each phase), FLAGS (train.py
@@ -115,11 +116,18 @@ case "$plan" in
     canvas) phases=("$counts 35 0.3334 --warmup 60")
             batch=${BATCH:-16} lr=${LR:-3e-4}
             every=(--aux-weight 1 --object-weight 1 --attend-weight 1 --canvas-weight 2) ;;
-    *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects, attend, buttons or canvas)" >&2; exit 2 ;;
+    # people's wordings (training questions worded many ways: generators/phrasing.py) and two answer
+    # forms a visitor asks for, every shape with its colour (image/describe) and "the ball moves left";
+    # first the new forms weighted up at half the peak, then the canvas plan's mix back at a third
+    phrasing) p1="$counts,image/describe=0.12,video/direction=0.1"
+              phases=("$p1 25 0.5 --warmup 60" "$counts,image/describe=0.05 45 0.3334 --warmup 60")
+              batch=${BATCH:-16} lr=${LR:-3e-4}
+              every=(--aux-weight 1 --object-weight 1 --attend-weight 1 --canvas-weight 2) ;;
+    *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects, attend, buttons, canvas or phrasing)" >&2; exit 2 ;;
 esac
 common=(--out "$out" --batch "$batch" --warmup 30 --device "${DEVICE:-cpu}" --threads "${THREADS:-2}"
         --workers "${WORKERS:-1}" --ckpt-minutes 5 --steps 1000000)  # phases end on time, not steps
-case "$plan" in refine|weak|click|objects|attend|buttons|canvas) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT: exported weights or a training run" >&2; exit 2; } ;; esac
+case "$plan" in refine|weak|click|objects|attend|buttons|canvas|phrasing) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT: exported weights or a training run" >&2; exit 2; } ;; esac
 init=()
 if [ -f "${INIT:-}/ckpt.safetensors" ] && [ ! -f "$out/ckpt.safetensors" ]; then
     mkdir -p "$out" && cp "$INIT"/ckpt.json "$INIT"/ckpt.safetensors "$INIT"/tokenizer.json "$out"/

@@ -58,12 +58,14 @@ from training import canvas
 from training.generators import MIXES, Sample, parse_mix, sample
 from training.generators.common import COLOUR_NAMES, SHAPES
 from training.generators.images import MAX_SHAPES
-from training.generators.screenshots import WORDS
+from training.generators.screenshots import SEEN_HEIGHT, SEEN_WIDTH, WORDS
 from vision.config import MediaConfig, VisionConfig
 from vision.packing import merged_tokens
 from vision.preprocess import plan_for
 
 IGNORE = -100
+# the most patches a training image has: the largest seen screenshot (images and video frames are smaller)
+TRAINED_PATCHES = (SEEN_WIDTH[1] // 14) * (SEEN_HEIGHT[1] // 14)
 
 
 def model_config(tok: Tokenizer, *, vision_hidden: int = 128, vision_layers: int = 4, lm_hidden: int = 192,
@@ -85,9 +87,10 @@ def model_config(tok: Tokenizer, *, vision_hidden: int = 128, vision_layers: int
         hidden_size=vision_hidden, num_hidden_layers=vision_layers, num_attention_heads=4,
         intermediate_size=vision_mlp * vision_hidden, pos_emb_height=32, pos_emb_width=32, text_hidden_size=lm_hidden,
     )  # fmt: skip
-    return ModelConfig(
-        vision=vision, text=lm, media=MediaConfig(), media_placeholder_token_id=sp["<|media_pad|>"]
-    )
+    # the image budget the curriculum trains on, as the release caps its own input (in_patch_limit):
+    # larger pictures are resized into it by the processor rather than met at sizes never trained
+    media = MediaConfig(in_patch_limit=TRAINED_PATCHES)
+    return ModelConfig(vision=vision, text=lm, media=media, media_placeholder_token_id=sp["<|media_pad|>"])
 
 
 @dataclass
@@ -225,8 +228,9 @@ def aux_targets(samples: list[Sample], encoded: list[Encoded], processor: Proces
     """Per sample: its kind, its media's merged-token count per grid, and the aux target (the
     answer's first token id) where the kind is in AUX_KINDS, else None."""
     kinds = [f"{s.family}/{s.task}" for s in samples]
-    targets = [processor.tokenizer.encode(s.answer)[0] if k in AUX_KINDS and e.grids else None
-               for k, s, e in zip(kinds, samples, encoded)]  # fmt: skip
+    answers = [s.meta.get("canonical_answer", s.answer) for s in samples]  # "the ball moves left": "left"
+    targets = [processor.tokenizer.encode(a)[0] if k in AUX_KINDS and e.grids else None
+               for k, a, e in zip(kinds, answers, encoded)]  # fmt: skip
     kernel = processor.config.vision.merge_kernel_size
     return {
         "kinds": kinds,

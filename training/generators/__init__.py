@@ -3,12 +3,15 @@
 `sample(split, index)` is a pure function of its arguments: the same (split, index) gives the same
 sample on any machine. Splits: "train", "heldout" (same distributions, other seeds), "unseen"
 (resolutions and aspect ratios never trained on), "long" (videos longer than any in training),
-"calib" (Toggle calibration), "letters" (videos asked with lettered options, as the video benchmarks ask).
+"calib" (Toggle calibration), "letters" (videos asked with lettered options, as the video benchmarks ask),
+"phrasing" (training distributions asked only in held-out wordings: `phrasing`). Training questions
+are worded many ways (`phrasing.word`); every other split asks the canonical wording, drawn from an
+rng of its own so that the media of a (split, index) do not depend on it.
 """
 
 from __future__ import annotations
 
-from training.generators import chats, images, screenshots, videos
+from training.generators import chats, images, phrasing, screenshots, videos
 from training.generators.common import Sample, rng_for
 
 # Training mix: family -> weight. Thinking-mode probability for tasks that carry a trace.
@@ -73,17 +76,21 @@ def sample(
         family, _, picked = entry.partition("/")  # a mix entry may name one task: "screenshot/title"
         task = task or picked or None
     thinking = THINKING if split in ("train", "calib") else 0.0
+    style = {"train": "train", "phrasing": "heldout"}.get(split, "canonical")
+    words = rng_for(split, index, "wording")
+    kw = {"task": task, "wording": lambda qa: phrasing.word(qa, words, style)}
+    unseen = split == "unseen"
     if family == "image":
-        return images.make(rng, unseen=split == "unseen", task=task, thinking=thinking)
+        return images.make(rng, unseen=unseen, thinking=thinking, **kw)
     if family == "screenshot":
-        return screenshots.make(rng, unseen=split == "unseen", task=task, thinking=thinking)
+        return screenshots.make(rng, unseen=unseen, thinking=thinking, **kw)
     if family == "video":
         choice = {"train": CHOICE, "letters": 1.0}.get(split, 0.0)
-        return videos.make(rng, long=split == "long", task=task, thinking=thinking, choice=choice)
+        return videos.make(rng, long=split == "long", thinking=thinking, choice=choice, **kw)
     if family == "basics":
-        return images.make_basic(rng, unseen=split == "unseen", task=task)
+        return images.make_basic(rng, unseen=unseen, **kw)
     if family == "chat":
-        return chats.make(rng, unseen=split == "unseen", task=task, thinking=thinking)
+        return chats.make(rng, unseen=unseen, thinking=thinking, **kw)
     raise ValueError(f"unknown family {family!r}")
 
 

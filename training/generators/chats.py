@@ -9,12 +9,14 @@ from __future__ import annotations
 import random
 
 from training.generators import images, screenshots
-from training.generators.common import Sample
+from training.generators.common import Sample, Wording
 
 
 def make(
-    rng: random.Random, *, unseen: bool = False, task: str | None = None, thinking: float = 0.0
-) -> Sample:
+    rng: random.Random, *, unseen: bool = False, task: str | None = None, thinking: float = 0.0,
+    wording: Wording | None = None,
+) -> Sample:  # fmt: skip
+    """Two questions about one image or screenshot, both worded by `wording` (default: canonical)."""
     while True:
         if rng.random() < 0.5:
             w, h = images.image_size(rng, unseen)
@@ -30,14 +32,13 @@ def make(
         if len(qs) >= 2:
             break
     first, second = rng.sample(sorted(qs), 2)
-    q1, q2 = qs[first], qs[second]
+    (text1, answer1), (text2, answer2) = (
+        wording(qs[k]) if wording else (qs[k].question, qs[k].answer) for k in (first, second)
+    )
     messages = [
-        {
-            "role": "user",
-            "content": [{"type": "image", "image": image}, {"type": "text", "text": q1.question}],
-        },
-        {"role": "assistant", "content": q1.answer},
-        {"role": "user", "content": q2.question},
+        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text1}]},
+        {"role": "assistant", "content": answer1},
+        {"role": "user", "content": text2},
     ]
     meta = {"size": (w, h), "unseen": unseen, "media": kind}
-    return Sample("chat", f"{kind}_{q2.task}", messages, q2.answer, None, False, meta)
+    return Sample("chat", f"{kind}_{qs[second].task}", messages, answer2, None, False, meta)

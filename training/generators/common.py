@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -27,13 +28,16 @@ class QA:
     """One question about a scene: the answer, an optional thinking trace (enumerate, then answer),
     and `refs`: what the question names, each a dict of the attributes that pick its media tokens
     (shape, colour, word, button, highlighted, chunk), which the trainer's attention targets read;
-    a counting question's one ref carries `count`: how many objects (of its colour, if it names one)."""
+    a counting question's one ref carries `count`: how many objects (of its colour, if it names one).
+    `slots`: what `phrasing.word` fills its templates with ("kind": "family/task", and the shape,
+    colour, label ... the question names)."""
 
     task: str
     question: str
     answer: str
     trace: str | None = None
     refs: tuple[dict, ...] = ()
+    slots: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -127,3 +131,20 @@ def user(content: list[dict[str, Any]] | str) -> dict[str, Any]:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+Wording = Callable[[QA], tuple[str, str]]  # a question -> (its question text, its answer), `phrasing.word`
+
+
+def worded(
+    family: str, qa: QA, media: dict[str, Any], think: bool, wording: Wording | None, meta: dict[str, Any]
+) -> Sample:
+    """The Sample asking `qa` about one media item (a content part: {"type": "image", ...}) in
+    `wording`'s words (None: the canonical question). Where the wording changes the answer's form,
+    `meta["canonical_answer"]` keeps the canonical one (the trainer's aux heads read it)."""
+    question, answer = wording(qa) if wording else (qa.question, qa.answer)
+    meta = {**meta, "refs": qa.refs}
+    if answer != qa.answer:
+        meta["canonical_answer"] = qa.answer
+    msg = user([media, {"type": "text", "text": question}])
+    return Sample(family, qa.task, [msg], answer, qa.trace, think, meta)

@@ -17,15 +17,18 @@ from training.generators.common import (
     QA,
     SHAPES,
     Sample,
+    Wording,
     background,
     draw_shape,
     new_canvas,
     place,
     scene_object,
     user,
+    worded,
 )
 
-TASKS = ("count_all", "count_colour", "colour_of", "shape_of", "position")
+TASKS = ("count_all", "count_colour", "colour_of", "shape_of", "position", "describe")
+DESCRIBE_MAX = 3  # a describe question's image holds 1..DESCRIBE_MAX shapes
 MAX_SHAPES = 6  # a counting question's image holds 1..MAX_SHAPES shapes
 SEEN_SIDE = (84, 168)  # px, each side of a seen image
 SEEN_ASPECT = 2.0  # a seen image's longer side over its shorter one, at most
@@ -72,7 +75,12 @@ def questions(rng: random.Random, objects: list[dict]) -> dict[str, QA]:
     out: dict[str, QA] = {}
     n = len(objects)
     out["count_all"] = QA(
-        "count_all", "How many shapes are in the image?", str(n), enumerate_trace(objects), ({"count": n},)
+        "count_all",
+        "How many shapes are in the image?",
+        str(n),
+        enumerate_trace(objects),
+        ({"count": n},),
+        slots={"kind": "image/count_all"},
     )
     colour = rng.choice(COLOUR_NAMES)
     k = sum(o["colour"] == colour for o in objects)
@@ -83,17 +91,20 @@ def questions(rng: random.Random, objects: list[dict]) -> dict[str, QA]:
         str(k),
         enumerate_trace(picked) if k else "none.",
         ({"colour": colour, "count": k},),
+        slots={"kind": "image/count_colour", "colour": colour},
     )
     unique_shapes = [s for s in SHAPES if sum(o["shape"] == s for o in objects) == 1]
     if unique_shapes:
         s = rng.choice(unique_shapes)
         o = next(o for o in objects if o["shape"] == s)
-        out["colour_of"] = QA("colour_of", f"What colour is the {s}?", o["colour"], refs=({"shape": s},))
+        out["colour_of"] = QA("colour_of", f"What colour is the {s}?", o["colour"], refs=({"shape": s},),
+                              slots={"kind": "image/colour_of", "shape": s})  # fmt: skip
     unique_colours = [c for c in COLOUR_NAMES if sum(o["colour"] == c for o in objects) == 1]
     if unique_colours:
         c = rng.choice(unique_colours)
         o = next(o for o in objects if o["colour"] == c)
-        out["shape_of"] = QA("shape_of", f"What shape is the {c} object?", o["shape"], refs=({"colour": c},))
+        out["shape_of"] = QA("shape_of", f"What shape is the {c} object?", o["shape"], refs=({"colour": c},),
+                             slots={"kind": "image/shape_of", "colour": c})  # fmt: skip
     names = [(o["colour"], o["shape"]) for o in objects]
     distinct = [o for o in objects if names.count((o["colour"], o["shape"])) == 1]
     pairs = [(a, b) for a in distinct for b in distinct if a is not b]
@@ -108,22 +119,36 @@ def questions(rng: random.Random, objects: list[dict]) -> dict[str, QA]:
         if not axes:
             continue
         da, db = f"{a['colour']} {a['shape']}", f"{b['colour']} {b['shape']}"
-        if rng.choice(axes) == "h":
+        axis = rng.choice(axes)
+        if axis == "h":
             q = f"Is the {da} left or right of the {db}?"
             ans = "left" if dx < 0 else "right"
         else:
             q = f"Is the {da} above or below the {db}?"
             ans = "above" if dy < 0 else "below"
         refs = tuple({"shape": o["shape"], "colour": o["colour"]} for o in (a, b))
-        out["position"] = QA("position", q, ans, refs=refs)
+        slots = {"kind": "image/position", "axis": axis, "a_colour": a["colour"], "a_shape": a["shape"],
+                 "b_colour": b["colour"], "b_shape": b["shape"]}  # fmt: skip
+        out["position"] = QA("position", q, ans, refs=refs, slots=slots)
         break
     return out
+
+
+def describe(objects: list[dict]) -> QA:
+    """Every shape with its colour, left to right: "a red square and an orange circle"."""
+    names = [f"{'an' if o['colour'] == 'orange' else 'a'} {o['colour']} {o['shape']}"
+             for o in sorted(objects, key=lambda o: o["x"])]  # fmt: skip
+    answer = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    question = "What shapes do you see, and what colours are they?"
+    return QA("describe", question, answer, slots={"kind": "image/describe"})
 
 
 BASICS = ("colour_single", "shape_single")
 
 
-def make_basic(rng: random.Random, *, unseen: bool = False, task: str | None = None) -> Sample:
+def make_basic(
+    rng: random.Random, *, unseen: bool = False, task: str | None = None, wording: Wording | None = None
+) -> Sample:
     """Bootstrap tasks (the curriculum's first phases): one large shape; its colour or its shape.
     Grounding needs no binding."""
     w, h = image_size(rng, unseen)
@@ -135,25 +160,32 @@ def make_basic(rng: random.Random, *, unseen: bool = False, task: str | None = N
     draw_shape(draw, shape, cx, cy, r, COLOURS[colour])
     qa = (QA(want, "What colour is the shape?", colour) if want == "colour_single"
           else QA(want, "What shape is it?", shape))  # fmt: skip
-    msg = user([{"type": "image", "image": image}, {"type": "text", "text": qa.question}])
+    qa.slots = {"kind": f"basics/{want}"}
+    question, answer = wording(qa) if wording else (qa.question, qa.answer)
+    msg = user([{"type": "image", "image": image}, {"type": "text", "text": question}])
     meta = {"size": (w, h), "unseen": unseen, "objects": [scene_object(shape, colour, cx, cy, r)]}
-    return Sample("basics", qa.task, [msg], qa.answer, None, False, meta)
+    return Sample("basics", qa.task, [msg], answer, None, False, meta)
 
 
 def make(
-    rng: random.Random, *, unseen: bool = False, task: str | None = None, thinking: float = 0.0
-) -> Sample:
-    """One image question; `task` forces a task family member, `thinking` is P(thinking mode) when a trace exists."""
+    rng: random.Random, *, unseen: bool = False, task: str | None = None, thinking: float = 0.0,
+    wording: Wording | None = None,
+) -> Sample:  # fmt: skip
+    """One image question; `task` forces a task family member, `thinking` is P(thinking mode) when a
+    trace exists, `wording` words it (default: the canonical question)."""
     while True:
         w, h = image_size(rng, unseen)
         want = task or rng.choice(TASKS)
-        n = rng.randint(1, MAX_SHAPES) if want.startswith("count") else rng.randint(2, 5)
-        image, objects = scene(rng, w, h, n)
-        qs = questions(rng, objects)
+        if want == "describe":
+            image, objects = scene(rng, w, h, rng.randint(1, DESCRIBE_MAX))
+            qs = {"describe": describe(objects)}
+        else:
+            n = rng.randint(1, MAX_SHAPES) if want.startswith("count") else rng.randint(2, 5)
+            image, objects = scene(rng, w, h, n)
+            qs = questions(rng, objects)
         if want in qs:
             break
     qa = qs[want]
     think = qa.trace is not None and rng.random() < thinking
-    msg = user([{"type": "image", "image": image}, {"type": "text", "text": qa.question}])
-    meta = {"size": (w, h), "unseen": unseen, "objects": objects, "refs": qa.refs}
-    return Sample("image", qa.task, [msg], qa.answer, qa.trace, think, meta)
+    meta = {"size": (w, h), "unseen": unseen, "objects": objects}
+    return worded("image", qa, {"type": "image", "image": image}, think, wording, meta)

@@ -11,7 +11,7 @@ import random
 
 from PIL import Image
 
-from training.generators.common import COLOUR_NAMES, COLOURS, QA, Sample, font, new_canvas, user
+from training.generators.common import COLOUR_NAMES, COLOURS, QA, Sample, Wording, font, new_canvas, worded
 
 TITLES = ("Settings", "Login", "Export", "Print", "Update", "Search", "Profile", "Options")
 BUTTONS = ("OK", "Cancel", "Save", "Open", "Apply", "Delete", "Next", "Back", "Help", "Close")
@@ -131,31 +131,45 @@ def render(rng: random.Random, width: int, height: int, style: str) -> tuple[Ima
 
 
 def questions(rng: random.Random, info: dict, style: str) -> dict[str, QA]:
-    out = {"title": QA("title", "What is the title of the window?", info["title"])}
+    out = {
+        "title": QA(
+            "title", "What is the title of the window?", info["title"], slots={"kind": "screenshot/title"}
+        )
+    }
     if style == "highlight":
         label = next(b["label"] for b in info["buttons"] if b["highlighted"])
         out["highlighted"] = QA(
-            "highlighted", "Which button is highlighted?", label, refs=({"highlighted": True},)
+            "highlighted",
+            "Which button is highlighted?",
+            label,
+            refs=({"highlighted": True},),
+            slots={"kind": "screenshot/highlighted"},
         )
     else:
         b = rng.choice(info["buttons"])
         out["button_colour"] = QA(
             "button_colour", f"What colour is the {b['label']} button?", b["colour"],
-            refs=({"word": b["label"], "button": True},),
+            refs=({"word": b["label"], "button": True},), slots={"kind": "screenshot/button_colour", "label": b["label"]},
         )  # fmt: skip
     checked = [lab for lab, on in info["checks"] if on]
     out["checked"] = QA(
-        "checked", "How many boxes are checked?", str(len(checked)), (", ".join(checked) or "none") + "."
+        "checked",
+        "How many boxes are checked?",
+        str(len(checked)),
+        (", ".join(checked) or "none") + ".",
+        slots={"kind": "screenshot/checked"},
     )
     if info["field"]:
         name, value = info["field"]
-        out["field"] = QA("field", f"What is written in the {name} field?", value)
+        out["field"] = QA("field", f"What is written in the {name} field?", value,
+                          slots={"kind": "screenshot/field", "name": name})  # fmt: skip
     return out
 
 
 def make(
-    rng: random.Random, *, unseen: bool = False, task: str | None = None, thinking: float = 0.0
-) -> Sample:
+    rng: random.Random, *, unseen: bool = False, task: str | None = None, thinking: float = 0.0,
+    wording: Wording | None = None,
+) -> Sample:  # fmt: skip
     while True:
         w, h = screen_size(rng, unseen)
         want = task or rng.choice(TASKS)
@@ -172,6 +186,5 @@ def make(
             break
     qa = qs[want]
     think = qa.trace is not None and rng.random() < thinking
-    msg = user([{"type": "image", "image": image}, {"type": "text", "text": qa.question}])
-    meta = {"size": (w, h), "unseen": unseen, "texts": info["texts"], "refs": qa.refs}
-    return Sample("screenshot", qa.task, [msg], qa.answer, qa.trace, think, meta)
+    meta = {"size": (w, h), "unseen": unseen, "texts": info["texts"]}
+    return worded("screenshot", qa, {"type": "image", "image": image}, think, wording, meta)

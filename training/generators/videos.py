@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
@@ -20,10 +21,11 @@ from training.generators.common import (
     QA,
     SHAPES,
     Sample,
+    Wording,
     background,
     draw_shape,
     scene_object,
-    user,
+    worded,
 )
 
 TASKS = ("direction", "colour_order", "flashes", "first_appear", "at_time")
@@ -90,7 +92,9 @@ def direction(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
         _draw(image, [(shape, colour, x, y, r)])
         frames.append(image)
     # no per-chunk objects: the shape moves within a chunk
-    return frames, QA("direction", f"Which way does the {colour} {shape} move?", way), None
+    qa = QA("direction", f"Which way does the {colour} {shape} move?", way,
+            slots={"kind": "video/direction", "colour": colour, "shape": shape})  # fmt: skip
+    return frames, qa, None
 
 
 def colour_order(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
@@ -108,7 +112,8 @@ def colour_order(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
     frames = frames_of(
         per_chunk, lambda im, col, f: _draw(im, [(shape, col, x, y, r)]), size, background(rng)
     )
-    qa = QA("colour_order", f"In what order does the {shape} change colour?", ", ".join(colours))
+    qa = QA("colour_order", f"In what order does the {shape} change colour?", ", ".join(colours),
+            slots={"kind": "video/colour_order", "shape": shape})  # fmt: skip
     return frames, qa, [[scene_object(shape, col, x, y, r)] for col in per_chunk]
 
 
@@ -132,7 +137,9 @@ def flashes(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
 
     frames = frames_of([c in on for c in range(total)], draw, size, grey)
     trace = ", ".join(stamp(c) for c in on) + "."
-    qa = QA("flashes", "How many times does the screen flash?", str(n), trace)
+    qa = QA(
+        "flashes", "How many times does the screen flash?", str(n), trace, slots={"kind": "video/flashes"}
+    )
     return frames, qa, [[scene_object(shape, colour, x, y, r)] for _ in range(total)]
 
 
@@ -163,7 +170,9 @@ def first_appear(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
         [scene_object(s1, c1, x1, y1, r)] * (c >= t1) + [scene_object(s2, c2, x2, y2, r)] * (c >= t2)
         for c in range(total)
     ]
-    return frames, QA("first_appear", f"Which appears first, the {a} or the {b}?", s1), chunks
+    qa = QA("first_appear", f"Which appears first, the {a} or the {b}?", s1,
+            slots={"kind": "video/first_appear", "a_shape": a, "b_shape": b})  # fmt: skip
+    return frames, qa, chunks
 
 
 def at_time(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
@@ -179,7 +188,8 @@ def at_time(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
         per_chunk, lambda im, col, f: _draw(im, [(shape, col, x, y, r)]), size, background(rng)
     )
     c = rng.randrange(total)
-    qa = QA("at_time", f"What colour is the {shape} at {stamp(c)}?", per_chunk[c], refs=({"chunk": c},))
+    qa = QA("at_time", f"What colour is the {shape} at {stamp(c)}?", per_chunk[c], refs=({"chunk": c},),
+            slots={"kind": "video/at_time", "shape": shape, "time": stamp(c)})  # fmt: skip
     return frames, qa, [[scene_object(shape, col, x, y, r)] for col in per_chunk]
 
 
@@ -229,23 +239,23 @@ def choice_prompt(question: str, options: list[str]) -> str:
 
 def make(
     rng: random.Random, *, long: bool = False, task: str | None = None, thinking: float = 0.0,
-    choice: float = 0.0,
+    choice: float = 0.0, wording: Wording | None = None,
 ) -> Sample:  # fmt: skip
     """One video question; the video is a list of PIL frames (an image sequence at 2 fps).
 
-    choice: probability of asking it as a lettered multiple-choice question (answer: the letter)."""
+    choice: probability of asking it as a lettered multiple-choice question (answer: the letter; in
+    the canonical wording, whose words the options repeat); `wording` words an open question."""
     want = task or rng.choice(TASKS)
     size = frame_size(rng)
     frames, qa, chunks = MAKERS[want](rng, size, long)
     think = qa.trace is not None and rng.random() < thinking
-    text, answer = qa.question, qa.answer
-    meta = {"size": size, "frames": len(frames), "long": long, "chunk_objects": chunks, "refs": qa.refs}
+    meta = {"size": size, "frames": len(frames), "long": long, "chunk_objects": chunks}
     if choice and rng.random() < choice:
         options = options_for(want, qa.answer, qa.question, rng)
-        text, answer = choice_prompt(qa.question, options), "ABCDEFGHIJ"[options.index(qa.answer)]
-        meta["options"] = options
-    msg = user([{"type": "video", "video": frames}, {"type": "text", "text": text}])
-    return Sample("video", qa.task, [msg], answer, qa.trace, think, meta)
+        letter = "ABCDEFGHIJ"[options.index(qa.answer)]
+        qa = replace(qa, question=choice_prompt(qa.question, options), answer=letter)
+        meta["options"], wording = options, None
+    return worded("video", qa, {"type": "video", "video": frames}, think, wording, meta)
 
 
 def write_mp4(frames: list[Image.Image], path: str | Path, fps: float = FPS) -> Path:
