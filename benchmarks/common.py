@@ -16,10 +16,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def same_answer(reply: str, answer: str) -> bool:
-    """Exact match after folding case, whitespace and a final full stop (open-ended answers)."""
+    """Exact match of the whole string after folding case, white space and final punctuation
+    ("Red." == "red"; "blue.1" != "blue")."""
 
     def fold(text: str) -> str:
-        return " ".join(text.strip().lower().rstrip(".").split())
+        return " ".join(text.strip().lower().rstrip(".!?").split())
 
     return fold(reply) == fold(answer)
 

@@ -3,14 +3,17 @@
     python -m training.evaluate                      # the bundled model, writes its eval_results.json
     python -m training.evaluate --model training/runs/export --n 20 --out /tmp/eval.json
 
-Splits (seeded apart from training): "heldout" (training distributions), "unseen" (image and
-screenshot resolutions / aspect ratios never trained on), "long" (videos of 32..64 frames, longer
+Splits (seeded apart from training): "heldout" (training distributions, canonical wordings),
+"phrasing" (the same distributions asked only in wordings held out of training: other templates,
+synonyms, case and punctuation, `generators/phrasing.py`), "unseen" (image and screenshot resolutions /
+aspect ratios never trained on; with the model's own image budget, which resizes larger pictures into
+the trained one, and as "unseen_uncapped" without it), "long" (videos of 32..64 frames, longer
 than any training video, whose prompts exceed the longest training sequence; evaluated with the
 model's YaRN scaling on and off). Videos go in as frame lists (an image sequence at 2 fps, which
 `Model.chat` accepts); a subset also goes through H.264 mp4 files. Thinking mode is evaluated on
 the tasks trained with traces. "letters": the video questions with lettered options, answered with the
 letter (the video benchmarks' form; 30% of training video questions). Scoring: exact match of the
-answer (case-insensitive, stripped).
+whole answer string, after folding case, white space and final punctuation (`same_answer`).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def ask(
         path = write_mp4(content[0]["video"], mp4_dir / "clip.mp4")
         content[0] = {"type": "video", "video": str(path)}
         messages = [{"role": "user", "content": content}, *messages[1:]]
-    r = model.chat(messages, max_new_tokens=96 if thinking else 16, thinking=thinking)
+    r = model.chat(messages, max_new_tokens=96 if thinking else 32, thinking=thinking)
     return same_answer(r.text, s.answer), r.text, r.usage
 
 
@@ -59,6 +62,17 @@ def yarn_off(model):
     return Model(load_model(model.path, config=cfg, dtype=torch.float32), model.tokenizer, path=model.path)
 
 
+def uncapped(model):
+    """The same weights without the model's image budget (`in_patch_limit`): pictures at their own size."""
+    from dataclasses import replace
+
+    from mm_model.api import Model
+    from mm_model.processor import Processor
+
+    cfg = model.config.replace(media=replace(model.config.media, in_patch_limit=16384))
+    return Model(model.model, model.tokenizer, path=model.path, processor=Processor(cfg, model.tokenizer))
+
+
 def run(model, n: int, n_mp4: int, log_every: int = 50) -> dict:
     from tqdm import tqdm
 
@@ -66,6 +80,7 @@ def run(model, n: int, n_mp4: int, log_every: int = 50) -> dict:
     for family, tasks in FAMILY_TASKS.items():
         for task in tasks:
             jobs += [("seen", family, task, "heldout", i) for i in range(n)]
+            jobs += [("phrasing", family, task, "phrasing", i) for i in range(n)]
             if family == "video":
                 jobs += [("long", family, task, "long", i) for i in range(n // 2)]
                 jobs += [("long_yarn_off", family, task, "long", i) for i in range(n // 2)]
@@ -73,11 +88,13 @@ def run(model, n: int, n_mp4: int, log_every: int = 50) -> dict:
                 jobs += [("letters", family, task, "letters", i) for i in range(n)]
             else:
                 jobs += [("unseen", family, task, "unseen", i) for i in range(n)]
+                jobs += [("unseen_uncapped", family, task, "unseen", i) for i in range(n)]
     jobs += [("seen", "chat", "multi_turn", "heldout", i) for i in range(n)]
+    jobs += [("phrasing", "chat", "multi_turn", "phrasing", i) for i in range(n)]
     jobs += [("unseen", "chat", "multi_turn", "unseen", i) for i in range(n)]
     jobs += [("thinking", f, t, "heldout", i) for f, t in TRACE_TASKS for i in range(n // 2)]
 
-    plain = None
+    plain = free = None
     hits: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     examples: dict[str, list] = defaultdict(list)
     calib_runs = []
@@ -90,6 +107,9 @@ def run(model, n: int, n_mp4: int, log_every: int = 50) -> dict:
             if group == "long_yarn_off":
                 plain = plain or yarn_off(model)
                 m = plain
+            elif group == "unseen_uncapped":
+                free = free or uncapped(model)
+                m = free
             ok, reply, usage = ask(m, s, thinking=group == "thinking",
                                           mp4_dir=Path(tmp) if group == "mp4" else None)  # fmt: skip
             hits[(group, family, task)].append(int(ok))

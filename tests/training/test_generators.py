@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -65,7 +67,15 @@ def test_every_task_answers_from_its_vocabulary(family, task):
         s = sample("train", i, family=family, task=task)
         assert s.task == task and s.family == family
         answer = s.meta["options"]["ABCD".index(s.answer)] if "options" in s.meta else s.answer
-        if task == "colour_order":
+        answer = s.meta.get("canonical_answer", answer)  # "the ball moves left" is "left"
+        if task == "describe":
+            names = re.split(r", | and ", answer)
+            assert len(names) == len(s.meta["objects"])
+            for name in names:
+                article, colour, shape = name.split(" ")
+                assert article == ("an" if colour == "orange" else "a")
+                assert colour in COLOUR_NAMES and shape in SHAPES
+        elif task == "colour_order":
             parts = answer.split(", ")
             assert 2 <= len(parts) <= 3 and set(parts) <= set(COLOUR_NAMES)
         else:

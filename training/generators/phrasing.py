@@ -24,7 +24,7 @@ WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "cw": (("colour", "color", "shade"), ("hue",)),
     "shapes": (("shapes", "objects", "things"), ("items",)),
     "pic": (("image", "picture"), ("photo",)),
-    "win": (("window", "dialog"), ("screen",)),
+    "win": (("window", "dialog"), ("app",)),
     "thing": (("object", "thing", "shape"), ("item",)),
 }
 HELD_OUT_WORDS = {k: v[1] for k, v in WORDS.items()}
