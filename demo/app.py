@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from demo.media import Limits, describe
-from demo.messages import ERROR, file_path, to_messages
+from demo.messages import ERROR, NOTICE, file_path, to_messages
 from mm_model import InputError
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,10 @@ def _render(thinking: str, answer: str, think_s: float | None, result: Any = Non
         if think_s is not None:
             meta["duration"] = round(think_s, 2)
         out.append(gr.ChatMessage(content=thinking, metadata=meta))
-    done = result is not None
-    if answer or done:
-        cut = done and result.finish_reason == "length" and not answer and thinking
-        out.append(
-            gr.ChatMessage(
-                content=answer
-                or ("(no answer yet: max new tokens ran out while thinking)" if cut else "(empty answer)")
-            )
-        )
+    if answer.strip():
+        out.append(gr.ChatMessage(content=answer))
+    elif result is not None:  # never a blank bubble, as if it were the answer
+        out.append(gr.ChatMessage(content=f"{NOTICE}{result.notice}"))
     if result is not None:
         detail = (
             f"finish reason: {result.finish_reason} · media items encoded now: "

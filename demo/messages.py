@@ -15,6 +15,7 @@ from demo.media import Limits, check_file
 from mm_model import InputError
 
 ERROR = "⚠️ "  # answers that start with this are errors: their turn is left out of the model's history
+NOTICE = "ℹ️ "  # shown instead of an empty answer: the model's history gets the empty answer it gave
 
 
 def file_path(item: Any) -> str | None:
@@ -68,6 +69,8 @@ def to_messages(history: list[dict[str, Any]], message: dict[str, Any], limits: 
         if text.startswith(ERROR):
             pending = []
             continue
+        if text.startswith(NOTICE):
+            text = ""
         for u in pending:
             messages.append({"role": "user", "content": _user_parts(u["content"], limits)})
         pending = []

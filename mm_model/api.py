@@ -35,15 +35,36 @@ from vision.packing import pack
 BUNDLED = ("tiny",)
 
 
+NO_ANSWER = "the model produced no answer"
+
+
 @dataclass(frozen=True)
 class ChatResult:
-    """One assistant reply. usage: prompt_tokens, vision_tokens, thinking_tokens, answer_tokens."""
+    """One assistant reply. usage: prompt_tokens, vision_tokens, thinking_tokens, answer_tokens.
+
+    An empty answer is a result, not an error: `answered` is False and `notice` says so (and why), so
+    that a caller shows that rather than a blank as if it were the answer."""
 
     text: str
     thinking: str
     usage: dict[str, int]
     finish_reason: str = "stop"
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def answered(self) -> bool:
+        """Whether the answer has any text other than white space."""
+        return bool(self.text.strip())
+
+    @property
+    def notice(self) -> str | None:
+        """None when there is an answer; else what to show instead of it."""
+        if self.answered:
+            return None
+        if self.finish_reason == "length":
+            where = "while thinking" if self.thinking else "before it"
+            return f"{NO_ANSWER}: max_new_tokens ran out {where}"
+        return f"{NO_ANSWER}: it ended its turn without one"
 
 
 class TextPiece(str):

@@ -49,6 +49,8 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                 print("\n[answer] ", end="", flush=True)
         print(piece, end="", flush=True)
     u, t = stream.result.usage, stream.result.timings
+    if stream.result.notice:  # a blank line would read as if it were the answer
+        print(f"({stream.result.notice})", end="", flush=True)
     print(f"\n-- {u['prompt_tokens']} prompt tokens ({u['vision_tokens']} vision), {u['thinking_tokens']} thinking, "
           f"{u['answer_tokens']} answer; first token {t['time_to_first_token_s']:.2f} s, "
           f"{t['tokens_per_s']:.1f} tokens/s", file=sys.stderr)  # fmt: skip

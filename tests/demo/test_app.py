@@ -6,6 +6,7 @@ the answer, stats, errors in the chat, the app still answering afterwards), not 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import urllib.error
 import urllib.request
@@ -171,6 +172,31 @@ def test_stopping_an_answer_stops_generation_and_frees_the_model(url, model, mon
     finally:
         client.close()
     assert parts(ask(url, "hello")[-1])["answer"]["content"]  # the model is free: the next user is served
+
+
+def test_an_empty_answer_is_said_not_shown_as_a_blank_bubble(url, model, monkeypatch):
+    chat = model.chat
+
+    class Silent:  # the model closes its turn at once: no answer pieces, an empty result
+        def __init__(self, stream):
+            self.stream, self.result = stream, None
+
+        def __iter__(self):
+            for piece in self.stream:
+                if piece.kind == "thinking":
+                    yield piece
+            self.result = dataclasses.replace(self.stream.result, text="", finish_reason="stop")
+
+    monkeypatch.setattr(model, "chat", lambda *a, **k: Silent(chat(*a, **k)))
+    final = parts(ask(url, "hello")[-1])
+    assert (
+        final["answer"]["content"]
+        == app.NOTICE + "the model produced no answer: it ended its turn without one"
+    )
+    assert "answer " in final["stats"]["metadata"]["title"]
+    history = [{"role": "user", "content": ["hello"]}, final["answer"]]
+    msgs = app.to_messages(history, {"text": "and now?", "files": []}, Limits())
+    assert msgs[1] == {"role": "assistant", "content": ""}  # the model's history: what it really said
 
 
 def test_files_served_only_from_uploads_and_examples(url, tiny_dir):

@@ -9,6 +9,7 @@ import torch
 
 import mm_model
 from mm_model import InputError
+from mm_model.api import ChatResult
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +169,15 @@ def test_streams_never_leave_the_caller_in_inference_mode(model):
     a.close()  # closed in crossed order
     list(b)
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+
+
+def test_an_empty_answer_says_so_rather_than_reading_as_blank(model):
+    r = model.chat("hello", thinking=True, max_new_tokens=1)  # the one token is spent thinking
+    assert r.text == "" and r.finish_reason == "length" and not r.answered
+    assert r.notice == "the model produced no answer: max_new_tokens ran out while thinking"
+    usage = {"prompt_tokens": 3, "vision_tokens": 0, "thinking_tokens": 0, "answer_tokens": 1}
+    ended = ChatResult(" \n", "", usage, "stop")  # the model closed its turn at once (white space only)
+    assert (
+        not ended.answered and ended.notice == "the model produced no answer: it ended its turn without one"
+    )
+    assert ChatResult("red", "", usage).notice is None and ChatResult("red", "", usage).answered

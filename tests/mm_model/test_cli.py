@@ -61,3 +61,10 @@ def test_every_command_has_help(argv, capsys):
     assert "usage: mm-model" in out
     if argv == ["--help"]:
         assert all(name in out for name in ("serve", "demo", "bench", "chat", "info", "convert"))
+
+
+def test_chat_says_when_the_model_gave_no_answer(tiny_dir, capsys):
+    code = main(["chat", "hello", str(tiny_dir), "--max-new-tokens", "1", "--thinking"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.rstrip().endswith("(the model produced no answer: max_new_tokens ran out while thinking)"), out

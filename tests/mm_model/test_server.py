@@ -404,3 +404,18 @@ def test_concurrent_requests_complete_or_get_503_and_never_swap_answers(server, 
         assert results[i][1] is not None and int(results[i][1]) >= 1, "503 carries Retry-After"
     assert after - before < 64 * 2**20, f"RSS grew {(after - before) / 2**20:.1f} MiB over a burst"
     assert_good_request_works(client)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_no_answer_is_empty_content_with_its_usage(client, stream) -> None:
+    """As OpenAI does: the budget ran out while thinking, so the content is "" and usage still counts."""
+    kwargs = dict(model=MODEL, messages=user(text("hello")), max_tokens=1, extra_body={"thinking": True})
+    if stream:
+        answer, thinking, usage, finish = stream_text(client, **kwargs)
+    else:
+        r = client.chat.completions.create(**kwargs)
+        answer, usage, finish = r.choices[0].message.content, r.usage, r.choices[0].finish_reason
+        thinking = (r.choices[0].message.model_extra or {}).get("reasoning_content")
+    assert answer == "" and finish == "length"
+    assert thinking, "the one token went to thinking"
+    assert usage.completion_tokens == 1 and usage.prompt_tokens > 0
