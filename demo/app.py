@@ -12,6 +12,7 @@ python -m demo.app /path/to/checkpoint --port 7860
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import sys
@@ -28,12 +29,9 @@ from mm_model import InputError
 
 log = logging.getLogger(__name__)
 ASSETS = Path(str(resources.files("mm_model") / "assets"))
-EXAMPLES = [
-    ("example_window.png", "What is the title of the window?"),  # drawn like the bundled model's training
-    ("example_screenshot.png", "Which button is highlighted in this dialog?"),
-    ("example_image.png", "What shapes do you see, and what colours are they?"),
-    ("example_video.mp4", "What happens to the ball in this video?"),
-]
+# The example cards (file, question, the bundled model's expected answer): media drawn by its training
+# curriculum's generators, held out (scripts/make_example_assets.py); the browser test checks each answer.
+EXAMPLES: list[dict[str, str]] = json.loads((ASSETS / "examples.json").read_text())
 
 
 def stats_line(usage: dict[str, int], timings: dict[str, float]) -> str:
@@ -148,8 +146,8 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
                     respond, multimodal=True, textbox=textbox, api_name="chat", concurrency_limit=1,
                     chatbot=gr.Chatbot(height=520, label="Chat", elem_id="chatbot", buttons=["copy"]),
                     additional_inputs=[mode, budget_kind, budget_tokens, max_new_tokens, temperature],
-                    examples=[[{"text": q, "files": [str(ASSETS / f)]}] for f, q in EXAMPLES],
-                    example_labels=[q for _, q in EXAMPLES], run_examples_on_click=True,
+                    examples=[[{"text": e["question"], "files": [str(ASSETS / e["file"])]}] for e in EXAMPLES],
+                    example_labels=[e["question"] for e in EXAMPLES], run_examples_on_click=True,
                 )  # fmt: skip
         textbox.change(preview, textbox, sampling, queue=False, api_visibility="private")
     demo.queue(max_size=32, default_concurrency_limit=1)

@@ -1,13 +1,14 @@
-"""Draw the bundled example screenshots and the README's example video deterministically.
+"""Draw the bundled example media deterministically: the demo's example cards, `make example`'s, a real-size screenshot.
 
-python -m scripts.make_example_assets   # writes example_screenshot.png, example_window.png, example_moving.mp4
+python -m scripts.make_example_assets   # writes mm_model/assets/example_*.{png,mp4} and examples.json
 
-example_screenshot.png: a 960x600 settings dialog, the size of a real screenshot (the demo's and the
-tests' example). example_window.png: a held-out window from the training curriculum's own generator
-(`training.generators.screenshots`, split "example"), at a trained size, so that `make example` asks
-the bundled model something it was trained to answer. example_moving.mp4: a held-out direction video
-from the same curriculum (`training.generators.videos`, split "example"), 8 frames at 2 fps, for the
-same reason (the demo's ball video, `make_demo_examples.py`, is drawn unlike the training videos).
+The demo's four example cards and `make example`'s window and video are drawn by the training
+curriculum's own generators (split "example", held out from training) at trained sizes, so that a
+visitor's first click asks the bundled model something it was trained to answer, in a form that
+reads as an answer ("a red square and a blue circle", "the ball moves left"). `examples.json` lists
+the cards (file, question, expected answer): the demo shows them, the tests check the answers.
+example_screenshot.png: a 960x600 settings dialog, the size of a real screenshot (the tests' and the
+`bench` command's input; far larger than the bundled model's image budget, so not a card).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 ASSETS = Path(__file__).resolve().parents[1] / "mm_model" / "assets"
 OUT = ASSETS / "example_screenshot.png"
+DIALOG = ASSETS / "example_dialog.png"
+SHAPES = ASSETS / "example_image.png"
+BALL = ASSETS / "example_video.mp4"
+EXAMPLES = ASSETS / "examples.json"  # the demo's example cards: file, question, expected answer
 WINDOW = ASSETS / "example_window.png"
 MOVING = ASSETS / "example_moving.mp4"
 
@@ -69,6 +74,56 @@ def draw_window() -> tuple[Image.Image, dict]:
     return render(rng, width, height, "highlight")
 
 
+def draw_dialog_example() -> tuple[Image.Image, str]:
+    """A second curriculum window (highlighted-button style): (image, the highlighted button's label)."""
+    from training.generators.common import rng_for
+    from training.generators.screenshots import render, screen_size
+
+    rng = rng_for("example", 1, "screenshot")
+    width, height = screen_size(rng)
+    image, info = render(rng, width, height, "highlight")
+    return image, next(b["label"] for b in info["buttons"] if b["highlighted"])
+
+
+def draw_shapes() -> tuple[Image.Image, str]:
+    """A curriculum shape scene with two shapes (seen size): (image, every shape with its colour)."""
+    from training.generators.common import rng_for
+    from training.generators.images import describe, image_size, scene
+
+    rng = rng_for("example", 0, "image")
+    image, objects = scene(rng, *image_size(rng), 2)
+    return image, describe(objects).answer
+
+
+def draw_ball() -> tuple[list[Image.Image], str]:
+    """The first curriculum direction video (split "example") whose shape is a circle: (frames, the
+    answer to "What happens to the ball in this video?")."""
+    from training.generators.common import rng_for
+    from training.generators.videos import direction, frame_size
+
+    for i in range(1, 100):
+        rng = rng_for("example", i, "video")
+        frames, qa, _ = direction(rng, frame_size(rng), long=False)
+        if qa.slots["shape"] == "circle":
+            return frames, f"the ball moves {qa.answer}"
+    raise RuntimeError("no circle in 100 direction videos")
+
+
+def demo_examples() -> list[dict]:
+    """The demo's example cards, drawn (file, question, answer, media): window, dialog, shapes, ball."""
+    window, info = draw_window()
+    dialog, label = draw_dialog_example()
+    shapes, described = draw_shapes()
+    ball, happens = draw_ball()
+    return [
+        dict(file=WINDOW.name, question="What is the title of the window?", answer=info["title"], media=window),
+        dict(file=DIALOG.name, question="Which button is highlighted in this dialog?", answer=label, media=dialog),
+        dict(file=SHAPES.name, question="What shapes do you see, and what colours are they?", answer=described,
+             media=shapes),
+        dict(file=BALL.name, question="What happens to the ball in this video?", answer=happens, media=ball),
+    ]  # fmt: skip
+
+
 def draw_moving() -> tuple[list[Image.Image], str, str]:
     """A curriculum direction video (seen length and size) from its own seed: (frames, question, answer)."""
     from training.generators.common import rng_for
@@ -80,15 +135,25 @@ def draw_moving() -> tuple[list[Image.Image], str, str]:
 
 
 if __name__ == "__main__":
+    import json
+
     from training.generators.videos import write_mp4
 
     ASSETS.mkdir(parents=True, exist_ok=True)
     draw_dialog().save(OUT, optimize=True)
-    window, info = draw_window()
-    window.save(WINDOW, optimize=True)
+    cards = demo_examples()
+    for card in cards:
+        path = ASSETS / card["file"]
+        if isinstance(card["media"], list):
+            write_mp4(card["media"], path)
+        else:
+            card["media"].save(path, optimize=True)
     frames, question, answer = draw_moving()
     write_mp4(frames, MOVING)
-    for p in (OUT, WINDOW, MOVING):
+    listed = [{k: c[k] for k in ("file", "question", "answer")} for c in cards]
+    EXAMPLES.write_text(json.dumps(listed, indent=1) + "\n")
+    for p in (OUT, MOVING, EXAMPLES, *(ASSETS / c["file"] for c in cards)):
         print(f"wrote {p} ({p.stat().st_size:,} bytes)")
-    print(f"{WINDOW.name} shows: {info}")
-    print(f"{MOVING.name}: {question} {answer}")
+    for c in listed:
+        print(f"{c['file']}: {c['question']} -> {c['answer']}")
+    print(f"{MOVING.name}: {question} -> {answer}")

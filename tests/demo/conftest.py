@@ -39,3 +39,20 @@ def url(model, tmp_path_factory):
     yield local_url
     demo.close()
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def bundled_url(tmp_path_factory):
+    """The demo on the bundled model (real answers: the example cards' expected ones)."""
+    pytest.importorskip("gradio")
+    import mm_model
+    from demo import app
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_cache_bundled")))
+    mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    demo = app.build_demo(mm_model.load("tiny", device="cpu"), title="mm-model · tiny")
+    _, local_url, _ = app.launch(demo, port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield local_url
+    demo.close()
+    mp.undo()

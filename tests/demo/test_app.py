@@ -56,6 +56,14 @@ def parts(final: list[dict]) -> dict[str, dict]:
     return out
 
 
+def image_tokens(model) -> int:
+    """Vision tokens of the example image (`example_image.png`) for `model`'s preprocessing."""
+    from PIL import Image
+
+    width, height = Image.open(app.ASSETS / "example_image.png").size
+    return num_tokens(height, width, model.config.media)
+
+
 def test_image_question_streams_answer_and_stats(url, model):
     outputs = ask(url, "What shapes do you see?", [app.ASSETS / "example_image.png"])
     assert len(outputs) >= 3, "the answer should arrive in several streamed updates, not at once"
@@ -63,7 +71,7 @@ def test_image_question_streams_answer_and_stats(url, model):
     assert final.keys() == {"answer", "stats"}
     assert final["answer"]["content"] and not final["answer"]["content"].startswith(app.ERROR)
     stats = final["stats"]["metadata"]["title"]
-    assert f"vision {num_tokens(240, 320, model.config.media)} " in stats, stats  # the 320x240 image
+    assert f"vision {image_tokens(model)} " in stats, stats
     assert "thinking 0" in stats and "tok/s" in stats and "first token" in stats
 
 
@@ -128,9 +136,8 @@ def test_two_users_share_one_model_without_cross_talk(url, model):
         finals = [parts(list(j)[-1]) for j in jobs]
     finally:
         a.close(), b.close()
-    image_tokens = num_tokens(240, 320, model.config.media)
     video_tokens = video_plan(app.ASSETS / "example_video.mp4", model.config.media).vision_tokens
-    assert f"vision {image_tokens} " in finals[0]["stats"]["metadata"]["title"]
+    assert f"vision {image_tokens(model)} " in finals[0]["stats"]["metadata"]["title"]
     assert f"vision {video_tokens} " in finals[1]["stats"]["metadata"]["title"]
 
 

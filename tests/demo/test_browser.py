@@ -2,7 +2,10 @@
 
 Uploads the example screenshot, checks the cost preview, asks a question in thinking mode, waits for
 the streamed answer and its stats line, and saves a screenshot of the page that must not be blank.
-UPDATE_DEMO_SCREENSHOT=1 also writes it to docs/demo.png (the README's picture).
+On the bundled model: clicks each example card and checks the whole streamed answer against the
+card's expected one, then uploads a screenshot and a video that are not examples and does the same.
+UPDATE_DEMO_SCREENSHOT=1 also writes the pictures after each example answer to docs/demo/ (the
+README's picture is the first card's).
 Skipped, with the reason printed, only where no Chromium binary can be found or started.
 """
 
@@ -19,11 +22,13 @@ from PIL import Image, ImageStat
 pytest.importorskip("gradio")
 playwright = pytest.importorskip("playwright.sync_api")
 
+from benchmarks.common import same_answer  # noqa: E402
 from demo import app  # noqa: E402
 from demo.media import video_plan  # noqa: E402
 from vision.preprocess import num_tokens  # noqa: E402
 
-DOCS_PNG = Path(__file__).resolve().parents[2] / "docs" / "demo.png"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS_PNG = DOCS / "demo.png"
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root
     "--disable-gpu",
@@ -106,12 +111,11 @@ def test_upload_screenshot_ask_and_capture(browser, url, model, tmp_path):
     page.locator("#chat-input input[type=file]").set_input_files(str(app.ASSETS / "example_video.mp4"))
     page.locator("#chat-input textarea").fill("And what happens to the ball in this video?")
     preview = page.locator("#media-preview")
-    expect(preview).to_contain_text("6 frames kept")
-    expect(preview).to_contain_text("2 chunks")
-    expect(preview).to_contain_text(
-        f"chunk timestamps: {', '.join(video_plan(app.ASSETS / 'example_video.mp4').timestamps)}"
-    )
-    expect(preview).to_contain_text("60 vision tokens")
+    plan = video_plan(app.ASSETS / "example_video.mp4", model.config.media)
+    expect(preview).to_contain_text(f"{plan.frames_kept} frames kept")
+    expect(preview).to_contain_text(f"{plan.chunks} chunks")
+    expect(preview).to_contain_text(f"chunk timestamps: {', '.join(plan.timestamps)}")
+    expect(preview).to_contain_text(f"{plan.vision_tokens} vision tokens")
     page.mouse.move(5, 5)  # no hover styling (a hovered checked radio is drawn blank) in the picture
     page.wait_for_timeout(500)  # let the last re-render settle before the picture
 
@@ -155,4 +159,76 @@ def test_bundled_example_is_one_click_away(browser, url):
     expect(chat).not_to_contain_text("⚠️")
     stats = chat.get_by_text("tok/s").first.inner_text()
     assert 1 <= int(re.search(r"answer (\d+) tokens", stats).group(1)) <= 16, stats  # the controls applied
+    page.close()
+
+
+def _answer_of(page, question: str) -> tuple[str, str]:
+    """(answer text, stats line) of the chat's one finished answer to `question`."""
+    chat = page.locator("#chatbot")
+    expect = playwright.expect
+    expect(chat).to_contain_text(question.strip())
+    expect(chat.get_by_text("tok/s")).to_have_count(1, timeout=90_000)  # the answer has finished
+    expect(chat).not_to_contain_text("⚠️")
+    answer = chat.locator('[data-testid="bot"]').first.inner_text()  # instant mode: answer, then stats
+    return answer, chat.get_by_text("tok/s").first.inner_text()
+
+
+def _picture(page, tmp_path: Path, name: str) -> None:
+    page.mouse.move(5, 5)
+    page.wait_for_timeout(300)
+    shot = tmp_path / name
+    page.screenshot(path=str(shot))
+    stddev, inked = blankness(shot)
+    assert stddev > 8 and inked > 0.02, f"the page screenshot {name} looks blank"
+    if os.environ.get("UPDATE_DEMO_SCREENSHOT") == "1":
+        (DOCS / "demo").mkdir(parents=True, exist_ok=True)
+        Image.open(shot).save(DOCS / "demo" / name, optimize=True)
+        print(f"wrote {DOCS / 'demo' / name}")
+
+
+@pytest.mark.parametrize("card", range(len(app.EXAMPLES)), ids=[e["file"] for e in app.EXAMPLES])
+def test_each_example_card_is_answered_right(browser, bundled_url, tmp_path, card):
+    """A visitor's first click: the card's question on its file, answered by the bundled model with the
+    whole expected answer (not a substring), streamed into the chat."""
+    example = app.EXAMPLES[card]
+    playwright.expect.set_options(timeout=60_000)
+    page = browser.new_page(viewport={"width": 1280, "height": 820})
+    page.goto(bundled_url)
+    page.get_by_text(example["question"]).first.click()
+    answer, stats = _answer_of(page, example["question"])
+    assert same_answer(answer, example["answer"]), (example, answer, stats)
+    _picture(page, tmp_path, f"example_{card + 1}.png")
+    page.close()
+
+
+UPLOADS = {  # held-out curriculum media that are not example cards, asked in held-out wordings
+    "screenshot": ("phrasing", "screenshot", "title", 0),
+    "video": ("phrasing", "video", "direction", 1),
+}
+
+
+@pytest.mark.parametrize("kind", list(UPLOADS))
+def test_an_uploaded_screenshot_and_video_are_answered_right(browser, bundled_url, tmp_path, kind):
+    from training.generators import sample
+    from training.generators.videos import write_mp4
+
+    split, family, task, index = UPLOADS[kind]
+    s = sample(split, index, family=family, task=task)
+    media = s.messages[0]["content"][0]
+    question = s.messages[0]["content"][-1]["text"]
+    if kind == "video":
+        path = write_mp4(media["video"], tmp_path / "upload.mp4")
+    else:
+        path = tmp_path / "upload.png"
+        media["image"].save(path)
+    playwright.expect.set_options(timeout=60_000)
+    page = browser.new_page(viewport={"width": 1280, "height": 820})
+    page.goto(bundled_url)
+    page.locator("#chat-input input[type=file]").set_input_files(str(path))
+    playwright.expect(page.locator("#media-preview")).to_contain_text(path.name)
+    page.locator("#chat-input textarea").fill(question)
+    page.locator("#chat-input textarea").press("Enter")
+    answer, stats = _answer_of(page, question)
+    assert same_answer(answer, s.answer), (question, s.answer, answer, stats)
+    _picture(page, tmp_path, f"upload_{kind}.png")
     page.close()

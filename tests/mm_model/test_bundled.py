@@ -21,7 +21,9 @@ import pytest
 import torch
 
 import mm_model
+from benchmarks.common import same_answer
 from training.generators import sample
+from training.generators.common import COLOURS
 from training.generators.videos import write_mp4
 
 # (family, task, held-out index): chosen among the eval's correct answers (eval_results.json).
@@ -35,14 +37,25 @@ FIXED = [
     ("video", "flashes", 0),
 ]
 
+# (family, task, index) of split "phrasing": held-out wordings, chosen among the eval's correct answers
+PHRASED = [
+    ("image", "colour_of", 0),
+    ("image", "count_all", 0),
+    ("image", "describe", 0),
+    ("screenshot", "title", 0),
+    ("screenshot", "field", 0),
+    ("video", "direction", 0),
+    ("video", "at_time", 0),
+]
+
 
 @pytest.fixture(scope="module")
 def model():
     return mm_model.load("tiny", dtype=torch.float32, device="cpu")
 
 
-def _messages(family, task, index, tmp_path):
-    s = sample("heldout", index, family=family, task=task)
+def _messages(family, task, index, tmp_path, split="heldout"):
+    s = sample(split, index, family=family, task=task)
     messages = s.messages
     if family == "video":
         content = list(messages[0]["content"])
@@ -64,6 +77,46 @@ def test_fixed_heldout_questions(model, family, task, index, tmp_path):
     r = model.chat(messages, max_new_tokens=12)
     assert r.text.strip() == s.answer, (r.text, s.answer)
     assert r.usage["vision_tokens"] > 0
+
+
+@pytest.mark.parametrize("family, task, index", PHRASED, ids=[f"{f[0]}-{f[1]}" for f in PHRASED])
+def test_held_out_wordings(model, family, task, index, tmp_path):
+    """People's own words: wordings held out of training (split "phrasing"), the whole answer compared."""
+    s, messages = _messages(family, task, index, tmp_path, split="phrasing")
+    r = model.chat(messages, max_new_tokens=32)
+    assert same_answer(r.text, s.answer), (messages[0]["content"][-1]["text"], r.text, s.answer)
+
+
+@pytest.mark.parametrize("colour", ["red", "blue"])
+@pytest.mark.parametrize("question", ["What colour is the circle?", "What color is the circle?",
+                                      "what's the colour of the ball", "Can you tell me the hue of the circle?"])  # fmt: skip
+def test_a_plain_circle_asked_as_people_ask(model, colour, question):
+    """The new user's first try (one circle on white): UK and US spelling, an object word, a held-out
+    synonym; the answer is the colour word and nothing after it."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (140, 120), "white")
+    ImageDraw.Draw(image).ellipse((45, 35, 85, 75), fill=COLOURS[colour])
+    r = model.chat([{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]}],
+                   max_new_tokens=12)  # fmt: skip
+    assert r.text == colour and r.finish_reason == "stop", (question, r.text)
+
+
+def test_demo_example_cards_are_answered_right(model):
+    """The demo's cards (mm_model/assets/examples.json) through Model.chat: the whole expected answer."""
+    import json
+
+    from mm_model.cli import example_screenshot
+
+    assets = example_screenshot().parent
+    for card in json.loads((assets / "examples.json").read_text()):
+        kind = "video" if card["file"].endswith(".mp4") else "image"
+        content = [
+            {"type": kind, kind: str(assets / card["file"])},
+            {"type": "text", "text": card["question"]},
+        ]
+        r = model.chat([{"role": "user", "content": content}], max_new_tokens=32)
+        assert same_answer(r.text, card["answer"]), (card, r.text)
 
 
 def test_generation_is_deterministic(model, tmp_path):
