@@ -111,7 +111,7 @@ def background_patches(pixels: Tensor, grids: Tensor) -> Tensor:
 def background_attention(blocks: nn.ModuleList, inputs: dict[int, tuple]) -> Tensor | None:
     """The tower's mean attention mass from a still image's other patches onto its background ones
     (`background_patches`), over blocks, heads and queries; `inputs[i]` holds block i's call (x, rope,
-    packed, ...) (`training.train.call_inputs`). None where no image has both kinds of patch.
+    packed, ...) (`training.losses.call_inputs`). None where no image has both kinds of patch.
 
     Why: the tower put 43-69% of that attention on the background (a sink), so every extra background
     patch of a larger canvas took a share, the picture's tokens changed and counts fell; with the

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import mm_model
-from training.canvas_probe import count, embed, layouts, main
 from training.generators import images
+from training.probes.canvas import count, embed, layouts
+from training.probes.run import main
 
 
 def test_layouts_place_the_picture_on_whole_cells_inside_larger_canvases():
@@ -24,10 +25,9 @@ def test_layouts_place_the_picture_on_whole_cells_inside_larger_canvases():
         assert got["+56 a side, picture in the corner"][2:] == (0, 0)
 
 
-def test_unpadded_tokens_match_themselves_and_padding_changes_them(tmp_path, monkeypatch):
+def test_unpadded_tokens_match_themselves_and_padding_changes_them(tmp_path):
     out = tmp_path / "probe.json"
-    monkeypatch.setattr("sys.argv", ["canvas_probe", "--n", "2", "--pads", "56", "--json", str(out)])
-    main()
+    main(["canvas", "--n", "2", "--pads", "56", "--json", str(out)])
     got = json.loads(out.read_text())["canvases"]
     assert got["unpadded"]["token_cos"] > 0.999  # the same picture, encoded afresh
     assert got["+56 px a side"]["token_cos"] < 0.99  # the tower's tokens depend on the canvas

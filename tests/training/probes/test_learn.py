@@ -6,37 +6,33 @@ import json
 
 import pytest
 
-from training.probe import main
+from training.probes.run import main
 
 
-def test_probe_learns_colour_directly_and_writes_its_curve(tmp_path, monkeypatch):
+def test_probe_learns_colour_directly_and_writes_its_curve(tmp_path):
     out = tmp_path / "curve.json"
     sizes = {"vision_hidden": 32, "vision_layers": 1, "lm_hidden": 64, "lm_layers": 2, "moe_inter": 32}
-    monkeypatch.setattr("sys.argv", ["probe", "--kind", "basics/colour_single", "--steps", "60", "--batch", "8",
-                                     "--lr", "3e-3", "--every", "30", "--heldout", "48", "--threads", "1",
-                                     "--sizes", json.dumps(sizes), "--json", str(out)])  # fmt: skip
-    main()
+    main(["learn", "--kind", "basics/colour_single", "--steps", "60", "--batch", "8", "--lr", "3e-3",
+          "--every", "30", "--heldout", "48", "--threads", "1", "--sizes", json.dumps(sizes), "--json", str(out)])  # fmt: skip
     curve = json.loads(out.read_text())["curve"]
     assert [c["step"] for c in curve] == [0, 30, 60]
     assert curve[-1]["heldout_accuracy"] >= 0.6  # six colours: chance is 1/6
     assert curve[-1]["heldout_accuracy"] > curve[0]["heldout_accuracy"]
 
 
-def test_probe_through_the_lm_learns_colour_from_the_answer_tokens(tmp_path, monkeypatch):
+def test_probe_through_the_lm_learns_colour_from_the_answer_tokens(tmp_path):
     out = tmp_path / "curve.json"
     sizes = {"vision_hidden": 32, "vision_layers": 1, "lm_hidden": 64, "lm_layers": 2, "moe_inter": 32}
     # 180 steps: fp32 (a CPU without native bf16) was at 0.33 after 120, 0.77 after 180; bf16 at 0.52 after 120
-    monkeypatch.setattr("sys.argv", ["probe", "--kind", "basics/colour_single", "--lm", "--steps", "180",
-                                     "--batch", "8", "--lr", "3e-3", "--every", "90", "--heldout", "48",
-                                     "--threads", "1", "--sizes", json.dumps(sizes), "--json", str(out)])  # fmt: skip
-    main()
+    main(["learn", "--kind", "basics/colour_single", "--lm", "--steps", "180", "--batch", "8", "--lr", "3e-3",
+          "--every", "90", "--heldout", "48", "--threads", "1", "--sizes", json.dumps(sizes), "--json", str(out)])  # fmt: skip
     curve = json.loads(out.read_text())["curve"]
     assert [c["step"] for c in curve] == [0, 90, 180]
     assert curve[0]["heldout_accuracy"] < 0.2  # a random LM writes no colour word
     assert curve[-1]["heldout_accuracy"] >= 0.35  # chance is 1/6
 
 
-def test_probe_rejects_a_kind_the_direct_mode_cannot_read(monkeypatch):
-    monkeypatch.setattr("sys.argv", ["probe", "--kind", "image/colour_of"])  # answer depends on the question
+def test_probe_rejects_a_kind_the_direct_mode_cannot_read(capsys):
     with pytest.raises(SystemExit):
-        main()
+        main(["learn", "--kind", "image/colour_of"])  # the answer depends on the question
+    assert "--kind image/colour_of: direct mode takes one of" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """What do a model's merged media tokens carry? Linear probes on the token under each shape.
 
-    python -m training.token_probe                          # the bundled model
-    python -m training.token_probe --model /tmp/export --json docs/bench/objects/probe_after.json
+    python -m training.probes tokens                          # the bundled model
+    python -m training.probes tokens --model /tmp/export --json docs/bench/objects/probe_after.json
 
 For shape scenes (the image generator's, seen resolutions), the LM-input embedding of the token that
 holds each object's centre is read by a linear classifier of its colour (6) and shape (4), and by a
@@ -17,16 +17,15 @@ classifier of the word written there ("What colour is the OK button?" needs the 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
+from training.batches import encode, object_targets
 from training.generators import images, sample, screenshots
 from training.generators.common import COLOUR_NAMES, SHAPES, rng_for
+from training.probes.run import Probe, progress
 
 
 def object_tokens(model, split: str, n: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -34,7 +33,7 @@ def object_tokens(model, split: str, n: int) -> tuple[Tensor, Tensor, Tensor]:
     of the token holding each object's centre."""
     feats, labels, where = [], [], []
     kernel = model.config.vision.merge_kernel_size[0]
-    for i in tqdm(range(n), desc=f"{split} scenes", mininterval=5, leave=False):
+    for i in progress(range(n), f"{split} scenes"):
         rng = rng_for(split, i, "token_probe")
         w, h = images.image_size(rng)
         image, objects = images.scene(rng, w, h, rng.randint(2, 5))
@@ -93,11 +92,9 @@ WORD_GROUPS = {
 def word_tokens(model, split: str, n: int, group: str) -> tuple[Tensor, Tensor]:
     """n windows of `split` -> (features (N, D), word classes (N,)) of the tokens under the group's
     words (the trainer's per-token word targets say which tokens those are)."""
-    from training.train import encode, object_targets
-
     task, pick = WORD_GROUPS[group]
     feats, labels = [], []
-    for i in tqdm(range(n), desc=f"{split} windows", mininterval=5, leave=False):
+    for i in progress(range(n), f"{split} windows"):
         s = sample(split, i, family="screenshot", task=task)
         e = encode(s, model.processor, model.processor.tokenizer)
         rows = object_targets(s, e, model.config.media)
@@ -110,7 +107,7 @@ def word_tokens(model, split: str, n: int, group: str) -> tuple[Tensor, Tensor]:
     return torch.stack(feats), torch.tensor(labels)
 
 
-def run(model, train: int = 600, test: int = 200) -> dict:
+def probe(model, train: int = 600, test: int = 200) -> dict:
     x, y, p = object_tokens(model, "train", train)
     xt, yt, pt = object_tokens(model, "heldout", test)
     r2 = regress(x, p, xt, pt)
@@ -128,23 +125,23 @@ def run(model, train: int = 600, test: int = 200) -> dict:
     return out
 
 
-def main() -> None:
-    import mm_model
+def run(args: argparse.Namespace, model) -> dict:
+    """`probe` on `--train` scenes (half as many windows), scored on `--test` held-out ones."""
+    return probe(model, args.train, args.test)
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tiny", help="bundled model name or exported model directory")
+
+def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--train", type=int, default=600, help="scenes to fit the probes on")
     ap.add_argument("--test", type=int, default=200, help="held-out scenes to score them on")
-    ap.add_argument("--json", default=None, help="write the result here")
-    args = ap.parse_args()
-    result = {"model": args.model, **run(mm_model.load(args.model, dtype=torch.float32, device="cpu"),
-                                         args.train, args.test)}  # fmt: skip
-    for key in ("colour_accuracy", "shape_accuracy", "x_r2", "y_r2", *(f"{g}_accuracy" for g in WORD_GROUPS)):
-        print(f"{key:28} {result[key]:.3f}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
 
-if __name__ == "__main__":
-    main()
+KEYS = ("colour_accuracy", "shape_accuracy", "x_r2", "y_r2", *(f"{g}_accuracy" for g in WORD_GROUPS))
+
+
+def table(summary: dict) -> str:
+    return "\n".join(f"{key:28} {summary[key]:.3f}" for key in KEYS)
+
+
+# fp32 on the CPU, torch's own thread count
+PROBE = Probe(run=run, add_args=add_args, table=table, load={"dtype": torch.float32, "device": "cpu"},
+              model="tiny", threads=None)  # fmt: skip

@@ -7,7 +7,8 @@ import math
 
 import torch
 
-from training.token_probe import classify, main, regress
+from training.probes.run import main
+from training.probes.tokens import classify, regress
 
 
 def test_classify_reads_a_label_the_features_carry_and_not_one_they_do_not():
@@ -27,10 +28,9 @@ def test_regress_gives_r2_near_one_for_a_linear_target_and_near_zero_for_noise()
     assert max(regress(x, torch.rand(200, 2, generator=g), xt, torch.rand(100, 2, generator=g))) < 0.2
 
 
-def test_the_bundled_tokens_carry_each_shapes_colour(tmp_path, monkeypatch):
+def test_the_bundled_tokens_carry_each_shapes_colour(tmp_path):
     out = tmp_path / "probe.json"
-    monkeypatch.setattr("sys.argv", ["token_probe", "--train", "80", "--test", "30", "--json", str(out)])
-    main()
+    main(["tokens", "--train", "80", "--test", "30", "--json", str(out)])
     got = json.loads(out.read_text())
     assert got["objects"]["train"] >= 160 and got["objects"]["test"] >= 60  # 2..5 shapes a scene
     assert got["colour_accuracy"] >= 0.8  # six colours: chance 1/6

@@ -1,7 +1,7 @@
 """How fast does the model learn one question kind when trained on that kind alone?
 
-    python -m training.probe --kind basics/shape_single --steps 800 --lr 1e-3
-    python -m training.probe --kind screenshot/title --steps 300 --init mm_model/bundled/tiny --lm --lr 3e-4
+    python -m training.probes learn --kind basics/shape_single --steps 800 --lr 1e-3
+    python -m training.probes learn --kind screenshot/title --steps 300 --init mm_model/bundled/tiny --lm --lr 3e-4
 
 Direct (default): trains only the vision tower, the projector and one `AuxHeads` head (no LM) on one
 AUX_KINDS kind and prints held-out accuracy every `--every` steps. With `--lm`: trains the whole model
@@ -27,27 +27,13 @@ import torch
 from mm_model.multimodal import KimiK25Model
 from mm_model.processor import Processor
 from mm_model.tokenizer import JsonTokenizer
-from training.generators import FAMILY_TASKS, sample
-from training.train import (
-    AUX_KINDS,
-    IGNORE,
-    AuxHeads,
-    build,
-    load_weights,
-    loss_fn,
-    param_groups,
-    training_batch,
-)
+from training.batches import AUX_KINDS, IGNORE
+from training.generators import FAMILY_TASKS
+from training.losses import AuxHeads, loss_fn
+from training.probes.run import Probe, kind_batch, progress
+from training.train import build, load_weights, param_groups
 
-BUNDLED_TOKENIZER = Path(__file__).resolve().parents[1] / "mm_model" / "bundled" / "tiny" / "tokenizer.json"
-
-
-def probe_batch(kind: str, split: str, start: int, n: int, processor: Processor, tok: JsonTokenizer) -> dict:
-    """n samples of `kind` from `split`, collated with their targets (`training_batch`)."""
-    family, task = kind.split("/")
-    return training_batch(
-        [sample(split, start + i, family=family, task=task) for i in range(n)], processor, tok
-    )
+BUNDLED_TOKENIZER = Path(__file__).resolve().parents[2] / "mm_model" / "bundled" / "tiny" / "tokenizer.json"
 
 
 def load_start(init: str | None, seed: int, sizes: dict) -> tuple[KimiK25Model, AuxHeads, JsonTokenizer]:
@@ -68,10 +54,8 @@ def answers_right(model: KimiK25Model, batch: dict) -> float:
     return float(((pred == labels) | (labels == IGNORE)).all(1).float().mean())
 
 
-def run(args: argparse.Namespace) -> list[dict]:
-    from tqdm import tqdm
-
-    torch.set_num_threads(args.threads)
+def run(args: argparse.Namespace, model: None = None) -> dict:
+    """{"args": the flags, "curve": held-out accuracy every `--every` steps}; the model is built here."""
     torch.manual_seed(args.seed)
     model, aux, tok = load_start(args.init, args.seed, json.loads(args.sizes))
     processor = Processor(model.config, tok)
@@ -80,7 +64,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     else:
         params = [*model.vision_tower.parameters(), *model.mm_projector.parameters(), *aux.parameters()]
         opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    held = probe_batch(args.kind, "heldout", 0, args.heldout, processor, tok)
+    held = kind_batch(args.kind, "heldout", 0, args.heldout, processor, tok)
 
     def accuracy() -> float:
         model.eval()
@@ -96,16 +80,17 @@ def run(args: argparse.Namespace) -> list[dict]:
         return right
 
     curve, start = [], time.perf_counter()
-    for step in tqdm(range(args.steps + 1), desc=f"probe {args.kind}", mininterval=5):
+    bar = progress(range(args.steps + 1), f"probe {args.kind}", leave=True)
+    for step in bar:
         if step % args.every == 0:
             curve.append({"step": step, "images": step * args.batch, "heldout_accuracy": round(accuracy(), 4),
                           "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
-            tqdm.write(
+            bar.write(
                 f"step {step:5d}  images {step * args.batch:6d}  held-out accuracy {curve[-1]['heldout_accuracy']:.2f}"
             )
         if step == args.steps:
             break
-        batch = probe_batch(args.kind, "train", step * args.batch, args.batch, processor, tok)
+        batch = kind_batch(args.kind, "train", step * args.batch, args.batch, processor, tok)
         if args.lm:
             for g in opt.param_groups:  # a short warm-up: the LM's start may be a trained model
                 g["lr"] = args.lr * min(1.0, (step + 1) / 30)
@@ -117,13 +102,11 @@ def run(args: argparse.Namespace) -> list[dict]:
         if args.lm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "curve": curve}, indent=1) + "\n")
-    return curve
+    bar.close()
+    return {"args": vars(args), "curve": curve}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--kind", default="basics/shape_single", help="family/task (direct mode: one of AUX_KINDS)"
     )
@@ -138,14 +121,13 @@ def main() -> None:
     )
     ap.add_argument("--sizes", default="{}", help="JSON overrides of the model sizes (as training.train)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", default=None, help="write the curve here")
-    args = ap.parse_args()
+
+
+def check(args: argparse.Namespace) -> str | None:
     family, _, task = args.kind.partition("/")
     if task not in FAMILY_TASKS.get(family, ()) or (not args.lm and args.kind not in AUX_KINDS):
-        ap.error(f"--kind {args.kind}: direct mode takes one of {', '.join(AUX_KINDS)}; --lm any family/task")
-    run(args)
+        return f"--kind {args.kind}: direct mode takes one of {', '.join(AUX_KINDS)}; --lm any family/task"
+    return None
 
 
-if __name__ == "__main__":
-    main()
+PROBE = Probe(run=run, add_args=add_args, load=None, check=check)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from training.size_curve import bucket, main
+from training.probes.run import main
+from training.probes.sizes import bucket
 
 
 def test_bucket_groups_by_split_and_token_range_with_the_mean_numeric_error():
@@ -22,12 +23,9 @@ def test_bucket_groups_by_split_and_token_range_with_the_mean_numeric_error():
     ]
 
 
-def test_the_unseen_images_are_larger_than_the_trained_ones(tmp_path, monkeypatch):
+def test_the_unseen_images_are_larger_than_the_trained_ones(tmp_path):
     out = tmp_path / "curve.json"
-    monkeypatch.setattr(
-        "sys.argv", ["size_curve", "--task", "image/count_all", "--n", "8", "--json", str(out)]
-    )
-    main()
+    main(["sizes", "--task", "image/count_all", "--n", "8", "--json", str(out)])
     got = json.loads(out.read_text())["by_tokens"]
     assert sum(r["n"] for r in got) == 16 and {r["split"] for r in got} == {"seen", "unseen"}
     seen_max = max(r["tokens"][1] for r in got if r["split"] == "seen")

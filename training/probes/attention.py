@@ -1,12 +1,12 @@
 """Where does the LM look, and what does it read there? Attention on the objects a question names.
 
-    python -m training.attention_probe                          # the bundled model
-    python -m training.attention_probe --model /tmp/export --json docs/bench/attend/probe_after.json
+    python -m training.probes attention                          # the bundled model
+    python -m training.probes attention --model /tmp/export --json docs/bench/attend/probe_after.json
 
 For held-out questions that name objects (the shape of the red object, left/right of two objects,
 the colour of the OK button, the highlighted button, the colour at a timestamp), from the position
 that predicts the answer's first token: each layer's and head's attention mass on the named objects'
-tokens (`training.train.ref_attention`), and, for left/right, how well a linear fit reads each named
+tokens (`training.losses.ref_attention`), and, for left/right, how well a linear fit reads each named
 object's place from what head j of `--layer` outputs (R^2 on held-out questions). The trainer's
 attention targets (`--attend-weight`) supervise head j of that layer to attend to the j-th named
 object and carry its place: on the weights before them no head looked at the two objects of a
@@ -19,16 +19,14 @@ token and the counted objects' centre tokens, and how well a fit reads 1/(k+1) f
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from training.generators import sample
-from training.token_probe import regress
-from training.train import call_inputs, ref_attention, training_batch
+from training.losses import call_inputs, ref_attention
+from training.probes.run import Probe, kind_batch
+from training.probes.tokens import regress
 
 KINDS = (
     ("image", "shape_of"),
@@ -49,10 +47,7 @@ def named_attention(
     proc, layers = model.processor, model.model.language_model.model.layers
     out: list[dict[str, list]] = [defaultdict(list) for _ in layers]
     for start in range(0, n, batch_size):
-        samples = [
-            sample(split, i, family=family, task=task) for i in range(start, min(n, start + batch_size))
-        ]
-        batch = training_batch(samples, proc, proc.tokenizer)
+        batch = kind_batch(f"{family}/{task}", split, start, min(n - start, batch_size), proc, proc.tokenizer)
         with torch.no_grad(), call_inputs({i: layer.self_attn for i, layer in enumerate(layers)}) as seen:
             model.model(batch["input_ids"], batch["pixel_values"], batch["grid_thws"])
             for i, layer in enumerate(layers):
@@ -103,46 +98,42 @@ def probe(model, n: int, layer: int, split: str = "heldout") -> dict:
     return results
 
 
-def main() -> None:
-    import mm_model
+def run(args: argparse.Namespace, model) -> dict:
+    """`probe` of the model in fp32, with the flags it ran with."""
+    model.model.float().eval()
+    results = probe(model, args.n, args.layer, args.split)
+    return {"n": args.n, "layer": args.layer, "split": args.split, "kinds": results}
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="bundled model name or checkpoint directory")
-    ap.add_argument("--n", type=int, default=192, help="held-out questions per kind")
+
+def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--layer", type=int, default=2, help="the layer whose heads the attention targets supervise"
     )
     ap.add_argument(
         "--split", default="heldout", choices=("heldout", "unseen"), help="unseen: the larger, wider images"
     )
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    model = mm_model.load(args.model) if args.model else mm_model.load()
-    model.model.float().eval()
-    results = probe(model, args.n, args.layer, args.split)
+
+
+def table(summary: dict) -> str:
+    results, n, supervised = summary["kinds"], summary["n"], summary["layer"]
     layers, heads = len(results["image/position"]["mass"]), len(results["image/position"]["mass"][0])
-    print(
-        f"attention from the answer position on the named object(s) (two: first/second), n = {args.n} a kind"
-    )
-    print(f"{'kind':<26}" + "".join(f"{f'layer {i}, by head':<{10 * heads}}" for i in range(layers)))
+    lines = [
+        f"attention from the answer position on the named object(s) (two: first/second), n = {n} a kind",
+        f"{'kind':<26}" + "".join(f"{f'layer {i}, by head':<{10 * heads}}" for i in range(layers)),
+    ]
     for kind, row in results.items():
         if "mass" in row:
             cells = ["/".join(f"{m:.2f}" for m in head) for layer in row["mass"] for head in layer]
-            print(f"{kind:<26}" + "".join(f"{c:<10}" for c in cells))
+            lines.append(f"{kind:<26}" + "".join(f"{c:<10}" for c in cells))
     r2 = results["image/position"]["read_r2"]
-    print(f"left/right: R^2 of the first/second object's place from head 0/1 of layer {args.layer}: {r2}")
+    lines.append(
+        f"left/right: R^2 of the first/second object's place from head 0/1 of layer {supervised}: {r2}"
+    )
     for kind, row in results.items():
         if "count_mass" in row:
-            print(f"{kind}: the last head's attention on the sink and the centres, by layer "
-                  f"{row['count_mass']}; R^2 of 1/(k+1) from it at layer {args.layer}: {row['count_r2']}")  # fmt: skip
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        summary = {"model": args.model or "bundled", "n": args.n, "layer": args.layer, "split": args.split}
-        summary["kinds"] = results
-        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+            lines.append(f"{kind}: the last head's attention on the sink and the centres, by layer "
+                         f"{row['count_mass']}; R^2 of 1/(k+1) from it at layer {supervised}: {row['count_r2']}")  # fmt: skip
+    return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    main()
+PROBE = Probe(run=run, add_args=add_args, table=table, n=(192, "held-out questions per kind"))

@@ -1,7 +1,7 @@
 """Do a picture's tokens and counts survive a larger canvas? The same scene padded with its background.
 
-    python -m training.canvas_probe                                   # the bundled model
-    python -m training.canvas_probe --model DIR --json docs/bench/canvas/probe.json
+    python -m training.probes canvas                                   # the bundled model
+    python -m training.probes canvas --model DIR --json docs/bench/canvas/probe.json
 
 Held-out shape scenes (sides 112..168, whole 28-px cells) are padded with their own background, by
 whole cells on every side (`--pads`, px a side) and into canvases of one token count but other shapes.
@@ -16,19 +16,17 @@ count rather than by distance (docs/bench/canvas/): the tower's attention spread
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm import tqdm
 
 from training.canvas import background_attention, shared_cells
 from training.generators import images
 from training.generators.common import rng_for
-from training.train import call_inputs
+from training.losses import call_inputs
+from training.probes.run import Probe, progress
 
 QUESTION = "How many shapes are in the image?"
 UNIT = 28  # px of one merged token's cell
@@ -84,9 +82,9 @@ class Row(NamedTuple):
     on_canvas: float  # the tower's mean attention from the picture's patches onto the flat canvas
 
 
-def run(model, n: int, pads: tuple[int, ...]) -> dict[str, dict]:
+def probe(model, n: int, pads: tuple[int, ...]) -> dict[str, dict]:
     rows: dict[str, list[Row]] = {}
-    for i in tqdm(range(n), desc="scenes", mininterval=5):
+    for i in progress(range(n), "scenes", leave=True):
         rng = rng_for("heldout", i, "canvas_probe")
         w, h = rng.choice((112, 140, 168)), rng.choice((112, 140, 168))
         image, objects = images.scene(rng, w, h, rng.randint(1, images.MAX_SHAPES))
@@ -123,37 +121,37 @@ def summarise(rows: list[Row]) -> dict:
     }
 
 
-def main() -> None:
-    import mm_model
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="bundled model name or checkpoint directory")
-    ap.add_argument("--n", type=int, default=40, help="scenes")
-    ap.add_argument("--pads", default="28,56,84", help="px added on every side, whole cells")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    pads = tuple(int(p) for p in args.pads.split(","))
+def whole_cells(text: str) -> tuple[int, ...]:
+    """--pads "28,56" -> (28, 56): px a side, whole cells."""
+    pads = tuple(int(p) for p in text.split(","))
     if any(p % UNIT for p in pads):
-        ap.error(f"--pads must be whole cells ({UNIT} px)")
-    model = mm_model.load(args.model)
-    table = run(model, args.n, pads)
-    print(f"count and tokens on a larger canvas, n = {args.n} scenes")
-    print(
-        f"{'canvas':<38}{'on canvas':>10}{'token cos':>10}{'count acc':>11}{'tokens back':>13}{'mean error':>12}"
+        raise argparse.ArgumentTypeError(f"must be whole cells ({UNIT} px): {text}")
+    return pads
+
+
+def run(args: argparse.Namespace, model) -> dict:
+    """`probe`'s canvases, by name, over `--n` held-out scenes."""
+    return {"n": args.n, "canvases": probe(model, args.n, args.pads)}
+
+
+def add_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--pads", type=whole_cells, default="28,56,84", help="px added on every side, whole cells"
     )
-    for name, r in table.items():
+
+
+def table(summary: dict) -> str:
+    lines = [
+        f"count and tokens on a larger canvas, n = {summary['n']} scenes",
+        f"{'canvas':<38}{'on canvas':>10}{'token cos':>10}{'count acc':>11}{'tokens back':>13}{'mean error':>12}",
+    ]
+    for name, r in summary["canvases"].items():
         err = "" if r["mean_error"] is None else f"{r['mean_error']:+.2f}"
         back, on = r["count_accuracy_picture_tokens_back"], r["attention_on_canvas"]
-        print(
+        lines.append(
             f"{name:<38}{on:>10.3f}{r['token_cos']:>10.3f}{r['count_accuracy']:>11.2f}{back:>13.2f}{err:>12}"
         )
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        summary = {"model": args.model or "bundled", "n": args.n, "canvases": table}
-        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+    return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    main()
+PROBE = Probe(run=run, add_args=add_args, table=table, n=(40, "scenes"))

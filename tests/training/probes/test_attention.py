@@ -7,7 +7,8 @@ import math
 
 import torch
 
-from training.attention_probe import head_mass, held_out_r2, main
+from training.probes.attention import head_mass, held_out_r2
+from training.probes.run import main
 
 
 def test_head_mass_averages_each_heads_attention_per_named_object():
@@ -27,10 +28,9 @@ def test_held_out_r2_finds_a_place_a_head_carries_and_not_one_it_does_not():
     assert held_out_r2(noise, where) < 0.2
 
 
-def test_the_bundled_model_looks_at_both_objects_of_a_left_right_question(tmp_path, monkeypatch):
+def test_the_bundled_model_looks_at_both_objects_of_a_left_right_question(tmp_path):
     out = tmp_path / "probe.json"
-    monkeypatch.setattr("sys.argv", ["attention_probe", "--n", "96", "--json", str(out)])
-    main()
+    main(["attention", "--n", "96", "--json", str(out)])
     got = json.loads(out.read_text())
     position = got["kinds"]["image/position"]
     assert position["objects"] == 2 and len(position["mass"]) == 4  # four LM layers
