@@ -60,9 +60,12 @@ def parse_mix(spec: str) -> tuple[tuple[str, float], ...]:
 
 
 def sample(
-    split: str, index: int, *, family: str | None = None, task: str | None = None, mix: tuple | None = None
-) -> Sample:
+    split: str, index: int, *, family: str | None = None, task: str | None = None, mix: tuple | None = None,
+    wording: str | None = None,
+) -> Sample:  # fmt: skip
     """Sample `index` of `split`; family/task force a kind (eval), else drawn from `mix` (default MIX).
+    `wording` ("canonical", "train", "heldout") overrides the split's own (the probes train on the
+    canonical questions, as their recorded curves did).
 
     The "basics" bootstrap family (one large shape: its colour, its shape) is only in the curriculum's
     early MIXES."""
@@ -76,7 +79,7 @@ def sample(
         family, _, picked = entry.partition("/")  # a mix entry may name one task: "screenshot/title"
         task = task or picked or None
     thinking = THINKING if split in ("train", "calib") else 0.0
-    style = {"train": "train", "phrasing": "heldout"}.get(split, "canonical")
+    style = wording or {"train": "train", "phrasing": "heldout"}.get(split, "canonical")
     words = rng_for(split, index, "wording")
     kw = {"task": task, "wording": lambda qa: phrasing.word(qa, words, style)}
     unseen = split == "unseen"

@@ -116,9 +116,12 @@ def progress(items: Iterable, desc: str, leave: bool = False) -> tqdm:
 
 
 def kind_batch(kind: str, split: str, start: int, n: int, processor: Processor, tok: Tokenizer) -> dict:
-    """Samples start .. start + n of `kind` ("family/task") from `split`, collated with their targets
+    """Samples start .. start + n of `kind` ("family/task") from `split`, in their canonical wording,
+    collated with their targets
     (`training.batches.training_batch`)."""
     family, task = kind.split("/")
     return training_batch(
-        [sample(split, start + i, family=family, task=task) for i in range(n)], processor, tok
+        [sample(split, start + i, family=family, task=task, wording="canonical") for i in range(n)],
+        processor,
+        tok,
     )
