@@ -16,8 +16,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def model(tiny_dir):
-    """The tiny random test model (gibberish answers), or DEMO_TEST_MODEL (e.g. "tiny" once bundled,
-    for a README screenshot with real answers: UPDATE_DEMO_SCREENSHOT=1 DEMO_TEST_MODEL=tiny)."""
+    """The tiny random test model (gibberish answers: the plumbing tests), or DEMO_TEST_MODEL (a bundled
+    name or a directory). The example-card tests use the bundled model (`bundled_url`)."""
     import mm_model
 
     return mm_model.load(os.environ.get("DEMO_TEST_MODEL") or tiny_dir, device="cpu")

@@ -220,14 +220,14 @@ def test_video_plan_matches_the_chunks_the_model_gets(model):
     plan = video_plan(path, model.config.media)
     chunks = list(iter_chunks(path, fps=model.config.media.sample_fps, cfg=model.config.media))
     assert plan.timestamps == tuple(c.timestamp_text for c in chunks)
-    assert (plan.frames_kept, plan.chunks) == (sum(c.num_frames for c in chunks), len(chunks)) == (6, 2)
+    assert (plan.frames_kept, plan.chunks) == (sum(c.num_frames for c in chunks), len(chunks)) == (24, 6)
     assert plan.vision_tokens == sum(c.num_tokens for c in chunks)
 
 
 def test_limits_have_clear_messages(tmp_path):
     video = app.ASSETS / "example_video.mp4"
     assert check_file(video, Limits()) == "video"
-    with pytest.raises(mm_model.InputError, match=r"lasts 3\.0 s; this demo accepts videos up to 1 s"):
+    with pytest.raises(mm_model.InputError, match=r"lasts 12\.0 s; this demo accepts videos up to 1 s"):
         check_file(video, Limits(max_video_seconds=1))
     with pytest.raises(mm_model.InputError, match=r"up to 0\.001 MB"):
         check_file(video, Limits(max_upload_mb=0.001))

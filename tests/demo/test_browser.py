@@ -28,7 +28,6 @@ from demo.media import video_plan  # noqa: E402
 from vision.preprocess import num_tokens  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-DOCS_PNG = DOCS / "demo.png"
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root
     "--disable-gpu",
@@ -124,10 +123,6 @@ def test_upload_screenshot_ask_and_capture(browser, url, model, tmp_path):
     stddev, inked = blankness(shot)
     print(f"screenshot {shot}: grey stddev {stddev:.1f}, non-white fraction {inked:.3f}")
     assert stddev > 8 and inked > 0.02, "the page screenshot looks blank"
-    if os.environ.get("UPDATE_DEMO_SCREENSHOT") == "1":
-        DOCS_PNG.parent.mkdir(parents=True, exist_ok=True)
-        Image.open(shot).save(DOCS_PNG, optimize=True)
-        print(f"wrote {DOCS_PNG}")
 
     # Send it: a second turn through the browser's own history format, the video shown with a player.
     page.locator("#chat-input textarea").press("Enter")
