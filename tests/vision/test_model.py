@@ -132,7 +132,8 @@ def test_bf16_weights_close_to_fp32(tiny_model, packer, monkeypatch, native):
     rel = ((low.float() - ref).norm() / ref.norm()).item()
     assert rel < 2e-2, rel
     if native:
-        assert hasattr(tiny_model.mm_projector.proj[0].weight, prepack._ATTR)  # the packed path ran
+        # the packed path ran, where oneDNN has bf16 kernels (an AVX2-only CPU keeps the plain linears)
+        assert hasattr(tiny_model.mm_projector.proj[0].weight, prepack._ATTR) == prepack._available()
         prepack._available.cache_clear()
 
 

@@ -8,17 +8,38 @@ import torch.nn.functional as F
 
 from vision import prepack
 
+# oneDNN's bf16 kernels need AVX512BW/VL/DQ or AVX-NE-CONVERT; an AVX2-only CPU has none, and there
+# the packed path must stay off (test_no_packed_path_without_onednn_bf16)
+ONEDNN_BF16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
 
 @pytest.fixture
 def packed_path(monkeypatch):
-    """The packed path switched on whatever this CPU is: oneDNN runs bf16 on any x86 (slowly without
-    native bf16), so its numbers can be checked on every machine."""
+    """The packed path switched on whatever this CPU is: oneDNN runs bf16 on AVX512 CPUs without
+    native bf16 too (slowly), so its numbers can be checked there."""
+    if not ONEDNN_BF16:
+        pytest.skip("this CPU has no oneDNN bf16 kernels (AVX2 only): the packed path cannot run here")
     prepack._available.cache_clear()
     monkeypatch.setattr("vision.dtypes.cpu_has_fast_bf16", lambda: True)
     if not prepack._available():
         pytest.fail("oneDNN's packed linear ops are missing from this torch build")
     yield
     prepack._available.cache_clear()
+
+
+@pytest.mark.skipif(ONEDNN_BF16, reason="this CPU has oneDNN bf16 kernels: the packed tests cover it")
+def test_no_packed_path_without_onednn_bf16(monkeypatch):
+    """Even told the CPU is fast at bf16, an AVX2-only CPU keeps the plain path, with F.linear's numbers."""
+    prepack._available.cache_clear()
+    monkeypatch.setattr("vision.dtypes.cpu_has_fast_bf16", lambda: True)
+    try:
+        assert not prepack._available()
+        x, w, b = _operands()
+        with torch.inference_mode():
+            assert not prepack.applies(x, w[0])
+            assert torch.equal(prepack.linear(x, w[0], b), F.linear(x, w[0], b))
+    finally:
+        prepack._available.cache_clear()
 
 
 def _operands(rows: int = 5, n_in: int = 24, n_out: int = 40):
