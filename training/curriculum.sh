@@ -9,7 +9,7 @@
 #   PLAN=attend INIT=OBJECTS_EXPORT bash training/curriculum.sh OUT # then 90 more: attention targets
 #   PLAN=buttons INIT=ATTEND_EXPORT bash training/curriculum.sh OUT # then 47 more: button labels, counts
 #   PLAN=canvas INIT=BUTTONS_EXPORT bash training/curriculum.sh OUT # then 35 more: canvas twins
-#   PLAN=phrasing INIT=mm_model/bundled/tiny bash training/curriculum.sh OUT  # then 95 more: people's wordings
+#   PLAN=phrasing INIT=mm_model/bundled/tiny bash training/curriculum.sh OUT  # then 111 more: people's wordings
 # The bundled weights are gpu -> refine -> weak -> click -> objects -> attend -> buttons -> canvas -> phrasing: all but weak started
 # from the previous run's export (`python -m training.train --out RUN --export DIR`), weak continued the
 # refine run itself.
@@ -119,10 +119,11 @@ case "$plan" in
     # people's wordings (training questions worded many ways: generators/phrasing.py) and two answer
     # forms a visitor asks for, every shape with its colour (image/describe) and "the ball moves left";
     # first the new forms weighted up at half the peak, then the canvas plan's mix back at a third (the
-    # bundled run's second phase was resumed on THREADS=1 after 5 min: two threads beside another job
-    # on a 2-core machine took 25 s a step instead of 1.4)
+    # bundled run's second phase ran 5 min on 2 threads, 31 on 1, then 50 on 2 again, each resumed from
+    # the last checkpoint with a longer --phase-minutes: two threads beside another job on a 2-core
+    # machine took 25 s a step instead of 1.4, and held-out wordings were still at 45-72% after 36 min)
     phrasing) p1="$counts,image/describe=0.12,video/direction=0.1"
-              phases=("$p1 25 0.5 --warmup 60" "$counts,image/describe=0.05 70 0.3334 --warmup 60")
+              phases=("$p1 25 0.5 --warmup 60" "$counts,image/describe=0.05 86 0.3334 --warmup 60")
               batch=${BATCH:-16} lr=${LR:-3e-4}
               every=(--aux-weight 1 --object-weight 1 --attend-weight 1 --canvas-weight 2) ;;
     *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects, attend, buttons, canvas or phrasing)" >&2; exit 2 ;;
