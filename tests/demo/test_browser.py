@@ -147,7 +147,7 @@ def test_bundled_example_is_one_click_away(browser, url):
     page.goto(url)
     page.locator("#max-new-tokens input[type=number]").fill("16")
     page.locator("#max-new-tokens input[type=number]").press("Tab")
-    page.get_by_text("What happens to the ball in this video?").click()
+    page.get_by_text("Which way does the ball move?").click()
     chat = page.locator("#chatbot")
     expect(chat.get_by_text("tok/s")).to_have_count(1, timeout=90_000)
     expect(chat.locator("video").first).to_be_visible()
@@ -198,7 +198,7 @@ def test_each_example_card_is_answered_right(browser, bundled_url, tmp_path, car
 
 UPLOADS = {  # held-out curriculum media that are not example cards, asked in held-out wordings
     "screenshot": ("phrasing", "screenshot", "title", 0),
-    "video": ("phrasing", "video", "direction", 1),
+    "video": ("phrasing", "video", "flashes", 0),
 }
 
 
