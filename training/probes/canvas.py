@@ -130,8 +130,11 @@ def whole_cells(text: str) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace, model) -> dict:
-    """`probe`'s canvases, by name, over `--n` held-out scenes."""
-    return {"n": args.n, "canvases": probe(model, args.n, args.pads)}
+    """`probe`'s canvases, by name, over `--n` held-out scenes, at their own sizes (without the model's
+    image budget, which would resize the larger canvases and move their cells)."""
+    from training.evaluate import uncapped
+
+    return {"n": args.n, "canvases": probe(uncapped(model), args.n, args.pads)}
 
 
 def add_args(ap: argparse.ArgumentParser) -> None:
