@@ -68,8 +68,9 @@ def uncapped(model):
 
     from mm_model.api import Model
     from mm_model.processor import Processor
+    from vision.config import MediaConfig
 
-    cfg = model.config.replace(media=replace(model.config.media, in_patch_limit=16384))
+    cfg = model.config.replace(media=replace(model.config.media, in_patch_limit=MediaConfig().in_patch_limit))
     return Model(model.model, model.tokenizer, path=model.path, processor=Processor(cfg, model.tokenizer))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from training.generators import images, screenshots
-from training.generators.common import Sample, Wording
+from training.generators.common import Sample, Wording, words_of
 
 
 def make(
@@ -32,9 +32,7 @@ def make(
         if len(qs) >= 2:
             break
     first, second = rng.sample(sorted(qs), 2)
-    (text1, answer1), (text2, answer2) = (
-        wording(qs[k]) if wording else (qs[k].question, qs[k].answer) for k in (first, second)
-    )
+    (text1, answer1), (text2, answer2) = (words_of(qs[k], wording) for k in (first, second))
     messages = [
         {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text1}]},
         {"role": "assistant", "content": answer1},

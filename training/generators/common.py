@@ -136,13 +136,18 @@ def plural(n: int, word: str) -> str:
 Wording = Callable[[QA], tuple[str, str]]  # a question -> (its question text, its answer), `phrasing.word`
 
 
+def words_of(qa: QA, wording: Wording | None) -> tuple[str, str]:
+    """(question, answer) of `qa` in `wording`'s words (None: the canonical question and answer)."""
+    return wording(qa) if wording else (qa.question, qa.answer)
+
+
 def worded(
     family: str, qa: QA, media: dict[str, Any], think: bool, wording: Wording | None, meta: dict[str, Any]
 ) -> Sample:
     """The Sample asking `qa` about one media item (a content part: {"type": "image", ...}) in
     `wording`'s words (None: the canonical question). Where the wording changes the answer's form,
     `meta["canonical_answer"]` keeps the canonical one (the trainer's aux heads read it)."""
-    question, answer = wording(qa) if wording else (qa.question, qa.answer)
+    question, answer = words_of(qa, wording)
     meta = {**meta, "refs": qa.refs}
     if answer != qa.answer:
         meta["canonical_answer"] = qa.answer

@@ -23,7 +23,6 @@ from training.generators.common import (
     new_canvas,
     place,
     scene_object,
-    user,
     worded,
 )
 
@@ -161,10 +160,8 @@ def make_basic(
     qa = (QA(want, "What colour is the shape?", colour) if want == "colour_single"
           else QA(want, "What shape is it?", shape))  # fmt: skip
     qa.slots = {"kind": f"basics/{want}"}
-    question, answer = wording(qa) if wording else (qa.question, qa.answer)
-    msg = user([{"type": "image", "image": image}, {"type": "text", "text": question}])
     meta = {"size": (w, h), "unseen": unseen, "objects": [scene_object(shape, colour, cx, cy, r)]}
-    return Sample("basics", qa.task, [msg], answer, None, False, meta)
+    return worded("basics", qa, {"type": "image", "image": image}, False, wording, meta)
 
 
 def make(

@@ -265,7 +265,7 @@ def word(qa: QA, rng: random.Random, style: str) -> tuple[str, str]:
         answer = nouns["a_shape"] if qa.answer == qa.slots["a_shape"] else nouns["b_shape"]
     else:
         answer = form.format(**fill) if form else qa.answer
-    question = re.sub(r"^\{?(\w)", lambda m: m.group(1).upper(), question)  # "{colour} shapes: how many?"
+    question = question[:1].upper() + question[1:]  # "{colour} {shapes}: how many?" starts with a slot
     return surface(question, rng, held_out), answer
 
 
