@@ -126,11 +126,17 @@ case "$plan" in
               phases=("$p1 25 0.5 --warmup 60" "$counts,image/describe=0.05 86 0.3334 --warmup 60")
               batch=${BATCH:-16} lr=${LR:-3e-4}
               every=(--aux-weight 1 --object-weight 1 --attend-weight 1 --canvas-weight 2) ;;
-    *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects, attend, buttons, canvas or phrasing)" >&2; exit 2 ;;
+    # the phrasing plan's mix again, longer, with two additions: made-up words in the synonym slots of
+    # trained wordings (phrasing.P_NOVEL: held-out synonyms are words the model never met) and training
+    # screenshots shown smaller (screenshots.P_SHRINK: a window over the image budget is shrunk into it)
+    people) phases=("$counts,image/describe=0.05 ${MINUTES:-75} 0.4 --warmup 60")
+            batch=${BATCH:-16} lr=${LR:-3e-4}
+            every=(--aux-weight 1 --object-weight 1 --attend-weight 1 --canvas-weight 2) ;;
+    *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects, attend, buttons, canvas, phrasing or people)" >&2; exit 2 ;;
 esac
 common=(--out "$out" --batch "$batch" --warmup 30 --device "${DEVICE:-cpu}" --threads "${THREADS:-2}"
         --workers "${WORKERS:-1}" --ckpt-minutes 5 --steps 1000000)  # phases end on time, not steps
-case "$plan" in refine|weak|click|objects|attend|buttons|canvas|phrasing) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT: exported weights or a training run" >&2; exit 2; } ;; esac
+case "$plan" in refine|weak|click|objects|attend|buttons|canvas|phrasing|people) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT: exported weights or a training run" >&2; exit 2; } ;; esac
 init=()
 if [ -f "${INIT:-}/ckpt.safetensors" ] && [ ! -f "$out/ckpt.safetensors" ]; then
     mkdir -p "$out" && cp "$INIT"/ckpt.json "$INIT"/ckpt.safetensors "$INIT"/tokenizer.json "$out"/

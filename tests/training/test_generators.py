@@ -159,3 +159,27 @@ def test_training_videos_include_lettered_questions_worded_as_the_benchmarks_ask
         s = sample("letters", i, family="video")
         assert "options" in s.meta and s.answer in "ABCD"[: len(s.meta["options"])]
         assert s.messages[-1]["content"][-1]["text"].startswith("Question: ")
+
+
+def test_some_training_screenshots_are_shrunk_with_their_word_boxes_and_no_other_split_is():
+    from training.generators.screenshots import P_SHRINK, SEEN_HEIGHT, SEEN_WIDTH, SHRINK
+
+    def picture(s):
+        return next(p["image"] for p in s.messages[-1]["content"] if p["type"] == "image")
+
+    shrunk = 0
+    for i in range(80):
+        s = sample("train", i, family="screenshot")
+        w, h = picture(s).size
+        assert s.meta["size"] == (w, h)
+        if w < SEEN_WIDTH[0] or h < SEEN_HEIGHT[0]:
+            shrunk += 1
+            assert w >= SEEN_WIDTH[0] * SHRINK[0] - 1 and h >= SEEN_HEIGHT[0] * SHRINK[0] - 1
+        for t in s.meta["texts"]:
+            x0, y0, x1, y1 = t["box"]
+            assert 0 <= x0 < x1 <= w + 1 and 0 <= y0 < y1 <= h + 1
+    assert 0.1 < shrunk / 80 < P_SHRINK + 0.15
+    for split in ("heldout", "phrasing", "unseen"):
+        for i in range(20):
+            w, h = picture(sample(split, i, family="screenshot")).size
+            assert w >= SEEN_WIDTH[0] and h >= SEEN_HEIGHT[0]

@@ -109,3 +109,30 @@ def test_describe_names_every_shape_left_to_right_with_its_article():
     assert describe(objects[:1]).answer == "an orange circle"
     s = sample("heldout", 0, family="image", task="describe")
     assert s.answer.count(" a ") + s.answer.startswith("a ") + s.answer.count("an ") == len(s.meta["objects"])
+
+
+def test_trained_wordings_sometimes_put_a_made_up_word_in_a_synonym_slot():
+    from training.generators.common import QA
+    from training.generators.phrasing import WORDS, novel_word
+
+    qa = QA("colour_of", "What colour is the circle?", "red", slots={"kind": "image/colour_of", "shape": "circle"})
+    known = {w for pair in WORDS.values() for words in pair for w in words}
+    rng = random.Random(1)
+    slot_words = set()
+    for _ in range(400):
+        q, answer = word(qa, rng, "train")
+        assert answer == "red"
+        slot_words |= set(re.findall(r"[a-z]+", q.lower()))
+    made_up = slot_words - known - {"what", "is", "the", "circle", "ball", "which", "of", "tell", "me", "in"}
+    made_up -= {"a", "please", "quick", "question", "hey", "thanks", "answer", "briefly"}
+    assert len(made_up) > 10  # P_NOVEL of the cw slots
+    assert not made_up & {w for words in HELD_OUT_WORDS.values() for w in words}
+    rng = random.Random(2)
+    assert all(novel_word(rng) not in known for _ in range(2000))
+    from training.generators.phrasing import PREFIXES, SUFFIXES
+
+    written = " ".join(t for v in TEMPLATES.values() for t, _ in (v[0], *v[1], *v[2]))
+    written += " ".join(x for pair in (*PREFIXES, *SUFFIXES) for x in pair) + " circle ball"
+    vocabulary = set(re.findall(r"[a-z]+", written.lower())) | known
+    held = [word(qa, random.Random(i), "heldout")[0].lower() for i in range(200)]
+    assert not any(set(re.findall(r"[a-z]+", q)) - vocabulary for q in held)  # no made-up word held out

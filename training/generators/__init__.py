@@ -86,7 +86,8 @@ def sample(
     if family == "image":
         return images.make(rng, unseen=unseen, thinking=thinking, **kw)
     if family == "screenshot":
-        return screenshots.make(rng, unseen=unseen, thinking=thinking, **kw)
+        shrinks = rng_for(split, index, "shrink") if split == "train" else None
+        return screenshots.make(rng, unseen=unseen, thinking=thinking, shrinks=shrinks, **kw)
     if family == "video":
         choice = {"train": CHOICE, "letters": 1.0}.get(split, 0.0)
         return videos.make(rng, long=split == "long", thinking=thinking, choice=choice, **kw)

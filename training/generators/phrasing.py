@@ -32,6 +32,10 @@ HELD_OUT_WORDS = {k: v[1] for k, v in WORDS.items()}
 NOUNS = {"circle": ("circle", "ball"), "square": ("square", "box"), "triangle": ("triangle",),
          "diamond": ("diamond",)}  # fmt: skip
 P_NOUN = 0.25  # P(a shape is called by its other name, where it has one)
+# P(a trained question's word-class slot is a made-up word instead): a held-out synonym is a word the
+# model never met (the tokenizer spells "hue" h-u-e), so training meets unknown words in those places and
+# the question is read from the rest of it; a person meeting an unfamiliar synonym does the same
+P_NOVEL = 0.15
 
 T = tuple[str, str | None]
 # task -> (canonical, trained, held out). Tasks are "family/task"; position has an h and a v axis.
@@ -188,10 +192,21 @@ SUFFIXES = ((" Thanks.", " Thanks!", " Please answer briefly."), (" Thank you!",
 CANONICAL_SHARE = 0.3  # P(a training question is asked in its canonical wording)
 
 
+def novel_word(rng: random.Random) -> str:
+    """A made-up lower-case word of 3-6 letters, never one of WORDS' (trained or held out)."""
+    known = {w for pair in WORDS.values() for words in pair for w in words}
+    while True:
+        made = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 6)))
+        if made not in known and made.rstrip("s") not in known:
+            return made
+
+
 def _pick(rng: random.Random, word: str, held_out: bool) -> str:
     trained, held = WORDS[word]
     if held_out and rng.random() < 0.5:
         return rng.choice(held)
+    if not held_out and rng.random() < P_NOVEL:
+        return novel_word(rng)
     return rng.choice(trained)
 
 

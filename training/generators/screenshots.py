@@ -39,6 +39,21 @@ def screen_size(rng: random.Random, unseen: bool = False) -> tuple[int, int]:
     return int(h * rng.uniform(2.3, 2.8)), h
 
 
+# P(a training screenshot is shown smaller) and by how much: a window larger than the image budget
+# (in_patch_limit) is shrunk into it by the processor, so its 12-px text arrives at 8-11 px; training
+# meets that scale on seen-size windows shrunk the same way (bicubic, as vision.preprocess resizes)
+P_SHRINK, SHRINK = 0.35, (0.6, 0.95)
+
+
+def shrink(image: Image.Image, texts: list[dict], factor: float) -> tuple[Image.Image, list[dict]]:
+    """`image` scaled by `factor` (bicubic) and each drawn word's box with it."""
+    w, h = image.size
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    sx, sy = size[0] / w, size[1] / h
+    boxes = [{**t, "box": (t["box"][0] * sx, t["box"][1] * sy, t["box"][2] * sx, t["box"][3] * sy)} for t in texts]
+    return image.resize(size, Image.Resampling.BICUBIC), boxes
+
+
 def text_width(text: str, size: int) -> int:
     left, _, right, _ = font(size).getbbox(text)
     return int(right - left)
@@ -168,8 +183,10 @@ def questions(rng: random.Random, info: dict, style: str) -> dict[str, QA]:
 
 def make(
     rng: random.Random, *, unseen: bool = False, task: str | None = None, thinking: float = 0.0,
-    wording: Wording | None = None,
+    wording: Wording | None = None, shrinks: random.Random | None = None,
 ) -> Sample:  # fmt: skip
+    """A window and one question about it; `shrinks` (training: an rng of its own, so the windows are
+    those drawn without it) shows P_SHRINK of them smaller."""
     while True:
         w, h = screen_size(rng, unseen)
         want = task or rng.choice(TASKS)
@@ -186,5 +203,8 @@ def make(
             break
     qa = qs[want]
     think = qa.trace is not None and rng.random() < thinking
-    meta = {"size": (w, h), "unseen": unseen, "texts": info["texts"]}
+    texts = info["texts"]
+    if shrinks is not None and shrinks.random() < P_SHRINK:
+        image, texts = shrink(image, texts, shrinks.uniform(*SHRINK))
+    meta = {"size": image.size, "unseen": unseen, "texts": texts}
     return worded("screenshot", qa, {"type": "image", "image": image}, think, wording, meta)
