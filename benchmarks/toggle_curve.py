@@ -129,10 +129,15 @@ def plot(rows: Sequence[dict], path: Path, title: str) -> Path | None:
         print("matplotlib not installed: no plot", file=sys.stderr)
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
+    models = list(dict.fromkeys(r.get("model", "") for r in rows))
     for r in rows:
         err = [[max(0.0, r["accuracy"] - r["acc_lo"])], [max(0.0, r["acc_hi"] - r["accuracy"])]]
-        ax.errorbar(r["mean_thinking"], r["accuracy"], yerr=err, fmt="o", capsize=3)
-        ax.annotate(r["mode"], (r["mean_thinking"], r["accuracy"]), textcoords="offset points", xytext=(4, 4))
+        i = models.index(r.get("model", ""))
+        ax.errorbar(r["mean_thinking"], r["accuracy"], yerr=err, fmt="os^D"[i % 4], color=f"C{i}", capsize=3)
+        label = r["mode"] if len(models) == 1 else f"{i + 1}:{r['mode']}"
+        ax.annotate(label, (r["mean_thinking"], r["accuracy"]), textcoords="offset points", xytext=(4, 4))
+    if len(models) > 1:
+        title += "  (" + ", ".join(f"{i + 1}: {Path(m).name}" for i, m in enumerate(models)) + ")"
     ax.set(xlabel="mean thinking tokens", ylabel="accuracy (95% Wilson)", title=title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -232,7 +237,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument(
         "--curriculum", type=int, metavar="N", help="N tasks per kind from the bundled curriculum"
     )
-    ap.add_argument("--model", default="tiny")
+    ap.add_argument(
+        "--model",
+        nargs="+",
+        default=["tiny"],
+        help="one or more models, run side by side (e.g. the weights before and after a Toggle stage)",
+    )
     ap.add_argument("--max-new-tokens", type=int, default=2048)
     ap.add_argument("--lam", type=float, default=0.8)
     ap.add_argument("--auto-rho", type=float, default=75.0)
@@ -241,30 +251,63 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.dry_run:
         answer, calib, evals = dry_answerer(args.seed)
+        answerers = {"dry": answer}
         args.min_correct = 1
     elif args.tasks is None and not args.curriculum:
         ap.error("give --curriculum N (the bundled model's reasoning tasks), --tasks FILE or --dry-run")
     else:
         calib, evals = curriculum_tasks(args.curriculum) if args.curriculum else load_tasks(args.tasks)
-        answer = chat_answerer(args.model, args.max_new_tokens)
-    rows, budgets = run_curve(
-        answer, calib, evals, lam=args.lam, auto_rho=args.auto_rho, min_correct=args.min_correct
-    )
-    print_table(rows, ["mode", "accuracy", "acc_lo", "acc_hi", "mean_thinking", "token_reduction", "acc_change_pts",
-                       "budgeted"])  # fmt: skip
+        answerers = {m: chat_answerer(m, args.max_new_tokens) for m in args.model}
+    rows, budgets = [], {}
+    for model, answer in answerers.items():
+        mine, budgets[model] = run_curve(
+            answer, calib, evals, lam=args.lam, auto_rho=args.auto_rho, min_correct=args.min_correct
+        )
+        rows += [{"model": model, **r} for r in mine]
+    print_table(rows, ["model", "mode", "accuracy", "acc_lo", "acc_hi", "mean_thinking", "token_reduction",
+                       "acc_change_pts", "budgeted"])  # fmt: skip
     name = "toggle_curve" + ("_dry_run" if args.dry_run else "")
     png = plot(rows, RESULTS / f"{name}.png", "Toggle (dry run: meaningless)" if args.dry_run else "Toggle")
-    auto = next(r for r in rows if r["mode"] == "auto")
-    target = auto["token_reduction"] >= 0.25 and auto["acc_change_pts"] >= -2.0
+    targets = targets_of(rows)
     if args.dry_run:
         print("dry run: plumbing only; accuracy and token figures mean nothing")
     else:
-        print(
-            f"target (auto: >= 25% fewer thinking tokens, <= 2 points lost): {'met' if target else 'MISSED'}"
-        )
+        for line in targets["lines"]:
+            print(line)
     write_json(name, {"dry_run": args.dry_run, "rows": rows, "budgets": budgets, "png": str(png),
-                      "target_met": None if args.dry_run else target, "args": vars(args) | {"tasks": str(args.tasks)},
+                      "targets": None if args.dry_run else targets, "args": vars(args) | {"tasks": str(args.tasks)},
                       "calib_tasks": len(calib), "eval_tasks": len(evals)})  # fmt: skip
+
+
+def targets_of(rows: Sequence[dict]) -> dict:
+    """The Toggle targets, each model's and, with two or more models, the last one's against the first's:
+    auto saves >= 25% of thinking tokens for <= 2 points; thinking (none) beats instant by >= 5 points;
+    the last model's unlimited thinking uses >= 25% fewer tokens than the first's at <= 2 points below it."""
+    by = {(r["model"], r["mode"]): r for r in rows}
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    out: dict = {"per_model": {}, "lines": []}
+    for m in models:
+        auto, none, instant = by[m, "auto"], by[m, "none"], by[m, "instant"]
+        met = {"auto": auto["token_reduction"] >= 0.25 and auto["acc_change_pts"] >= -2.0,
+               "thinking_beats_instant": none["accuracy"] - instant["accuracy"] >= 0.05}  # fmt: skip
+        out["per_model"][m] = met
+        out["lines"].append(
+            f"{m}: auto {100 * auto['token_reduction']:.0f}% fewer tokens, {auto['acc_change_pts']:+.1f} points "
+            f"({'met' if met['auto'] else 'MISSED'}); thinking vs instant "
+            f"{100 * (none['accuracy'] - instant['accuracy']):+.1f} points "
+            f"({'met' if met['thinking_beats_instant'] else 'MISSED'}: >= +5)"
+        )
+    if len(models) > 1:
+        before, after = by[models[0], "none"], by[models[-1], "none"]
+        fewer = 1 - after["mean_thinking"] / before["mean_thinking"] if before["mean_thinking"] else 0.0
+        change = 100 * (after["accuracy"] - before["accuracy"])
+        met = fewer >= 0.25 and change >= -2.0
+        out["after_vs_before"] = {"token_reduction": fewer, "acc_change_pts": change, "met": met}
+        out["lines"].append(
+            f"{models[-1]} vs {models[0]} (unlimited thinking): {100 * fewer:.0f}% fewer tokens, {change:+.1f} "
+            f"points ({'met' if met else 'MISSED'}: >= 25% fewer, >= -2 points)"
+        )
+    return out
 
 
 if __name__ == "__main__":

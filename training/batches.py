@@ -78,16 +78,17 @@ class Batches(torch.utils.data.Dataset):
         steps: int,
         twins: bool = False,
         largest_twins: bool = False,
+        thinking: float | None = None,
     ) -> None:
         self.processor, self.tok, self.batch, self.mix, self.steps = processor, tok, batch, mix, steps
-        self.twins, self.largest_twins = twins, largest_twins
+        self.twins, self.largest_twins, self.thinking = twins, largest_twins, thinking
 
     def __len__(self) -> int:
         return self.steps
 
     def __getitem__(self, step: int) -> dict:
         index = range(step * self.batch, (step + 1) * self.batch)
-        samples = [sample("train", i, mix=self.mix) for i in index]
+        samples = [sample("train", i, mix=self.mix, thinking=self.thinking) for i in index]
         # the twins' own random streams: the samples stay those of a run without them
         rngs = [random.Random(f"canvas/{i}") for i in index] if self.twins else None
         return training_batch(samples, self.processor, self.tok, rngs, self.largest_twins)

@@ -132,11 +132,17 @@ case "$plan" in
     people) phases=("$counts,image/describe=0.05 ${MINUTES:-75} 0.4 --warmup 60")
             batch=${BATCH:-16} lr=${LR:-3e-4}
             every=(--aux-weight 1 --object-weight 1 --attend-weight 1 --canvas-weight 2) ;;
-    *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects, attend, buttons, canvas, phrasing or people)" >&2; exit 2 ;;
+    # thinking that helps (issue: Toggle): enumeration traces (numbered objects, boxes and flashes; each
+    # chunk's colour at its time) on every traced kind, half of them checked again (generators.RECHECK,
+    # the redundancy the Toggle stage, training/toggle.py, then trims), asked in thinking mode at 0.6
+    thinking) phases=("$counts,image/describe=0.05,video/colour_order=0.08,video/at_time=0.08 ${MINUTES:-25} 0.4 --warmup 60 --thinking 0.6")
+              batch=${BATCH:-16} lr=${LR:-3e-4}
+              every=(--aux-weight 1 --object-weight 1 --attend-weight 1 --canvas-weight 2) ;;
+    *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects, attend, buttons, canvas, phrasing, people or thinking)" >&2; exit 2 ;;
 esac
 common=(--out "$out" --batch "$batch" --warmup 30 --device "${DEVICE:-cpu}" --threads "${THREADS:-2}"
         --workers "${WORKERS:-1}" --ckpt-minutes 5 --steps 1000000)  # phases end on time, not steps
-case "$plan" in refine|weak|click|objects|attend|buttons|canvas|phrasing|people) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT: exported weights or a training run" >&2; exit 2; } ;; esac
+case "$plan" in refine|weak|click|objects|attend|buttons|canvas|phrasing|people|thinking) [ -n "${INIT:-}" ] || { echo "PLAN=$plan needs INIT: exported weights or a training run" >&2; exit 2; } ;; esac
 init=()
 if [ -f "${INIT:-}/ckpt.safetensors" ] && [ ! -f "$out/ckpt.safetensors" ]; then
     mkdir -p "$out" && cp "$INIT"/ckpt.json "$INIT"/ckpt.safetensors "$INIT"/tokenizer.json "$out"/

@@ -31,11 +31,17 @@ from benchmarks.common import same_answer
 from training.generators import FAMILY_TASKS, Sample, sample
 from training.generators.videos import write_mp4
 
+# the kinds trained with enumeration traces (numbered objects, boxes or flashes; each chunk's colour at its time)
 TRACE_TASKS = (
     ("image", "count_all"),
     ("image", "count_colour"),
     ("screenshot", "checked"),
     ("video", "flashes"),
+    ("video", "colour_order"),
+    ("video", "at_time"),
+)
+THINKING_TOKENS = (
+    160  # new tokens in thinking mode: the longest training trace (a rechecked colour order) fits
 )
 
 
@@ -49,7 +55,7 @@ def ask(
         path = write_mp4(content[0]["video"], mp4_dir / "clip.mp4")
         content[0] = {"type": "video", "video": str(path)}
         messages = [{"role": "user", "content": content}, *messages[1:]]
-    r = model.chat(messages, max_new_tokens=96 if thinking else 32, thinking=thinking)
+    r = model.chat(messages, max_new_tokens=THINKING_TOKENS if thinking else 32, thinking=thinking)
     return same_answer(r.text, s.answer), r.text, r.usage
 
 

@@ -360,7 +360,7 @@ def train(args: argparse.Namespace) -> Path:
     model.train()
     batches = iter(torch.utils.data.DataLoader(
         Batches(processor, tok, args.batch, mix, args.steps, twins=bool(args.canvas_weight),
-                largest_twins=args.largest_twins), batch_size=None,
+                largest_twins=args.largest_twins, thinking=args.thinking), batch_size=None,
         sampler=range(step, args.steps), num_workers=args.workers, prefetch_factor=4 if args.workers else None,
     ))  # fmt: skip
     log = (out / "log.jsonl").open("a")
@@ -467,6 +467,12 @@ def main() -> None:
                     help="weight of the canvas-twin loss: the same cells' tokens on a larger seen canvas (training.canvas)")  # fmt: skip
     ap.add_argument("--background-weight", type=float, default=0.0,
                     help="weight of the tower's attention from still images' patches onto their flat background (training.canvas)")  # fmt: skip
+    ap.add_argument(
+        "--thinking",
+        type=float,
+        default=None,
+        help="share of traced questions asked in thinking mode (default generators.THINKING)",
+    )
     ap.add_argument("--largest-twins", action="store_true",
                     help="each twin on the largest seen canvas, not a random larger seen size")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="1 beats 2 on a busy shared CPU (no spin-waits)")

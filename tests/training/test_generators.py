@@ -183,3 +183,41 @@ def test_some_training_screenshots_are_shrunk_with_their_word_boxes_and_no_other
         for i in range(20):
             w, h = picture(sample(split, i, family="screenshot")).size
             assert w >= SEEN_WIDTH[0] and h >= SEEN_HEIGHT[0]
+
+
+@pytest.mark.parametrize("family, task", [("image", "count_all"), ("image", "count_colour"),
+                                          ("screenshot", "checked"), ("video", "flashes")])  # fmt: skip
+def test_counting_traces_are_numbered_and_end_on_the_count(family, task):
+    for i in range(15):
+        s = sample("heldout", i, family=family, task=task)
+        if s.answer == "0":
+            assert s.trace == "none."
+            continue
+        items = s.trace.rstrip(".").split(", ")
+        assert [it.split(" ", 1)[0] for it in items] == [str(k) for k in range(1, len(items) + 1)]
+        assert items[-1].split(" ", 1)[0] == s.answer
+
+
+def test_colour_traces_give_each_chunk_its_time_and_colour():
+    from training.generators.videos import stamp
+
+    for i in range(15):
+        s = sample("heldout", i, family="video", task="colour_order")
+        pairs = [p.split(" ") for p in s.trace.rstrip(".").split(", ")]
+        assert [t for t, _ in pairs] == [stamp(c) for c in range(len(pairs))]
+        colours = [c for _, c in pairs]
+        assert ", ".join(c for k, c in enumerate(colours) if k == 0 or c != colours[k - 1]) == s.answer
+        s = sample("heldout", i, family="video", task="at_time")
+        question = s.messages[0]["content"][-1]["text"]
+        last_time, last_colour = s.trace.rstrip(".").split(", ")[-1].split(" ")
+        assert question.endswith(f"at {last_time}?") and last_colour == s.answer
+
+
+def test_about_half_the_training_traces_are_checked_again():
+    from training.generators import RECHECK
+
+    thinking = [s for s in (sample("train", i) for i in range(500)) if s.thinking]
+    doubled = [s for s in thinking if s.trace[: len(s.trace) // 2] == s.trace[len(s.trace) // 2 + 1 :]]
+    assert abs(len(doubled) / len(thinking) - RECHECK) < 0.15
+    assert all(not sample(split, i, family="image", task="count_all").thinking for split in ("heldout", "phrasing")
+               for i in range(5))  # fmt: skip

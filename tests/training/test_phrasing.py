@@ -115,7 +115,9 @@ def test_trained_wordings_sometimes_put_a_made_up_word_in_a_synonym_slot():
     from training.generators.common import QA
     from training.generators.phrasing import WORDS, novel_word
 
-    qa = QA("colour_of", "What colour is the circle?", "red", slots={"kind": "image/colour_of", "shape": "circle"})
+    qa = QA(
+        "colour_of", "What colour is the circle?", "red", slots={"kind": "image/colour_of", "shape": "circle"}
+    )
     known = {w for pair in WORDS.values() for words in pair for w in words}
     rng = random.Random(1)
     slot_words = set()

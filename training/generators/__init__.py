@@ -32,6 +32,10 @@ MIXES = {
     "full": MIX,
 }
 THINKING = 0.35
+# P(a training trace is followed by its enumeration again): the redundant verification that long
+# chains of thought carry (the K2.5 report: Toggle removes "repeated verification"); a model trained on
+# it thinks twice as long on half the problems, for the same answer, which the Toggle stage is to trim
+RECHECK = 0.5
 CHOICE = 0.3  # P(a training video question is asked with lettered options, as the video benchmarks do)
 FAMILY_TASKS = {
     "image": images.TASKS,
@@ -61,11 +65,12 @@ def parse_mix(spec: str) -> tuple[tuple[str, float], ...]:
 
 def sample(
     split: str, index: int, *, family: str | None = None, task: str | None = None, mix: tuple | None = None,
-    wording: str | None = None,
+    wording: str | None = None, thinking: float | None = None,
 ) -> Sample:  # fmt: skip
     """Sample `index` of `split`; family/task force a kind (eval), else drawn from `mix` (default MIX).
     `wording` ("canonical", "train", "heldout") overrides the split's own (the probes train on the
-    canonical questions, as their recorded curves did).
+    canonical questions, as their recorded curves did). `thinking` overrides THINKING, the share of
+    training questions with a trace asked in thinking mode.
 
     The "basics" bootstrap family (one large shape: its colour, its shape) is only in the curriculum's
     early MIXES."""
@@ -78,10 +83,17 @@ def sample(
                 break
         family, _, picked = entry.partition("/")  # a mix entry may name one task: "screenshot/title"
         task = task or picked or None
-    thinking = THINKING if split in ("train", "calib") else 0.0
+    thinking = (THINKING if thinking is None else thinking) if split in ("train", "calib") else 0.0
     style = wording or {"train": "train", "phrasing": "heldout"}.get(split, "canonical")
     words = rng_for(split, index, "wording")
     kw = {"task": task, "wording": lambda qa: phrasing.word(qa, words, style)}
+    s = _make(family, split, index, rng, thinking, kw)
+    if split == "train" and s.thinking and rng_for(split, index, "recheck").random() < RECHECK:
+        s.trace = f"{s.trace} {s.trace}"
+    return s
+
+
+def _make(family: str, split: str, index: int, rng, thinking: float, kw: dict) -> Sample:
     unseen = split == "unseen"
     if family == "image":
         return images.make(rng, unseen=unseen, thinking=thinking, **kw)

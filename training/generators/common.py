@@ -62,6 +62,12 @@ class Sample:
         return f"{self.answer}<|im_end|>"
 
 
+def numbered(items: list[str]) -> str:
+    """A thinking trace that enumerates: '1 red circle, 2 blue square.' ('none.' for no items), so a
+    count is read off the last number rather than held in the head."""
+    return ", ".join(f"{i} {item}" for i, item in enumerate(items, 1)) + "." if items else "none."
+
+
 def rng_for(split: str, index: int, salt: str = "") -> random.Random:
     """A `Random` seeded from (split, index, salt) alone, so every sample is reproducible by itself."""
     digest = hashlib.sha256(f"{split}/{index}/{salt}".encode()).digest()

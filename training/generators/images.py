@@ -21,6 +21,7 @@ from training.generators.common import (
     background,
     draw_shape,
     new_canvas,
+    numbered,
     place,
     scene_object,
     worded,
@@ -65,8 +66,9 @@ def scene(rng: random.Random, width: int, height: int, n: int) -> tuple[Image.Im
 
 
 def enumerate_trace(objects: list[dict]) -> str:
-    """Objects left to right: 'red circle, blue square.' (longer for harder counts)."""
-    return ", ".join(f"{o['colour']} {o['shape']}" for o in sorted(objects, key=lambda o: o["x"])) + "."
+    """Objects left to right, numbered: '1 red circle, 2 blue square.' (the count is the last number)."""
+    ordered = sorted(objects, key=lambda o: o["x"])
+    return numbered([f"{o['colour']} {o['shape']}" for o in ordered])
 
 
 def questions(rng: random.Random, objects: list[dict]) -> dict[str, QA]:
@@ -88,7 +90,7 @@ def questions(rng: random.Random, objects: list[dict]) -> dict[str, QA]:
         "count_colour",
         f"How many {colour} shapes are there?",
         str(k),
-        enumerate_trace(picked) if k else "none.",
+        enumerate_trace(picked),
         ({"colour": colour, "count": k},),
         slots={"kind": "image/count_colour", "colour": colour},
     )

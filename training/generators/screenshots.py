@@ -11,7 +11,17 @@ import random
 
 from PIL import Image
 
-from training.generators.common import COLOUR_NAMES, COLOURS, QA, Sample, Wording, font, new_canvas, worded
+from training.generators.common import (
+    COLOUR_NAMES,
+    COLOURS,
+    QA,
+    Sample,
+    Wording,
+    font,
+    new_canvas,
+    numbered,
+    worded,
+)
 
 TITLES = ("Settings", "Login", "Export", "Print", "Update", "Search", "Profile", "Options")
 BUTTONS = ("OK", "Cancel", "Save", "Open", "Apply", "Delete", "Next", "Back", "Help", "Close")
@@ -50,7 +60,9 @@ def shrink(image: Image.Image, texts: list[dict], factor: float) -> tuple[Image.
     w, h = image.size
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     sx, sy = size[0] / w, size[1] / h
-    boxes = [{**t, "box": (t["box"][0] * sx, t["box"][1] * sy, t["box"][2] * sx, t["box"][3] * sy)} for t in texts]
+    boxes = [
+        {**t, "box": (t["box"][0] * sx, t["box"][1] * sy, t["box"][2] * sx, t["box"][3] * sy)} for t in texts
+    ]
     return image.resize(size, Image.Resampling.BICUBIC), boxes
 
 
@@ -171,7 +183,7 @@ def questions(rng: random.Random, info: dict, style: str) -> dict[str, QA]:
         "checked",
         "How many boxes are checked?",
         str(len(checked)),
-        (", ".join(checked) or "none") + ".",
+        numbered(checked),
         slots={"kind": "screenshot/checked"},
     )
     if info["field"]:

@@ -24,6 +24,7 @@ from training.generators.common import (
     Wording,
     background,
     draw_shape,
+    numbered,
     scene_object,
     worded,
 )
@@ -112,7 +113,9 @@ def colour_order(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
     frames = frames_of(
         per_chunk, lambda im, col, f: _draw(im, [(shape, col, x, y, r)]), size, background(rng)
     )
-    qa = QA("colour_order", f"In what order does the {shape} change colour?", ", ".join(colours),
+    # the trace: each chunk's colour at its time, then the answer drops the repeats
+    trace = ", ".join(f"{stamp(c)} {col}" for c, col in enumerate(per_chunk)) + "."
+    qa = QA("colour_order", f"In what order does the {shape} change colour?", ", ".join(colours), trace,
             slots={"kind": "video/colour_order", "shape": shape})  # fmt: skip
     return frames, qa, [[scene_object(shape, col, x, y, r)] for col in per_chunk]
 
@@ -136,7 +139,7 @@ def flashes(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
         _draw(image, [(shape, colour, x, y, r)])
 
     frames = frames_of([c in on for c in range(total)], draw, size, grey)
-    trace = ", ".join(stamp(c) for c in on) + "."
+    trace = numbered([stamp(c) for c in on])
     qa = QA(
         "flashes", "How many times does the screen flash?", str(n), trace, slots={"kind": "video/flashes"}
     )
@@ -188,7 +191,9 @@ def at_time(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
         per_chunk, lambda im, col, f: _draw(im, [(shape, col, x, y, r)]), size, background(rng)
     )
     c = rng.randrange(total)
-    qa = QA("at_time", f"What colour is the {shape} at {stamp(c)}?", per_chunk[c], refs=({"chunk": c},),
+    # the trace: the chunks' colours at their times up to the one asked, whose colour is the answer
+    trace = ", ".join(f"{stamp(i)} {col}" for i, col in enumerate(per_chunk[: c + 1])) + "."
+    qa = QA("at_time", f"What colour is the {shape} at {stamp(c)}?", per_chunk[c], trace, refs=({"chunk": c},),
             slots={"kind": "video/at_time", "shape": shape, "time": stamp(c)})  # fmt: skip
     return frames, qa, [[scene_object(shape, col, x, y, r)] for col in per_chunk]
 
