@@ -10,10 +10,12 @@
 #   PLAN=buttons INIT=ATTEND_EXPORT bash training/curriculum.sh OUT # then 47 more: button labels, counts
 #   PLAN=canvas INIT=BUTTONS_EXPORT bash training/curriculum.sh OUT # then 35 more: canvas twins
 #   PLAN=phrasing INIT=mm_model/bundled/tiny bash training/curriculum.sh OUT  # then 111 more: people's wordings
-# The bundled weights are gpu -> refine -> weak -> click -> objects -> attend -> buttons -> canvas -> phrasing: all but weak started
+#   PLAN=people INIT=mm_model/bundled/tiny bash training/curriculum.sh OUT    # then 80 more: unknown words, small text
+#   PLAN=thinking INIT=mm_model/bundled/tiny bash training/curriculum.sh OUT  # enumeration traces (not in the bundle)
+# The bundled weights are gpu -> refine -> weak -> click -> objects -> attend -> buttons -> canvas -> phrasing -> people: all but weak started
 # from the previous run's export (`python -m training.train --out RUN --export DIR`), weak continued the
 # refine run itself.
-# Environment: PLAN (cpu|gpu|refine|weak|click|objects|attend|buttons|canvas|phrasing), INIT (where a refinement starts: exported
+# Environment: PLAN (cpu|gpu|refine|weak|click|objects|attend|buttons|canvas|phrasing|people|thinking), INIT (where a refinement starts: exported
 # weights, with a fresh optimizer and aux heads, or a training run, whose checkpoint OUT continues: aux
 # heads and optimizer moments), DEVICE, BATCH, LR (the peak a phase's factor multiplies), SCALE (x phase
 # minutes), THREADS, WORKERS, AFTER_PHASE (a command run with OUT after each phase), FLAGS (train.py

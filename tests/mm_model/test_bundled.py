@@ -5,9 +5,9 @@ split "heldout") that the bundled weights answer correctly, one per media kind: 
 an app screenshot and a video (an H.264 mp4 written here, decoded by the video package). They
 guard the bundled files and the end-to-end path (load, template, packing, decoding).
 
-Caveat (eval_results.json, README): the current weights (nine stages) answer the curriculum's own
-wordings (held out: images 92.0% on the earlier kinds, screenshots 95.3%, video 94.0%) but held-out
-wordings only in part (images 53.9%, screenshots 76.0%, video 52.0%). The pinned questions are answered
+Caveat (eval_results.json, README): the current weights (ten stages) answer the curriculum's own
+wordings (held out: images 95.3% on the earlier kinds, screenshots 96.0%, video 92.0%) and held-out
+wordings in part (images 71.1%, screenshots 92.7%, video 62.0%). The pinned questions are answered
 correctly by these weights and guard the end-to-end path. Re-pick them from a fresh
 `python -m training.evaluate` after retraining.
 """
@@ -89,11 +89,10 @@ def test_held_out_wordings(model, family, task, index, tmp_path):
 
 @pytest.mark.parametrize("colour", ["red", "blue"])
 @pytest.mark.parametrize("question", ["What colour is the circle?", "What color is the circle?",
-                                      "what's the colour of the ball"])  # fmt: skip
+                                      "what's the colour of the ball", "Can you tell me the hue of the circle?"])  # fmt: skip
 def test_a_plain_circle_asked_as_people_ask(model, colour, question):
-    """The new user's first try (one circle on white): UK and US spelling, an object word; the answer
-    is the colour word and nothing after it. (The held-out "hue", asked "Can you tell me the hue of the
-    circle?", is still answered with a count: eval_results.json, README.)"""
+    """The new user's first try (one circle on white): UK and US spelling, an object word, a synonym held
+    out of training ("hue"); the answer is the colour word and nothing after it."""
     from PIL import Image, ImageDraw
 
     image = Image.new("RGB", (140, 120), "white")
