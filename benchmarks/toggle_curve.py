@@ -9,8 +9,8 @@ The interface the bundled-model issue fills in:
   "calib" or "eval" (disjoint problems: budgets fitted on the evaluation set overstate savings).
   `prompt` is a string or a chat (a list of messages, media included).
 - `--curriculum N`: N tasks per kind from the bundled model's own curriculum, the kinds trained with
-  thinking traces (`training.evaluate.TRACE_TASKS`: counting shapes, checked boxes, flashes), calib
-  from the "calib" split and eval from "heldout" -- both seeds disjoint from training.
+  thinking traces (`training.evaluate.TRACE_TASKS`: counting shapes, checked boxes, flashes, colour
+  order, colour at a time), calib from the "calib" split and eval from "heldout" -- both seeds disjoint from training.
 - `Answerer`: `answer(task, budget, thinking) -> (correct: bool, thinking_tokens: int)` with
   `budget` None (unlimited) or an int, `thinking=False` for the instant anchor. `thinking_tokens`
   must be counted as `mm_model.toggle.split_thinking` counts them; calibration runs (unlimited)

@@ -39,6 +39,7 @@ from benchmarks.common import same_answer
 from mm_model.toggle.rule import estimate_budget, toggle_group_rewards, toggle_phase
 from training.evaluate import THINKING_TOKENS, TRACE_TASKS
 from training.generators import Sample, parse_mix, sample
+from training.train import RouterBalance
 
 REPLAY_MIX = "image=0.33,screenshot=0.25,basics=0.04,video=0.3,chat=0.04,image/count_colour=0.04"
 
@@ -80,16 +81,18 @@ def keep(
     return rng.choice(kept), rewards
 
 
-def fine_tune(model, kept: list[Sample], steps: int, batch: int, lr: float, step0: int) -> float:
-    """`steps` AdamW steps on batches half `kept` (thinking mode) and half curriculum; the mean loss."""
+def fine_tune(
+    model, kept: list[Sample], steps: int, batch: int, lr: float, step0: int, balance: RouterBalance
+) -> float:
+    """`steps` AdamW steps on batches half `kept` (thinking mode) and half curriculum; the mean loss.
+    `balance`: the run's one router balancer (its hooks stay on the routers: one per call would pile up)."""
     from training.batches import training_batch
     from training.losses import loss_fn
-    from training.train import RouterBalance, param_groups
+    from training.train import param_groups
 
     net = model.model
     net.train().requires_grad_(True)  # loaded for inference: no gradients
     opt = torch.optim.AdamW(param_groups(net), lr=lr, betas=(0.9, 0.98), eps=1e-8)
-    balance = RouterBalance(net)
     mix = parse_mix(REPLAY_MIX)
     rng = random.Random(step0)
     losses = []
@@ -151,6 +154,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     model = mm_model.load(args.init, dtype=torch.float32, device="cpu")
     todo = problems(args.problems, TRACE_TASKS)
+    balance = RouterBalance(model.model)
     rng = random.Random(args.seed)
     budgets: list[int | None] = []
     rows: list[dict] = []
@@ -179,7 +183,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         if kept:
             tok = model.tokenizer
             row["kept_thinking_tokens"] = sum(len(tok.encode(s.trace)) for s in kept) / len(kept)
-            row["loss"] = fine_tune(model, kept, args.steps, args.batch, args.lr, step0=t * args.steps)
+            row["loss"] = fine_tune(model, kept, args.steps, args.batch, args.lr, t * args.steps, balance)
         row["seconds"] = round(time.time() - t0, 1)
         rows.append(row)
         print(json.dumps(row))
@@ -187,8 +191,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             json.dumps({"args": vars(args), "iterations": rows}, indent=1) + "\n"
         )
     save_model(model.model.eval(), out, tokenizer_dir=None)
-    for name in ("tokenizer.json",):
-        shutil.copy(Path(model.path) / name, out / name)
+    shutil.copy(Path(model.path) / "tokenizer.json", out / "tokenizer.json")
     plot(rows, out / "toggle.png")
     return rows
 

@@ -55,7 +55,7 @@ def test_one_iteration_end_to_end_writes_its_record_and_weights(tmp_path, monkey
     from mm_model.checkpoint import save_model
     from training import toggle
     from training.tokenizer import build as build_tokenizer
-    from training.train import build
+    from training.train import RouterBalance, build
 
     tok = build_tokenizer(vocab_size=1024, n=60, per_task=2)
     net = build(
@@ -74,5 +74,7 @@ def test_one_iteration_end_to_end_writes_its_record_and_weights(tmp_path, monkey
     model = mm_model.load(str(init), dtype=torch.float32, device="cpu")
     s = problems(1, (("image", "count_all"),))[0]
     before = [p.detach().clone() for p in model.model.parameters()]
-    loss = toggle.fine_tune(model, [s], steps=2, batch=2, lr=1e-3, step0=0)
+    loss = toggle.fine_tune(
+        model, [s], steps=2, batch=2, lr=1e-3, step0=0, balance=RouterBalance(model.model)
+    )
     assert loss > 0 and any((a != b.detach()).any() for a, b in zip(before, model.model.parameters()))

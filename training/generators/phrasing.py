@@ -28,6 +28,7 @@ WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "thing": (("object", "thing", "shape"), ("item",)),
 }
 HELD_OUT_WORDS = {k: v[1] for k, v in WORDS.items()}
+KNOWN_WORDS = frozenset(w for pair in WORDS.values() for words in pair for w in words)  # trained or held out
 # object words people use for the shapes drawn (trained: the phrasing split asks them too)
 NOUNS = {"circle": ("circle", "ball"), "square": ("square", "box"), "triangle": ("triangle",),
          "diamond": ("diamond",)}  # fmt: skip
@@ -193,11 +194,10 @@ CANONICAL_SHARE = 0.3  # P(a training question is asked in its canonical wording
 
 
 def novel_word(rng: random.Random) -> str:
-    """A made-up lower-case word of 3-6 letters, never one of WORDS' (trained or held out)."""
-    known = {w for pair in WORDS.values() for words in pair for w in words}
+    """A made-up lower-case word of 3-6 letters, never one of WORDS' (KNOWN_WORDS)."""
     while True:
         made = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 6)))
-        if made not in known and made.rstrip("s") not in known:
+        if made not in KNOWN_WORDS and made.rstrip("s") not in KNOWN_WORDS:
             return made
 
 

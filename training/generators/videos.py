@@ -40,6 +40,11 @@ def stamp(chunk: int) -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
+def timed(colours: list[str]) -> str:
+    """A trace of chunk colours from the first chunk on, each at its prompt time: '00:00:00.000 red, ...'."""
+    return ", ".join(f"{stamp(c)} {col}" for c, col in enumerate(colours)) + "."
+
+
 def frame_size(rng: random.Random) -> tuple[int, int]:
     return rng.randint(56, 98), rng.randint(56, 98)
 
@@ -114,8 +119,7 @@ def colour_order(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
         per_chunk, lambda im, col, f: _draw(im, [(shape, col, x, y, r)]), size, background(rng)
     )
     # the trace: each chunk's colour at its time, then the answer drops the repeats
-    trace = ", ".join(f"{stamp(c)} {col}" for c, col in enumerate(per_chunk)) + "."
-    qa = QA("colour_order", f"In what order does the {shape} change colour?", ", ".join(colours), trace,
+    qa = QA("colour_order", f"In what order does the {shape} change colour?", ", ".join(colours), timed(per_chunk),
             slots={"kind": "video/colour_order", "shape": shape})  # fmt: skip
     return frames, qa, [[scene_object(shape, col, x, y, r)] for col in per_chunk]
 
@@ -192,8 +196,8 @@ def at_time(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
     )
     c = rng.randrange(total)
     # the trace: the chunks' colours at their times up to the one asked, whose colour is the answer
-    trace = ", ".join(f"{stamp(i)} {col}" for i, col in enumerate(per_chunk[: c + 1])) + "."
-    qa = QA("at_time", f"What colour is the {shape} at {stamp(c)}?", per_chunk[c], trace, refs=({"chunk": c},),
+    qa = QA("at_time", f"What colour is the {shape} at {stamp(c)}?", per_chunk[c], timed(per_chunk[: c + 1]),
+            refs=({"chunk": c},),
             slots={"kind": "video/at_time", "shape": shape, "time": stamp(c)})  # fmt: skip
     return frames, qa, [[scene_object(shape, col, x, y, r)] for col in per_chunk]
 
