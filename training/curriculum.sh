@@ -136,8 +136,12 @@ case "$plan" in
             every=(--aux-weight 1 --object-weight 1 --attend-weight 1 --canvas-weight 2) ;;
     # thinking that helps (issue: Toggle): enumeration traces (numbered objects, boxes and flashes; each
     # chunk's colour at its time) on every traced kind, half of them checked again (generators.RECHECK,
-    # the redundancy the Toggle stage, training/toggle.py, then trims), asked in thinking mode at 0.6
-    thinking) phases=("$counts,image/describe=0.05,video/colour_order=0.08,video/at_time=0.08 ${MINUTES:-25} 0.4 --warmup 60 --thinking 0.6")
+    # the redundancy the Toggle stage, training/toggle.py, then trims), asked in thinking mode at 0.7 and
+    # weighted up to ~35% of the mix (the first run, 25 min with them at ~25% and thinking at 0.6, had
+    # not learned to write them: docs/bench/toggle_stage/)
+    thinking) t="video/colour_order=0.15,video/at_time=0.15,image/count_all=0.12,image/count_colour=0.12"
+              t="$t,screenshot/checked=0.05,video/flashes=0.05"
+              phases=("$counts,image/describe=0.05,$t ${MINUTES:-72} 0.5 --warmup 60 --thinking 0.7")
               batch=${BATCH:-16} lr=${LR:-3e-4}
               every=(--aux-weight 1 --object-weight 1 --attend-weight 1 --canvas-weight 2) ;;
     *) echo "unknown PLAN=$plan (cpu, gpu, refine, weak, click, objects, attend, buttons, canvas, phrasing, people or thinking)" >&2; exit 2 ;;

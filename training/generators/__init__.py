@@ -34,7 +34,9 @@ MIXES = {
 THINKING = 0.35
 # P(a training trace is followed by its enumeration again): the redundant verification that long
 # chains of thought carry (the K2.5 report: Toggle removes "repeated verification"); a model trained on
-# it thinks twice as long on half the problems, for the same answer, which the Toggle stage is to trim
+# it thinks twice as long on half the problems, for the same answer, which the Toggle stage is to trim.
+# The second pass opens with "check:" so the model knows which pass it is in: repeated bare, the tiny
+# LM could not tell and looped (`... purple.000 purple.000 purple.`)
 RECHECK = 0.5
 CHOICE = 0.3  # P(a training video question is asked with lettered options, as the video benchmarks do)
 FAMILY_TASKS = {
@@ -89,7 +91,7 @@ def sample(
     kw = {"task": task, "wording": lambda qa: phrasing.word(qa, words, style)}
     s = _make(family, split, index, rng, thinking, kw)
     if split == "train" and s.thinking and rng_for(split, index, "recheck").random() < RECHECK:
-        s.trace = f"{s.trace} {s.trace}"
+        s.trace = f"{s.trace} check: {s.trace}"
     return s
 
 

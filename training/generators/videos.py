@@ -40,9 +40,16 @@ def stamp(chunk: int) -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
+def second(chunk: int) -> str:
+    """A chunk's time in a thinking trace, in whole seconds: '04s'. The tiny LM lost its place writing
+    the prompt's `00:00:04.000` (seven tokens, four of them alike at every chunk: its traces ran on as
+    `00:00:00:00...`), while '04' is the one token of the prompt's stamp that tells the chunks apart."""
+    return f"{round(chunk * CHUNK / FPS):02d}s"
+
+
 def timed(colours: list[str]) -> str:
-    """A trace of chunk colours from the first chunk on, each at its prompt time: '00:00:00.000 red, ...'."""
-    return ", ".join(f"{stamp(c)} {col}" for c, col in enumerate(colours)) + "."
+    """A trace of chunk colours from the first chunk on, each at its time: '00s red, 02s blue.'."""
+    return ", ".join(f"{second(c)} {col}" for c, col in enumerate(colours)) + "."
 
 
 def frame_size(rng: random.Random) -> tuple[int, int]:
@@ -143,7 +150,7 @@ def flashes(rng: random.Random, size: tuple[int, int], long: bool) -> Made:
         _draw(image, [(shape, colour, x, y, r)])
 
     frames = frames_of([c in on for c in range(total)], draw, size, grey)
-    trace = numbered([stamp(c) for c in on])
+    trace = numbered([second(c) for c in on])
     qa = QA(
         "flashes", "How many times does the screen flash?", str(n), trace, slots={"kind": "video/flashes"}
     )
