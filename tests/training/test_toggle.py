@@ -46,35 +46,76 @@ def test_problems_are_their_own_split_and_have_traces():
     assert ps[0].messages != sample("heldout", 0, family="image", task="count_all").messages
 
 
-@pytest.mark.slow
-def test_one_iteration_end_to_end_writes_its_record_and_weights(tmp_path, monkeypatch):
-    """A tiny random model (nothing right: nothing kept, no fine-tuning), then the fine-tuning step alone."""
-    import torch
-
-    import mm_model
-    from mm_model.checkpoint import save_model
-    from training import toggle
+def _tiny_net():
     from training.tokenizer import build as build_tokenizer
-    from training.train import RouterBalance, build
+    from training.train import build
 
     tok = build_tokenizer(vocab_size=1024, n=60, per_task=2)
-    net = build(
-        tok, 0, {"vision_hidden": 32, "vision_layers": 1, "lm_hidden": 64, "lm_layers": 2, "moe_inter": 32}
-    )
+    sizes = {"vision_hidden": 32, "vision_layers": 1, "lm_hidden": 64, "lm_layers": 2, "moe_inter": 32}
+    return tok, sizes, build(tok, 0, sizes)
+
+
+@pytest.mark.slow
+def test_one_iteration_end_to_end_writes_its_record_and_weights(tmp_path, monkeypatch):
+    """A tiny random model (nothing right: nothing kept, no fine-tuning), then the fine-tuning step alone,
+    with the curriculum's tower and attention targets on: the aux heads learn too."""
+
+    from mm_model.checkpoint import save_model
+    from training import toggle
+
+    tok, _, net = _tiny_net()
     init = tmp_path / "init"
     save_model(net.eval(), init, tokenizer_dir=None)
     tok.save(init / "tokenizer.json")
     monkeypatch.setattr(toggle, "THINKING_TOKENS", 6)
     args = toggle.argparse.Namespace(init=str(init), out=str(tmp_path / "out"), problems=1, k=2, iterations=1, m=1,
-                                     rho=50, lam=0.5, steps=2, batch=2, lr=1e-4, seed=0, threads=1)  # fmt: skip
+                                     rho=50, lam=0.5, steps=2, batch=2, lr=1e-4, seed=0, threads=1,
+                                     temperature=0.7, aux_weight=1.0, object_weight=1.0, attend_weight=1.0)  # fmt: skip
     rows = toggle.run(args)
     record = json.loads((tmp_path / "out" / "toggle.json").read_text())
     assert record["iterations"] == rows and rows[0]["phase"] == 0 and rows[0]["problems"] == 6
     assert (tmp_path / "out" / "toggle.png").exists() and (tmp_path / "out" / "model.safetensors").exists()
-    model = mm_model.load(str(init), dtype=torch.float32, device="cpu")
+    model, aux = toggle.load(str(init), want_aux=True)
     s = problems(1, (("image", "count_all"),))[0]
-    before = [p.detach().clone() for p in model.model.parameters()]
-    loss = toggle.fine_tune(
-        model, [s], steps=2, batch=2, lr=1e-3, step0=0, balance=RouterBalance(model.model)
+    model.media_embeddings(model.processor(s.messages).media)  # something in the cache
+    assert model._media_cache
+    tuner = toggle.Tuner.of(
+        model.model, aux, 1e-3, {"aux_weight": 1.0, "object_weight": 1.0, "attend_weight": 1.0}
     )
+    before = [p.detach().clone() for p in model.model.parameters()]
+    heads = [p.detach().clone() for p in aux.parameters()]
+    loss = toggle.fine_tune(model, [s], steps=2, batch=2, lr=1e-3, step0=0, tuner=tuner)
     assert loss > 0 and any((a != b.detach()).any() for a, b in zip(before, model.model.parameters()))
+    assert any((a != b.detach()).any() for a, b in zip(heads, aux.parameters()))
+    assert not model._media_cache  # the tower moved: no stale features
+    assert not model.model.training and not any(p.requires_grad for p in model.model.parameters())
+    # without targets no heads are made, and the optimizer holds the network's parameters alone
+    bare = toggle.Tuner.of(model.model, None, 1e-3, {"aux_weight": 1.0})
+    assert bare.weights == {} and sum(len(g["params"]) for g in bare.opt.param_groups) == len(before)
+
+
+def test_a_training_run_lends_its_aux_heads(tmp_path):
+    """--init a training run: the network and the aux heads come back as its checkpoint holds them."""
+    import torch
+
+    from training import toggle
+    from training.losses import AuxHeads
+    from training.train import param_groups, save_ckpt
+
+    tok, sizes, net = _tiny_net()
+    cfg = net.config.text
+    torch.manual_seed(3)
+    aux = AuxHeads(cfg.hidden_size, cfg.vocab_size, cfg.v_head_dim)
+    opt = torch.optim.AdamW([*param_groups(net), {"params": list(aux.parameters()), "lr_mult": 1.0}])
+    save_ckpt(tmp_path, net, opt, 7, 1.0, {"sizes": json.dumps(sizes), "batch": 2})
+    tok.save(tmp_path / "tokenizer.json")
+    model, got = toggle.load(str(tmp_path), want_aux=True)
+    assert all(
+        torch.equal(a, b) for a, b in zip(net.state_dict().values(), model.model.state_dict().values())
+    )
+    saved_aux = aux.state_dict()
+    # save_ckpt was given no aux: the heads start fresh; with them, they are restored
+    save_ckpt(tmp_path, net, opt, 7, 1.0, {"sizes": json.dumps(sizes), "batch": 2}, aux=aux)
+    _, got = toggle.load(str(tmp_path), want_aux=True)
+    assert all(torch.equal(saved_aux[k], v) for k, v in got.state_dict().items())
+    assert toggle.load(str(tmp_path), want_aux=False)[1] is None
