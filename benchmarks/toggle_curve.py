@@ -105,9 +105,13 @@ def run_curve(answer: Answerer, calib: Sequence[Task], evals: Sequence[Task], *,
         results = [answer_one(t, b, thinking) for t, b in zip(evals, chosen)]
         k, n = sum(c for c, _ in results), len(results)
         lo, hi = wilson(k, n)
+        kinds: dict[str, list[bool]] = {}
+        for t, (c, _) in zip(evals, results):
+            kinds.setdefault(t.kind, []).append(c)
         rows.append({"mode": name, "accuracy": k / n, "acc_lo": lo, "acc_hi": hi,
                      "mean_thinking": sum(t for _, t in results) / n,
-                     "budgeted": sum(b is not None for b in chosen) / n if thinking else 0.0})  # fmt: skip
+                     "budgeted": sum(b is not None for b in chosen) / n if thinking else 0.0,
+                     "per_kind": {kind: sum(v) / len(v) for kind, v in kinds.items()}})  # fmt: skip
         budgets[name] = chosen
     bar.close()
     base = rows[0]
@@ -266,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows += [{"model": model, **r} for r in mine]
     print_table(rows, ["model", "mode", "accuracy", "acc_lo", "acc_hi", "mean_thinking", "token_reduction",
                        "acc_change_pts", "budgeted"])  # fmt: skip
+    print()
+    print_table(per_kind_rows(rows), ["model", "kind", "instant", "none", "auto", "thinking_minus_instant"])
     name = "toggle_curve" + ("_dry_run" if args.dry_run else "")
     png = plot(rows, RESULTS / f"{name}.png", "Toggle (dry run: meaningless)" if args.dry_run else "Toggle")
     targets = targets_of(rows)
@@ -276,7 +282,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(line)
     write_json(name, {"dry_run": args.dry_run, "rows": rows, "budgets": budgets, "png": str(png),
                       "targets": None if args.dry_run else targets, "args": vars(args) | {"tasks": str(args.tasks)},
-                      "calib_tasks": len(calib), "eval_tasks": len(evals)})  # fmt: skip
+                      "per_kind": per_kind_rows(rows), "calib_tasks": len(calib), "eval_tasks": len(evals)})  # fmt: skip
+
+
+def per_kind_rows(rows: Sequence[dict]) -> list[dict]:
+    """Each model's accuracy per task kind: instant, unlimited thinking (none), auto, and thinking - instant."""
+    by = {(r["model"], r["mode"]): r["per_kind"] for r in rows}
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for kind in by[model, "none"]:
+            acc = {mode: by[model, mode][kind] for mode in ("instant", "none", "auto")}
+            out.append(
+                {"model": model, "kind": kind, **acc, "thinking_minus_instant": acc["none"] - acc["instant"]}
+            )
+    return out
 
 
 def targets_of(rows: Sequence[dict]) -> dict:

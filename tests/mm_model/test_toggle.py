@@ -571,3 +571,9 @@ def test_toggle_curve_plumbing_with_a_scripted_answerer():
     assert by["auto"]["token_reduction"] == pytest.approx(
         1 - by["auto"]["mean_thinking"] / by["none"]["mean_thinking"]
     )
+    # per kind: auto keeps hard unlimited (all right) and budgets easy at 30, where t9/t13 need 40
+    assert by["auto"]["per_kind"] == {"hard": 1.0, "easy": 0.5} and by["instant"]["per_kind"]["easy"] == 0.0
+    from benchmarks.toggle_curve import per_kind_rows
+
+    kinds_of = {r["kind"]: r for r in per_kind_rows([{"model": "m", **r} for r in rows])}
+    assert kinds_of["easy"]["auto"] == 0.5 and kinds_of["hard"]["thinking_minus_instant"] == 1.0
