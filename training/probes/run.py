@@ -1,7 +1,7 @@
 """The probes' shared runner: `python -m training.probes PROBE [flags]`.
 
     python -m training.probes tokens --model DIR --json out.json
-    python -m training.probes PROBE --help      # PROBE: learn, tokens, attention, canvas or sizes
+    python -m training.probes PROBE --help      # PROBE: learn, tokens, attention, canvas, sizes or traces
 
 Each probe module declares a `Probe`: a function from the parsed flags (and the loaded model) to a
 result dict, its own flags, and the table it prints. The runner adds the flags they share (`--model`,
@@ -29,7 +29,7 @@ from mm_model.tokenizer import Tokenizer
 from training.batches import training_batch
 from training.generators import sample
 
-NAMES = ("learn", "tokens", "attention", "canvas", "sizes")  # modules of training.probes
+NAMES = ("learn", "tokens", "attention", "canvas", "sizes", "traces")  # modules of training.probes
 
 
 @dataclass(frozen=True)
