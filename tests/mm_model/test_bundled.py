@@ -14,6 +14,8 @@ correctly by these weights and guard the end-to-end path. Re-pick them from a fr
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -69,6 +71,18 @@ def test_bundled_files_are_small_and_complete(model):
     assert {"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"} <= set(files)
     assert files["model.safetensors"] <= 60 * 1024**2
     assert mm_model.load().path == model.path == mm_model.load(None).path  # the default
+
+
+def test_auto_budgets_come_from_the_bundled_weights_thinking_runs(model):
+    """budget="auto" must describe the weights it ships with: the calibration is the one that
+    `python -m training.evaluate --calibration` builds from the thinking runs in eval_results.json
+    (a retrained model once shipped with the previous stage's budgets)."""
+    from mm_model.toggle import CALIBRATION_FILE, Calibration, build_calibration
+
+    runs = json.loads((model.path / "eval_results.json").read_text())["thinking_runs"]
+    assert runs and Calibration.load(model.path / CALIBRATION_FILE) == build_calibration(
+        runs, rho=90, model_id="tiny"
+    )
 
 
 @pytest.mark.parametrize("family, task, index", FIXED, ids=[f"{f[0]}-{f[1]}" for f in FIXED])
