@@ -22,8 +22,10 @@ import torch
 from torch import Tensor
 
 from mm_model import generation
+from mm_model import tools as tools_mod
 from mm_model.checkpoint import load_model
 from mm_model.config import ModelConfig
+from mm_model.generation import ForcedTokens
 from mm_model.multimodal import KimiK25Model
 from mm_model.processor import MediaItem, Processor
 from mm_model.toggle import CALIBRATION_FILE, Calibration, ThinkingBudget, ThinkingStream, ThinkTokens
@@ -50,11 +52,13 @@ class ChatResult:
     usage: dict[str, int]
     finish_reason: str = "stop"
     timings: dict[str, float] = field(default_factory=dict)
+    # OpenAI-shaped {"id", "type": "function", "function": {"name", "arguments"}}; finish_reason "tool_calls"
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def answered(self) -> bool:
-        """Whether the answer has any text other than white space."""
-        return bool(self.text.strip())
+        """Whether the answer has any text other than white space, or calls a tool."""
+        return bool(self.text.strip()) or bool(self.tool_calls)
 
     @property
     def notice(self) -> str | None:
@@ -75,6 +79,20 @@ class TextPiece(str):
     def __new__(cls, text: str, kind: str) -> TextPiece:
         piece = super().__new__(cls, text)
         piece.kind = kind
+        return piece
+
+
+class ToolCallPiece(TextPiece):
+    """A streamed piece of a tool call (kind "tool_call"): its text is a fragment of the call's JSON
+    arguments; `index` numbers the calls of the reply; `id` and `name` are set on a call's first piece."""
+
+    index: int
+    id: str | None
+    name: str | None
+
+    def __new__(cls, text: str, index: int, id: str | None = None, name: str | None = None) -> ToolCallPiece:
+        piece = super().__new__(cls, text, "tool_call")
+        piece.index, piece.id, piece.name = index, id, name
         return piece
 
 
@@ -153,6 +171,8 @@ class Model:
         self.tokenizer = tokenizer
         self.path = path
         self.processor = processor or Processor(self.config, tokenizer)
+        # chat(thinking=None) follows the checkpoint's template default (the release's: on)
+        self.default_thinking: bool = self.config.thinking_default
         # Toggle calibration for budget="auto" (toggle_calibration.json next to the weights).
         if calibration is None and path is not None and (path / CALIBRATION_FILE).exists():
             calibration = Calibration.load(path / CALIBRATION_FILE)
@@ -188,26 +208,37 @@ class Model:
         messages: Sequence[dict[str, Any]] | str,
         *,
         max_new_tokens: int = 256,
-        thinking: bool = False,
+        thinking: bool | None = None,
         budget: int | str | None = None,
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
         stream: bool = False,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
         task_kind: str | None = None,
         answer_budget: int | None = None,
         ramp: float = 0.0,
     ) -> ChatResult | ChatStream:
         """Answer the conversation `messages` (OpenAI/HF style; a plain string is one user turn).
 
-        thinking: open a thinking block first. budget: at most this many thinking tokens, then the
+        thinking: open a thinking block first (None: the model's default, `default_thinking`: on for
+        checkpoints, as the release's template and vLLM serve K2.5; off for the bundled model). budget:
+        at most this many thinking tokens, then the
         policy closes the block and the model answers (None: unlimited; "auto": from the model's
         Toggle calibration for `task_kind`). answer_budget caps the answer; ramp (0..1) nudges the
         model to close its thinking over the last part of the budget (`mm_model.toggle`).
         stream: return a `ChatStream` of `TextPiece`s (thinking pieces first, then the answer).
+        tools: OpenAI tools list, declared in K2's format; the reply's calls land in
+        `ChatResult.tool_calls` (streamed as `ToolCallPiece`s). tool_choice: "auto" (default with
+        tools), "none" (declared, not parsed), "required" or {"type": "function", "function": {"name":
+        ...}} (the answer is made to start with a call: `mm_model.tools.forced_prefix`).
         """
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
+        thinking = self.default_thinking if thinking is None else bool(thinking)
+        tools = tools_mod.check_tools(tools) if tools else None
+        choice = tools_mod.check_tool_choice(tool_choice, tools)
         if budget is not None and not thinking:
             raise InputError("a thinking budget needs thinking=True")
         if max_new_tokens < 1:
@@ -223,7 +254,8 @@ class Model:
                 answer_budget=answer_budget, ramp=ramp, max_new_tokens=max_new_tokens,
                 calibration=self.calibration, task_kind=task_kind,
             )  # fmt: skip
-        pieces = self._chat_pieces(messages, max_new_tokens, thinking, policy, temperature, top_p, seed)
+        pieces = self._chat_pieces(messages, max_new_tokens, thinking, policy, temperature, top_p, seed,
+                                   tools, choice)  # fmt: skip
         if stream:
             holder = ChatStream(iter(()))
 
@@ -238,10 +270,12 @@ class Model:
         except StopIteration as done:
             return done.value
 
-    def _chat_pieces(self, messages, max_new_tokens, thinking, policy, temperature, top_p, seed):
+    def _chat_pieces(
+        self, messages, max_new_tokens, thinking, policy, temperature, top_p, seed, tools, choice
+    ):
         """Generator of `TextPiece`s whose return value is the `ChatResult`."""
         start = time.perf_counter()
-        prompt = self.processor(messages, thinking=thinking, max_new_tokens=max_new_tokens)
+        prompt = self.processor(messages, thinking=thinking, max_new_tokens=max_new_tokens, tools=tools)
         media, encoded = self.media_embeddings(prompt.media)
         device = self.model.language_model.lm_head.weight.device
         ids = prompt.input_ids[None].to(device)
@@ -249,9 +283,13 @@ class Model:
             embeds = self.model.merge_media(ids, None if media is None else media.to(device))
         tokens = ThinkTokens.from_special_tokens(self.tokenizer.special_tokens)
         processors = [] if policy is None else [policy]
-
-        def decode(piece_ids: list[int]) -> str:
-            return self.tokenizer.decode(piece_ids, skip_special_tokens=True)
+        # Tool calls are parsed from the answer text, so their markers must survive decoding.
+        calls = tools_mod.ToolCallSplitter() if tools and choice != "none" else None
+        decode = tools_mod.decoder(self.tokenizer, keep_tool_markers=calls is not None)
+        if calls is not None and (prefix := tools_mod.forced_prefix(choice, tools_mod.count_calls(messages))):
+            processors.append(
+                ForcedTokens(self.tokenizer.encode(prefix), tokens.think_close if thinking else None)
+            )
 
         # the same channel splitter as the Toggle streams: `</think>` counts as neither channel
         stream = ThinkingStream(tokens, decode, thinking=thinking)
@@ -265,8 +303,19 @@ class Model:
 
         def emit(events: list) -> Iterator[TextPiece]:
             for event in events:
+                if event.channel == "answer" and calls is not None:
+                    yield from tool_pieces(calls.push(event.text))
+                    continue
                 texts[event.channel].append(event.text)
                 yield TextPiece(event.text, event.channel)
+
+        def tool_pieces(events: Iterator[tools_mod.ToolEvent]) -> Iterator[TextPiece]:
+            for e in events:
+                if e.kind == "content":
+                    texts["answer"].append(e.text)
+                    yield TextPiece(e.text, "answer")
+                else:
+                    yield ToolCallPiece(e.text, e.index, e.id, e.name)
 
         for _, (t,) in steps:
             first_token_at = first_token_at or time.perf_counter()
@@ -276,6 +325,8 @@ class Model:
                 finish = "stop"
                 break
         yield from emit(stream.flush())  # nothing once closed
+        if calls is not None:
+            yield from tool_pieces(calls.flush())
         end = time.perf_counter()
         new_tokens = generated
         usage = {
@@ -289,7 +340,11 @@ class Model:
         first = (first_token_at or end) - start
         timings = {"time_to_first_token_s": first, "total_s": end - start,
                    "tokens_per_s": (new_tokens - 1) / (end - first_token_at) if first_token_at and end > first_token_at and new_tokens > 1 else 0.0}  # fmt: skip
-        return ChatResult("".join(texts["answer"]), "".join(texts["thinking"]), usage, finish, timings)
+        tool_calls = [] if calls is None else calls.calls
+        finish = tools_mod.finish_reason(choice, tool_calls, finish)
+        return ChatResult(
+            "".join(texts["answer"]), "".join(texts["thinking"]), usage, finish, timings, tool_calls
+        )
 
     # ---- raw generation ------------------------------------------------------------------------
     def generate(

@@ -157,7 +157,7 @@ class OpenAIBackend:
         messages: Sequence[dict[str, Any]] | str,
         *,
         max_tokens: int = 256,
-        thinking: bool = False,
+        thinking: bool | None = None,
         budget: int | str | None = None,
         temperature: float = 0.0,
         top_p: float = 1.0,
@@ -168,7 +168,8 @@ class OpenAIBackend:
         """One assistant reply (or a `ChatStream` of `TextPiece`s); arguments as `Model.chat` (max_tokens = max_new_tokens)."""
         import openai
 
-        body: dict[str, Any] = {"chat_template_kwargs": {"thinking": thinking}}
+        # thinking None: the endpoint's default (K2.5's template, as vLLM serves it: on)
+        body: dict[str, Any] = {} if thinking is None else {"chat_template_kwargs": {"thinking": thinking}}
         if budget is not None:
             body["thinking_budget" if budget == "auto" else "thinking_token_budget"] = budget
         body.update(extra_body or {})

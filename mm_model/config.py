@@ -28,6 +28,9 @@ class ModelConfig:
     media_placeholder_token_id: int = 163605
     # transformers' id for video pads (one past the vocabulary); we use <|media_pad|> for both.
     video_token_id: int = 163840
+    # `thinking` when a chat names none: the release's template opens a thinking block unless told
+    # not to (vLLM and SGLang serve it so); a checkpoint may say otherwise ("thinking_default": false).
+    thinking_default: bool = True
 
     def __post_init__(self) -> None:
         if self.vision.text_hidden_size != self.text.hidden_size:
@@ -93,6 +96,7 @@ class ModelConfig:
             media=MediaConfig.from_dict(media_d),
             media_placeholder_token_id=int(pad),
             video_token_id=int(d.get("video_token_id", text.vocab_size)),
+            thinking_default=bool(d.get("thinking_default", True)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,6 +151,8 @@ class ModelConfig:
             "eos_token_id": self.text.eos_token_id,
             "pad_token_id": self.text.pad_token_id,
             "media_proc_cfg": self.media.to_dict(),
+            # only where it differs from the release's template, so the released layout stays as shipped
+            **({} if self.thinking_default else {"thinking_default": False}),
         }
 
     @classmethod

@@ -131,6 +131,34 @@ class TextStream:
         return text[len(prefix) :]
 
 
+class ForcedTokens:
+    """A logits processor that makes every row emit `ids` in order, starting right after the row emits
+    `after` (or at the first step when `after` is None); the rows choose freely before and after.
+
+    Used to start an answer with a fixed text (tool_choice "required" or a named function).
+    """
+
+    def __init__(self, ids: Sequence[int], after: int | None = None) -> None:
+        if not ids:
+            raise ValueError("ForcedTokens needs at least one id")
+        self.ids, self.after = list(ids), after
+        self._pos: list[int | None] = []  # per row: index into ids of the next forced token, or None
+
+    def __call__(self, step: int, generated: Tensor, logits: Tensor) -> Tensor:
+        if step == 0:
+            self._pos = [0 if self.after is None else None] * logits.shape[0]
+        elif self.after is not None:
+            for i, t in enumerate(generated[:, -1].tolist()):
+                if t == self.after and self._pos[i] is None:
+                    self._pos[i] = 0
+        for i, k in enumerate(self._pos):
+            if k is not None and k < len(self.ids):
+                logits[i].fill_(float("-inf"))
+                logits[i, self.ids[k]] = 0.0
+                self._pos[i] = k + 1
+        return logits
+
+
 class StopStringFilter:
     """Holds back text that could be the start of a stop string; cuts the text at a stop string."""
 

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from mm_model import tools as tool_calls
 from mm_model.config import MEDIA_PAD, ModelConfig
 from mm_model.tokenizer import Tokenizer, token_id
 from video.chunks import iter_chunks
@@ -177,28 +178,53 @@ class Processor:
 
     # ---- template -----------------------------------------------------------------------------
     def render(
-        self, messages: Sequence[dict[str, Any]], *, thinking: bool = False
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        thinking: bool = False,
+        tools: Sequence[dict[str, Any]] | None = None,
     ) -> tuple[str, list[MediaItem]]:
-        """The prompt text (placeholders expanded) and its media items, in order."""
+        """The prompt text (placeholders expanded) and its media items, in order.
+
+        As the release's template: tools declared first (`tools.declare`), then the default system
+        turn unless the chat opens with one; assistant turns up to the last one that calls no tool
+        lose their reasoning (`<think></think>`), later ones (a tool loop under way) keep it.
+        """
         if isinstance(messages, dict):
             messages = [messages]
         if not isinstance(messages, (list, tuple)) or not messages:
             raise MessageError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
-        parts: list[str] = []
+        roles = [_role(m, i) for i, m in enumerate(messages)]
+        parts: list[str] = [tool_calls.declare(tool_calls.check_tools(tools))] if tools else []
         media: list[MediaItem] = []
-        if self.default_system is not None and not any(
-            _role(m, i) == "system" for i, m in enumerate(messages)
-        ):
+        if self.default_system is not None and roles[0] != "system":
             parts.append(f"<|im_system|>system<|im_middle|>{self.default_system}<|im_end|>")
+        history_end = max((i for i, m in enumerate(messages) if roles[i] == "assistant" and not m.get("tool_calls")),
+                          default=-1)  # fmt: skip
+        n_calls = 0  # calls so far in the conversation: numbers those given without an id
         for i, message in enumerate(messages):
-            role = _role(message, i)
-            body = self._content(message.get("content"), i, media, allow_media=role == "user")
-            if role == "system":
-                parts.append(f"<|im_system|>system<|im_middle|>{body}<|im_end|>")
-            elif role == "user":
-                parts.append(f"<|im_user|>user<|im_middle|>{body}<|im_end|>")
-            else:  # earlier assistant turns: reasoning is not carried forward
-                parts.append(f"<|im_assistant|>assistant<|im_middle|><think></think>{body}<|im_end|>")
+            role, where = roles[i], f"message {i}"
+            name = message.get("name") or role
+            if not isinstance(name, str):
+                raise MessageError(f"{where}: name must be a string, got {name!r:.80}")
+            content = message.get("content")
+            if role == "assistant" and content is None and message.get("tool_calls"):
+                content = ""
+            body = self._content(content, i, media, allow_media=role in ("user", "tool"))
+            if role == "user":
+                parts.append(f"<|im_user|>{name}<|im_middle|>{body}<|im_end|>")
+            elif role == "assistant":
+                reasoning = message.get("reasoning_content") or message.get("reasoning") or ""
+                if not isinstance(reasoning, str):
+                    raise MessageError(f"{where}: reasoning_content must be a string")
+                think = f"<think>{reasoning if i > history_end else ''}</think>"
+                calls = message.get("tool_calls")
+                section = tool_calls.render_calls(calls, where, n_calls) if calls else ""
+                n_calls += len(calls or ())
+                parts.append(f"<|im_assistant|>{name}<|im_middle|>{think}{body}{section}<|im_end|>")
+            else:  # system and tool turns
+                head = tool_calls.result_header(message, where) if role == "tool" else ""
+                parts.append(f"<|im_system|>{name}<|im_middle|>{head}{body}<|im_end|>")
         parts.append(
             "<|im_assistant|>assistant<|im_middle|>" + ("<think>" if thinking else "<think></think>")
         )
@@ -228,7 +254,9 @@ class Processor:
                 out.append(text)
             elif kind in ("image", "image_url", "video", "video_url"):
                 if not allow_media:
-                    raise MessageError(f"message {index} part {j}: media are only accepted in user messages")
+                    raise MessageError(
+                        f"message {index} part {j}: media are only accepted in user and tool messages"
+                    )
                 base = kind.removesuffix("_url")
                 source = _media_source(part, base)
                 if base == "image":
@@ -247,14 +275,19 @@ class Processor:
         return "".join(out)
 
     def __call__(
-        self, messages: Sequence[dict[str, Any]], *, thinking: bool = False, max_new_tokens: int = 0
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        thinking: bool = False,
+        max_new_tokens: int = 0,
+        tools: Sequence[dict[str, Any]] | None = None,
     ) -> Prompt:
         """Render, tokenize and check length: the `Prompt` for `messages`."""
         if self.tokenizer is None:
             raise InputError(
                 "this model has no tokenizer files: chat needs one (use generate() with token ids)"
             )
-        text, media = self.render(messages, thinking=thinking)
+        text, media = self.render(messages, thinking=thinking, tools=tools)
         ids = self.tokenizer.encode(text)
         pad = token_id(self.tokenizer, MEDIA_PAD)
         if pad != self.config.media_placeholder_token_id:
@@ -283,6 +316,8 @@ def _role(message: Any, index: int) -> str:
             f"message {index} must be a dict with 'role' and 'content', got {_describe(message)}"
         )
     role = message.get("role")
-    if role not in ("system", "user", "assistant"):
-        raise MessageError(f"message {index}: unknown role {role!r} (expected system, user or assistant)")
+    if role not in ("system", "user", "assistant", "tool"):
+        raise MessageError(
+            f"message {index}: unknown role {role!r} (expected system, user, assistant or tool)"
+        )
     return role

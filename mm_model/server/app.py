@@ -176,6 +176,8 @@ def create_app(
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise APIError(400, f"the request body is not valid JSON ({exc})") from None
         req = parse_request(body, limits, name)
+        if req.ignored:  # as vLLM: answered, and the log says what was not read
+            log.warning("The following fields were present in the request but ignored: %s", set(req.ignored))
         worker.check_room()  # fail fast, before decoding media
         try:
             req.messages = await asyncio.to_thread(resolve_media, req.messages, limits, video_fps)
@@ -196,19 +198,19 @@ def create_app(
         return _SSEResponse(_stream(rid, req, first, events), on_close=job.cancelled.set)
 
     async def _complete(rid: str, req: ChatRequest, event: tuple, events: _Events) -> dict[str, Any]:
-        texts: dict[str, list[str]] = {"thinking": [], "answer": []}
-        while event[0] == "piece":
-            texts[event[1]].append(event[2])
+        while event[0] in ("piece", "call"):
             event = await events.next()
         if event[0] == "error":
             raise event[1]
-        _, thinking, answer, usage, finish, timings = event
+        _, thinking, answer, usage, finish, timings, calls = event
         thinking = thinking or None
+        message = {"role": "assistant", "content": answer if answer or not calls else None,
+                   "reasoning_content": thinking, "reasoning": thinking}  # fmt: skip
+        if calls:
+            message["tool_calls"] = calls
         return {
             "id": rid, "object": "chat.completion", "created": int(time.time()), "model": name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer,
-                                                 "reasoning_content": thinking, "reasoning": thinking},
-                         "logprobs": None, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
             "usage": _usage(usage), "timings": timings,
         }  # fmt: skip
 
@@ -224,17 +226,25 @@ def create_app(
 
         yield chunk({"role": "assistant", "content": ""})
         try:
-            while event[0] == "piece":
-                _, kind, text = event
-                yield chunk(
-                    {"reasoning_content": text, "reasoning": text}
-                    if kind == "thinking"
-                    else {"content": text}
-                )
+            while event[0] in ("piece", "call"):
+                if event[0] == "call":  # OpenAI's shape: id, type and name once, then argument pieces
+                    _, index, cid, fn_name, text = event
+                    call: dict[str, Any] = {"index": index, "function": {"arguments": text}}
+                    if cid is not None:
+                        call.update(id=cid, type="function")
+                        call["function"]["name"] = fn_name
+                    yield chunk({"tool_calls": [call]})
+                else:
+                    _, kind, text = event
+                    yield chunk(
+                        {"reasoning_content": text, "reasoning": text}
+                        if kind == "thinking"
+                        else {"content": text}
+                    )
                 event = await events.next()
             if event[0] == "error":
                 raise event[1]
-            _, _, _, usage, finish, timings = event
+            _, _, _, usage, finish, timings, _ = event
             yield chunk({}, finish)
             if req.include_usage:
                 body = {"id": rid, "object": "chat.completion.chunk", "created": now, "model": name,

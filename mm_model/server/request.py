@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mm_model.tools import ToolError, check_tool_choice, check_tools
 from vision.errors import ImageError, InputError, VideoError
 
 MiB = 1 << 20
@@ -74,6 +75,43 @@ def api_error_for(exc: InputError) -> APIError:
 
 # ---- request parsing ---------------------------------------------------------------------------
 
+# Fields read below (or that do not change an answer: user, metadata, store, service_tier). Others
+# are ignored with a warning in the log, as vLLM does ("...present in the request but ignored").
+KNOWN_FIELDS = frozenset(
+    [
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "stop",
+        "stream",
+        "stream_options",
+        "n",
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "presence_penalty",
+        "frequency_penalty",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "thinking",
+        "chat_template_kwargs",
+        "thinking_budget",
+        "thinking_token_budget",
+        "mm_processor_kwargs",
+        "media_io_kwargs",
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+    ]
+)
+
 
 @dataclass
 class ChatRequest:
@@ -85,11 +123,15 @@ class ChatRequest:
     top_p: float
     seed: int | None
     stop: list[str]
-    thinking: bool
+    thinking: bool | None
     budget: int | str | None
     stream: bool
     include_usage: bool
     model: str
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
+    ignored: tuple[str, ...] = ()  # request fields this server does not read (logged, as vLLM does)
 
 
 def _number(body: dict, name: str, lo: float, hi: float, default: float) -> float:
@@ -110,13 +152,16 @@ def _int(body: dict, name: str, lo: int, hi: int) -> int | None:
     return value
 
 
-def _thinking(body: dict) -> bool:
+def _thinking(body: dict) -> bool | None:
+    """The request's thinking switch, or None: the served model's default (the release's: on)."""
     value = body.get("thinking")
     if value is None:
         kwargs = body.get("chat_template_kwargs") or {}
         if not isinstance(kwargs, dict):
             raise APIError(400, "chat_template_kwargs must be an object", param="chat_template_kwargs")
-        value = kwargs.get("thinking", kwargs.get("enable_thinking", False))
+        value = kwargs.get("thinking", kwargs.get("enable_thinking"))
+    if value is None:
+        return None
     if isinstance(value, dict):  # Moonshot's API: {"type": "enabled" | "disabled"}
         value = {"enabled": True, "disabled": False}.get(value.get("type"), value)
     if not isinstance(value, bool):
@@ -137,11 +182,25 @@ def parse_request(body: Any, limits: ServerLimits, model_name: str) -> ChatReque
     if not isinstance(messages, list) or not messages:
         raise APIError(400, "messages must be a non-empty list", param="messages")
     fmt = body.get("response_format") or {}
-    for name, ok in (("n", body.get("n") in (None, 1)), ("tools", not body.get("tools")),
-                     ("logprobs", not body.get("logprobs")),
+    for name, ok in (("n", body.get("n") in (None, 1)), ("logprobs", not body.get("logprobs")),
+                     ("top_logprobs", not body.get("top_logprobs")), ("logit_bias", not body.get("logit_bias")),
+                     ("presence_penalty", not body.get("presence_penalty")),
+                     ("frequency_penalty", not body.get("frequency_penalty")),
                      ("response_format", isinstance(fmt, dict) and fmt.get("type", "text") == "text")):  # fmt: skip
-        if not ok:
+        if not ok:  # each would change the answer: refuse rather than answer something else
             raise APIError(400, f"{name}={body.get(name)!r} is not supported by this server", param=name)
+    tools = body.get("tools") or None
+    try:
+        tools = check_tools(tools) if tools is not None else None
+        choice = check_tool_choice(body.get("tool_choice"), tools)
+    except ToolError as exc:
+        param = "tool_choice" if "tool_choice" in str(exc) else "tools"
+        raise APIError(400, str(exc), param=param) from None
+    parallel = body.get("parallel_tool_calls", True)
+    if not isinstance(parallel, bool):
+        raise APIError(
+            400, f"parallel_tool_calls must be a bool, got {parallel!r}", param="parallel_tool_calls"
+        )
     max_tokens = _int(body, "max_completion_tokens", 1, limits.max_tokens_limit)
     if max_tokens is None:
         max_tokens = _int(body, "max_tokens", 1, limits.max_tokens_limit)
@@ -158,7 +217,7 @@ def parse_request(body: Any, limits: ServerLimits, model_name: str) -> ChatReque
     ):
         raise APIError(400, f"thinking_budget must be a non-negative integer or 'auto', got {budget!r}",
                        param="thinking_budget")  # fmt: skip
-    if budget is not None and not thinking:
+    if budget is not None and thinking is False:
         raise APIError(400, "thinking_budget needs thinking enabled", param="thinking_budget")
     options = body.get("stream_options") or {}
     return ChatRequest(
@@ -166,5 +225,6 @@ def parse_request(body: Any, limits: ServerLimits, model_name: str) -> ChatReque
         temperature=_number(body, "temperature", 0.0, 2.0, 0.0), top_p=_number(body, "top_p", 1e-6, 1.0, 1.0),
         seed=_int(body, "seed", -(2**63), 2**63 - 1), stop=stop, thinking=thinking, budget=budget,
         stream=bool(body.get("stream")), include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
-        model=model_name,
+        model=model_name, tools=tools, tool_choice=choice, parallel_tool_calls=parallel,
+        ignored=tuple(sorted(k for k in body if k not in KNOWN_FIELDS)),
     )  # fmt: skip

@@ -41,7 +41,8 @@ class PromptCheck:
 class Job:
     """One chat request on its way through the worker; `events` is read on the event loop.
 
-    Events: ("piece", kind, text), ("done", thinking, answer, usage, finish_reason, timings), ("error", exc).
+    Events: ("piece", kind, text), ("call", index, id, name, arguments_piece) for tool calls,
+    ("done", thinking, answer, usage, finish_reason, timings, tool_calls), ("error", exc).
     """
 
     request: ChatRequest
@@ -135,13 +136,18 @@ class ModelWorker:
         try:
             stream = self.model.chat(
                 r.messages, max_new_tokens=r.max_new_tokens, thinking=r.thinking, budget=r.budget,
-                temperature=r.temperature, top_p=r.top_p, seed=r.seed, stream=True,
+                temperature=r.temperature, top_p=r.top_p, seed=r.seed, stream=True, tools=r.tools,
+                tool_choice=r.tool_choice,
             )  # fmt: skip
             stops = StopStringFilter(r.stop) if r.stop else None
             texts: dict[str, list[str]] = {"thinking": [], "answer": []}
             for piece in stream:
                 if job.cancelled.is_set():
                     return  # dropping `stream` closes the generator
+                if piece.kind == "tool_call":
+                    if r.parallel_tool_calls or piece.index == 0:
+                        job.emit("call", piece.index, piece.id, piece.name, str(piece))
+                    continue
                 text = str(piece)
                 if piece.kind == "answer" and stops is not None:
                     text = stops.push(text)
@@ -154,8 +160,9 @@ class ModelWorker:
             if stops is not None and (tail := stops.flush()):
                 job.emit("piece", "answer", tail)
             res = stream.result
-            finish = res.finish_reason if res.finish_reason in ("stop", "length") else "stop"
-            job.emit("done", res.thinking, res.text, dict(res.usage), finish, dict(res.timings))
+            finish = res.finish_reason if res.finish_reason in ("stop", "length", "tool_calls") else "stop"
+            calls = res.tool_calls if r.parallel_tool_calls else res.tool_calls[:1]
+            job.emit("done", res.thinking, res.text, dict(res.usage), finish, dict(res.timings), calls)
         except InputError as exc:
             job.emit("error", api_error_for(exc))
         except Exception as exc:
@@ -172,5 +179,5 @@ class ModelWorker:
         n_think, n_answer = len(encode(thinking)) if thinking else 0, len(encode(answer)) if answer else 0
         usage = {"prompt_tokens": getattr(check, "last_prompt_tokens", 0),
                  "vision_tokens": getattr(check, "last_vision_tokens", 0), "thinking_tokens": n_think,
-                 "answer_tokens": n_answer, "completion_tokens": n_think + n_answer + (1 if job.request.thinking else 0)}  # fmt: skip
-        job.emit("done", thinking, answer, usage, "stop", {})
+                 "answer_tokens": n_answer, "completion_tokens": n_think + n_answer + (1 if thinking else 0)}  # fmt: skip
+        job.emit("done", thinking, answer, usage, "stop", {}, [])

@@ -115,7 +115,7 @@ def test_without_tokenizer_generate_works_and_chat_explains(tiny_dir, tmp_path):
         ([{"role": "user", "content": [{"type": "sound", "sound": "a.wav"}]}], {}, "unknown content type"),
         ([{"role": "user", "content": [{"type": "image", "image": "/no/such/file.png"}]}], {}, "file.png"),
         ("the cat " * 2000, {}, "context window"),
-        ("hi", {"budget": 10}, "thinking=True"),
+        ("hi", {"budget": 10, "thinking": False}, "thinking=True"),
         ("hi", {"max_new_tokens": 0}, "max_new_tokens"),
     ],
 )

@@ -93,7 +93,7 @@ def test_bad_input_raises_input_error_with_the_server_message(backend) -> None:
         backend.chat(messages({"type": "image", "image": b"not an image"}), max_tokens=2)
     assert info.value.status_code == 400
     with pytest.raises(mm_model.InputError, match="needs thinking"):
-        list(backend.chat("hi", max_tokens=2, budget=3, stream=True))
+        list(backend.chat("hi", max_tokens=2, budget=3, thinking=False, stream=True))
 
 
 def test_wrong_api_key_is_refused(url, monkeypatch) -> None:

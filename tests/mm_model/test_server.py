@@ -175,12 +175,13 @@ def test_served_answer_equals_model_chat(client, ref_model, media, case, stream)
 
 
 def test_stop_string_cuts_the_answer(client, ref_model) -> None:
-    ref = ref_model.chat(user(text("hello world")), max_new_tokens=8, temperature=1.0, seed=5)
+    ref = ref_model.chat(user(text("hello world")), max_new_tokens=8, temperature=1.0, seed=5, thinking=False)
     assert len(ref.text) >= 3, ref.text
     stop = ref.text[2:4]
     kwargs = dict(
-        model=MODEL, messages=user(text("hello world")), max_tokens=8, temperature=1.0, seed=5, stop=stop
-    )
+        model=MODEL, messages=user(text("hello world")), max_tokens=8, temperature=1.0, seed=5, stop=stop,
+        extra_body={"chat_template_kwargs": {"thinking": False}},
+    )  # fmt: skip
     r = client.chat.completions.create(**kwargs)
     expected = ref.text[: ref.text.find(stop)]
     assert (r.choices[0].message.content, r.choices[0].finish_reason) == (expected, "stop")
@@ -201,7 +202,7 @@ MSGS = [{"role": "user", "content": "hi"}]
 
 @pytest.mark.parametrize(
     "fields, expected",
-    [({}, dict(thinking=False, budget=None, max_new_tokens=256, temperature=0.0, stop=[])),
+    [({}, dict(thinking=None, budget=None, max_new_tokens=256, temperature=0.0, stop=[])),
      ({"thinking": True, "thinking_budget": "auto"}, dict(thinking=True, budget="auto")),
      ({"thinking": {"type": "enabled"}}, dict(thinking=True)),
      ({"thinking": {"type": "disabled"}, "chat_template_kwargs": {"thinking": True}}, dict(thinking=False)),
@@ -261,7 +262,7 @@ def bad_cases(media: dict[str, Any]) -> dict[str, tuple[dict[str, Any], int, str
         "oversized_request": (dict(messages=user(text("x" * 300_000))), 413, "request_too_large"),
         "unknown_model": (dict(model="gpt-4o"), 404, "model_not_found"),
         "max_tokens_over_limit": (dict(max_tokens=10**6), 400, None),
-        "budget_without_thinking": (dict(extra_body={"thinking_budget": 4}), 400, None),
+        "budget_without_thinking": (dict(extra_body={"thinking_budget": 4, "thinking": False}), 400, None),
         "unknown_content_type": (dict(messages=user({"type": "audio_url", "audio_url": {"url": "data:,"}})), 400, None),
         "unknown_role": (dict(messages=[{"role": "robot", "content": "hi"}]), 400, None),
     }  # fmt: skip
@@ -368,14 +369,15 @@ def test_concurrent_requests_complete_or_get_503_and_never_swap_answers(server, 
     n = 32
     prompts = [f"request {i}: what is in the picture?" for i in range(n)]
     expected = [
-        ref_model.chat(p, max_new_tokens=5, temperature=1.0, seed=i).text for i, p in enumerate(prompts)
+        ref_model.chat(p, max_new_tokens=5, temperature=1.0, seed=i, thinking=False).text
+        for i, p in enumerate(prompts)
     ]
     assert len(set(expected)) >= n - 2, "expected answers must tell requests apart"
 
     def one(i: int) -> tuple[str, Any]:
         try:
             r = client.chat.completions.create(model=MODEL, messages=user(text(prompts[i])), max_tokens=5,
-                                               temperature=1.0, seed=i, timeout=60)  # fmt: skip
+                                               temperature=1.0, seed=i, timeout=60, extra_body={"thinking": False})  # fmt: skip
             return "ok", r.choices[0].message.content
         except openai.APIStatusError as exc:
             return str(exc.status_code), exc.response.headers.get("retry-after")
