@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mm_model.api import ChatResult, ChatStream, TextPiece
+from mm_model.api import ChatResult, ChatStream, TextPiece, ToolCallPiece
 from vision.errors import InputError
 
 _DEFAULT_MIME = {"image": "image/png", "video": "video/mp4"}
@@ -163,9 +163,15 @@ class OpenAIBackend:
         top_p: float = 1.0,
         seed: int | None = None,
         stream: bool = False,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
         extra_body: dict[str, Any] | None = None,
     ) -> ChatResult | ChatStream:
-        """One assistant reply (or a `ChatStream` of `TextPiece`s); arguments as `Model.chat` (max_tokens = max_new_tokens)."""
+        """One assistant reply (or a `ChatStream` of `TextPiece`s); arguments as `Model.chat` (max_tokens = max_new_tokens).
+
+        tools / tool_choice go as OpenAI's fields; the reply's `tool_calls` come back on the result
+        (streamed as `ToolCallPiece`s, as the endpoint streams them).
+        """
         import openai
 
         # thinking None: the endpoint's default (K2.5's template, as vLLM serves it: on)
@@ -179,6 +185,10 @@ class OpenAIBackend:
         }  # fmt: skip
         if seed is not None:
             kwargs["seed"] = seed
+        if tools:
+            kwargs["tools"] = list(tools)
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
         start = time.perf_counter()
         try:
             if not stream:
@@ -196,14 +206,16 @@ class OpenAIBackend:
         timings = {"total_s": time.perf_counter() - start}
         server = (response.model_extra or {}).get("timings") or {}
         timings.update({k: server[k] for k in ("time_to_first_token_s", "tokens_per_s") if k in server})
+        calls = [c.model_dump(include={"id", "type", "function"}) for c in choice.message.tool_calls or ()]
         return ChatResult(choice.message.content or "", _reasoning(choice.message), _usage(response.usage),
-                          choice.finish_reason or "stop", timings)  # fmt: skip
+                          choice.finish_reason or "stop", timings, calls)  # fmt: skip
 
     def _stream(self, events: Any, start: float) -> ChatStream:
         import openai
 
         def pieces() -> Iterator[TextPiece]:
             texts = {"thinking": [], "answer": []}
+            calls: dict[int, dict[str, Any]] = {}  # by the stream's index
             usage, finish, first = None, "stop", None
             try:
                 for event in events:
@@ -218,6 +230,9 @@ class OpenAIBackend:
                                 first = first or time.perf_counter()
                                 texts[kind].append(text)
                                 yield TextPiece(text, kind)
+                        for delta in choice.delta.tool_calls or ():
+                            first = first or time.perf_counter()
+                            yield _merge_call(calls, delta)
             except openai.APIStatusError as exc:
                 raise _bad_input(exc) or exc from None
             finally:
@@ -227,10 +242,28 @@ class OpenAIBackend:
             timings = {"total_s": end - start, "time_to_first_token_s": (first or end) - start}
             n = u.get("completion_tokens", 0)
             timings["tokens_per_s"] = (n - 1) / (end - first) if first and end > first and n > 1 else 0.0
-            out.result = ChatResult("".join(texts["answer"]), "".join(texts["thinking"]), u, finish, timings)
+            out.result = ChatResult("".join(texts["answer"]), "".join(texts["thinking"]), u, finish, timings,
+                                    [calls[i] for i in sorted(calls)])  # fmt: skip
 
         out = ChatStream(pieces())
         return out
+
+
+def _merge_call(calls: dict[int, dict[str, Any]], delta: Any) -> ToolCallPiece:
+    """Fold one streamed tool-call delta into `calls` (OpenAI's shape: id and name first, then
+    argument pieces) and return it as a `ToolCallPiece`."""
+    fn = delta.function
+    call = calls.setdefault(
+        delta.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+    )
+    name = fn.name if fn is not None else None
+    if delta.id:
+        call["id"] = delta.id
+    if name:
+        call["function"]["name"] += name
+    args = (fn.arguments if fn is not None else None) or ""
+    call["function"]["arguments"] += args
+    return ToolCallPiece(args, delta.index, delta.id, name)
 
 
 def _bad_input(exc: Any) -> InputError | None:
