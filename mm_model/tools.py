@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mm_model.tool_schema import Unsupported, typescript
 from vision.errors import InputError
 
 SECTION_BEGIN = "<|tool_calls_section_begin|>"
@@ -86,8 +87,14 @@ def check_tools(tools: Any) -> list[dict[str, Any]]:
 
 
 def declare(tools: Sequence[dict[str, Any]]) -> str:
-    """The `tool_declare` system turn for `tools` (compact JSON, as the release's template writes it)."""
-    body = json.dumps(list(tools), separators=(",", ":"), ensure_ascii=False)
+    """The `tool_declare` system turn for `tools`: in TypeScript style as K2.5's tokenizer writes them
+    for its template (`tool_schema`), or where that cannot express a schema, the template's own
+    fallback, the tools' compact JSON."""
+    try:
+        body = typescript(tools)
+    except Unsupported:
+        body = ""
+    body = body or json.dumps(list(tools), separators=(",", ":"), ensure_ascii=False)
     return f"<|im_system|>tool_declare<|im_middle|>{body}<|im_end|>"
 
 

@@ -12,6 +12,7 @@ import pytest
 import mm_model
 from mm_model import generation
 from mm_model.generation import ForcedTokens
+from mm_model.tool_schema import typescript
 from mm_model.tools import ToolCallSplitter, check_calls, parse_tool_calls
 
 TOOLS = [
@@ -36,15 +37,14 @@ CALL = (
 
 # ---- the prompt, against the release's chat template ------------------------------------------------
 # Expected texts written out from the release's template (Kimi-K2-Thinking's chat_template.jinja, which
-# K2.5 shares for tools: `tools | tojson(separators=(',', ':'))` first, the default system turn, call
-# ids and string arguments as given, `<|im_system|>{name or 'tool'}` turns headed "## Return of ID",
-# reasoning kept only after the last assistant turn without calls), with K2.5's generation prompt
-# (`<think>`, or `<think></think>` for instant mode).
+# K2.5 shares for tools: the tools turn first, the default system turn, call ids and string arguments
+# as given, `<|im_system|>{name or 'tool'}` turns headed "## Return of ID", reasoning kept only after
+# the last assistant turn without calls), with K2.5's generation prompt (`<think>`, or `<think></think>`
+# for instant mode) and K2.5's tokenizer's TypeScript form of the tools (its `tools_ts_str`).
 
 DECLARE = (
-    '<|im_system|>tool_declare<|im_middle|>[{"type":"function","function":{"name":"get_weather",'
-    '"description":"Weather of a city","parameters":{"type":"object","properties":{"city":{"type":"string"}},'
-    '"required":["city"]}}}]<|im_end|>'
+    "<|im_system|>tool_declare<|im_middle|># Tools\n\n## functions\nnamespace functions {\n// Weather of a city\n"
+    "type get_weather = (_: {\n  city: string\n}) => any;\n}\n<|im_end|>"
 )
 SYSTEM = "<|im_system|>system<|im_middle|>You are Kimi, an AI assistant created by Moonshot AI.<|im_end|>"
 LOOP = [
@@ -279,7 +279,57 @@ def test_bad_tool_arguments_to_chat(model, kwargs, match) -> None:
         model.chat(ASK, thinking=False, max_new_tokens=2, **kwargs)
 
 
-def test_declared_tools_are_json_the_model_can_read_back(model) -> None:
-    text, _ = model.processor.render(ASK, tools=TOOLS)
+# A schema with every construct the TypeScript form has, and its text as K2.5's tokenizer writes it
+# (checked once against the encoder its tokenizer ships, as copied into tinker-cookbook's
+# renderers/kimi_k2_5_tool_declaration_ts.py; not vendored here).
+SEARCH = [{"type": "function", "function": {
+    "name": "search", "description": "Search the web.\n\nReturns links.",
+    "parameters": {"type": "object", "required": ["q"], "properties": {
+        "q": {"type": "string", "description": "query", "maxLength": 100},
+        "n": {"type": "integer", "default": 5, "minimum": 1},
+        "mode": {"enum": ["fast", "deep"]},
+        "tags": {"type": "array", "items": {"type": "string", "description": "a tag"}},
+        "opts": {"type": "object", "properties": {"safe": {"type": "boolean"}}, "additionalProperties": False},
+        "x": {"type": ["string", "null"]}}}}}]  # fmt: skip
+SEARCH_TS = """# Tools
+
+## functions
+namespace functions {
+// Search the web.
+
+// Returns links.
+type search = (_: {
+  // query
+  // maxLength: 100
+  q: string,
+  mode?: "fast" | "deep",
+  // minimum: 1
+  // Default: 5
+  n?: number,
+  opts?: {
+    safe?: boolean,
+    [k: string]: never
+  },
+  tags?: Array<
+    // a tag
+    string
+  >,
+  x?: string | null
+}) => any;
+}
+"""
+
+
+def test_typescript_declaration() -> None:
+    assert typescript(SEARCH) == SEARCH_TS
+    assert typescript([{"type": "function", "function": {"name": "ping"}}]) == (
+        "# Tools\n\n## functions\nnamespace functions {\ntype ping = (_: {}) => any;\n}\n"
+    )
+
+
+def test_schemas_it_cannot_express_are_declared_as_json(model) -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"$ref": "#/$defs/x"}}}]
+    text, _ = model.processor.render(ASK, tools=tools)
     body = text.split("<|im_middle|>", 1)[1].split("<|im_end|>", 1)[0]
-    assert json.loads(body) == TOOLS
+    assert body == '[{"type":"function","function":{"name":"f","parameters":{"$ref":"#/$defs/x"}}}]'
+    assert json.loads(body) == tools
