@@ -6,9 +6,10 @@
 Routes: POST /v1/chat/completions (JSON or `stream: true` server-sent events in the OpenAI chunk
 format, ending `data: [DONE]`), GET /v1/models, GET /v1/models/{id}, GET /health.
 
-Request fields: messages (text, `image_url`, `video_url` parts), model, max_completion_tokens /
-max_tokens, temperature, top_p, seed, stop, stream, stream_options.include_usage; and, outside the
-OpenAI schema (the client's `extra_body`):
+Request fields: messages (text, `image_url`, `video_url` parts; `tool` turns and assistant turns
+with `tool_calls`), model, max_completion_tokens / max_tokens, temperature, top_p, seed, stop, stream,
+stream_options.include_usage, tools, tool_choice ("auto" | "none" | "required" | a named function),
+parallel_tool_calls; and, outside the OpenAI schema (the client's `extra_body`):
     thinking: bool | {"type": "enabled"|"disabled"}   think before answering (Moonshot API form too)
     chat_template_kwargs: {"thinking": bool}           the vLLM/SGLang switch for K2.5
     thinking_budget: int | "auto"                      Toggle budget (`Model.chat(budget=...)`)
@@ -17,8 +18,18 @@ Thinking comes back as `reasoning_content` (DeepSeek, Kimi, older vLLM) and `rea
 OpenRouter) in the message or delta. `usage` adds vision_tokens, thinking_tokens, answer_tokens and
 `completion_tokens_details.reasoning_tokens`; responses carry `timings` (as llama.cpp's server does).
 
+Tool calls (Kimi K2's format, `mm_model.tools`) come back as the message's `tool_calls` with
+finish_reason "tool_calls" (a named tool_choice keeps "stop", as OpenAI and vLLM do), and stream as
+OpenAI streams them: a delta with the call's index, id, type and name, then argument pieces. As vLLM,
+arguments are passed on as the model wrote them and names are not checked against the tools.
+
 Defaults differ from OpenAI's where the package's own differ: temperature 0 (greedy, as `Model.chat`),
-thinking off, max_tokens 256.
+thinking as the served model's template says (the release's: on, as vLLM serves K2.5; the bundled
+tiny model: off), max_tokens 256.
+
+Fields this server does not read: those that would change the answer (n > 1, logprobs, top_logprobs,
+logit_bias, presence_penalty, frequency_penalty, a non-text response_format) get a 400 naming the
+field; any other unknown field is ignored and logged as a warning, as vLLM does.
 
 Media rules (the processor itself would open any local path, so the server decides first): `data:`
 URLs (base64) always; `file://` URLs only under `--allowed-local-media-path` after resolving symlinks
