@@ -114,11 +114,15 @@ def resolve_source(source: str | Path | None) -> Path:
         raise InputError(f"model source must be a bundled model name, a directory or an http(s):// endpoint "
                          f"URL, not {type(source).__name__}")  # fmt: skip
     if isinstance(source, str) and not source.strip():
-        raise InputError(f"model source is empty: name a bundled model {BUNDLED}, a directory or an endpoint URL")
+        raise InputError(
+            f"model source is empty: name a bundled model {BUNDLED}, a directory or an endpoint URL"
+        )
     from mm_model.remote import is_url
 
     if is_url(source):
-        raise InputError(f"{source} is an endpoint URL: this needs a local model (a bundled name or a directory)")
+        raise InputError(
+            f"{source} is an endpoint URL: this needs a local model (a bundled name or a directory)"
+        )
     if isinstance(source, str) and source in BUNDLED:
         path = Path(str(resources.files("mm_model") / "bundled" / source))
         if not (path / "config.json").exists():

@@ -113,7 +113,9 @@ class RemoteModel:
             import httpx  # noqa: F401
             import openai  # noqa: F401
         except ImportError as exc:
-            raise InputError(f"an endpoint URL needs the openai package: pip install 'mm-model[server]' ({exc})") from None
+            raise InputError(
+                f"an endpoint URL needs the openai package: pip install 'mm-model[server]' ({exc})"
+            ) from None
         self.url = base_url(url)
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
         self.models = list_models(self.url, api_key, probe_timeout)
@@ -183,11 +185,13 @@ class RemoteModel:
         import openai
 
         url = self.url
-        if isinstance(exc, openai.APITimeoutError) or isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
             return EndpointError(f"the endpoint {url} did not answer within {self.timeout:g} s")
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc
-            return EndpointError(f"lost the connection to the endpoint {url} ({type(cause).__name__}: {cause})")
+            return EndpointError(
+                f"lost the connection to the endpoint {url} ({type(cause).__name__}: {cause})"
+            )
         if isinstance(exc, httpx.HTTPError):  # raised as is by a stream's body, e.g. the connection dropped
             return EndpointError(f"the endpoint {url} broke off its answer ({type(exc).__name__}: {exc})")
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
