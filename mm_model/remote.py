@@ -16,7 +16,11 @@ a refused API key) is an `EndpointError` naming the URL, not an `openai`/`httpx`
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,31 +51,39 @@ def base_url(url: str) -> str:
 
 def list_models(url: str, api_key: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> list[str]:
     """The model ids of GET {url}/models; `EndpointError` saying what is wrong with the endpoint otherwise."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    # The standard library, not the openai client: its errors say exactly what failed, and there are no retries.
+    request = urllib.request.Request(
+        f"{url}/models", headers={"Authorization": f"Bearer {api_key}"} if api_key else {}
+    )
     try:
-        r = httpx.get(f"{url}/models", headers=headers, timeout=timeout, follow_redirects=True)
-    except httpx.TimeoutException:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            status, kind, raw = r.status, r.headers.get("content-type") or "no content type", r.read()
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        status, kind, raw = exc.code, "", b""
+    except TimeoutError:
         raise EndpointError(f"the endpoint {url} did not answer within {timeout:g} s") from None
-    except httpx.ConnectError as exc:
-        raise EndpointError(f"cannot connect to the endpoint {url} ({exc}): is the server running?") from None
-    except httpx.RemoteProtocolError as exc:
-        raise EndpointError(f"the endpoint {url} does not speak HTTP ({exc})") from None
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise EndpointError(f"the endpoint {url} did not answer within {timeout:g} s") from None
+        raise EndpointError(
+            f"cannot connect to the endpoint {url} ({exc.reason}): is the server running?"
+        ) from None
+    except http.client.HTTPException as exc:  # an answer, but not in HTTP
+        raise EndpointError(f"the endpoint {url} does not speak HTTP ({type(exc).__name__}: {exc})") from None
+    except (OSError, ValueError) as exc:  # reset connections, malformed URLs
         raise EndpointError(f"cannot use the endpoint {url}: {exc}") from None
-    if r.status_code in (401, 403):
-        raise EndpointError(f"the endpoint {url} refused the API key (HTTP {r.status_code}): pass api_key= "
+    if status in (401, 403):
+        raise EndpointError(f"the endpoint {url} refused the API key (HTTP {status}): pass api_key= "
                             "or set OPENAI_API_KEY")  # fmt: skip
-    if r.status_code == 404:
+    if status == 404:
         raise EndpointError(f"the endpoint {url} has no /models (HTTP 404): not an OpenAI-compatible API "
                             "(its base URL usually ends in /v1)")  # fmt: skip
-    if r.status_code != 200:
-        raise EndpointError(f"the endpoint {url} answered HTTP {r.status_code} to GET /models")
+    if status != 200:
+        raise EndpointError(f"the endpoint {url} answered HTTP {status} to GET /models")
     try:
-        body = r.json()
+        body = json.loads(raw)
     except ValueError:
-        kind = r.headers.get("content-type", "no content type")
         raise EndpointError(f"the endpoint {url} answered GET /models with {kind}, not JSON: "
                             "not an OpenAI-compatible API") from None  # fmt: skip
     data = body.get("data") if isinstance(body, dict) else None
@@ -110,7 +122,6 @@ class RemoteModel:
         """timeout: per request; probe_timeout: for GET /models at load; max_retries: the openai client's
         (408/429/5xx); media: "data" (base64) or "file" (file:// URLs for a server on this machine)."""
         try:
-            import httpx  # noqa: F401
             import openai  # noqa: F401
         except ImportError as exc:
             raise InputError(
@@ -181,19 +192,21 @@ class RemoteModel:
 
     def _failure(self, exc: Exception) -> EndpointError | None:
         """What went wrong with the endpoint, naming it; None for errors that are not the endpoint's."""
-        import httpx
         import openai
 
         url = self.url
-        if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        transport = _transport_error(exc)  # raised as is by some openai versions while a stream is read
+        if isinstance(exc, openai.APITimeoutError) or (transport and "Timeout" in type(exc).__name__):
             return EndpointError(f"the endpoint {url} did not answer within {self.timeout:g} s")
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
+        if isinstance(exc, openai.APIConnectionError) or transport:
+            cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) and exc.__cause__ else exc
+            if type(cause).__name__ == "ConnectError":  # it went away since `load`
+                return EndpointError(
+                    f"cannot connect to the endpoint {url} ({cause}): is the server running?"
+                )
             return EndpointError(
                 f"lost the connection to the endpoint {url} ({type(cause).__name__}: {cause})"
             )
-        if isinstance(exc, httpx.HTTPError):  # raised as is by a stream's body, e.g. the connection dropped
-            return EndpointError(f"the endpoint {url} broke off its answer ({type(exc).__name__}: {exc})")
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             return EndpointError(f"the endpoint {url} refused the API key (HTTP {exc.status_code})")
         if isinstance(exc, openai.APIStatusError):
@@ -201,6 +214,11 @@ class RemoteModel:
         if isinstance(exc, openai.APIError):  # e.g. an error event in a stream
             return EndpointError(f"the endpoint {url} failed: {_message(exc)}")
         return None
+
+
+def _transport_error(exc: Exception) -> bool:
+    """An exception of the HTTP stack under `openai` (httpx; httpx2 from openai 3): the network failed."""
+    return type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2")
 
 
 def _message(exc: Any) -> str:

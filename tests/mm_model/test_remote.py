@@ -216,6 +216,15 @@ def test_unreachable_endpoint_is_an_input_error_naming_it() -> None:
     )
 
 
+def test_an_endpoint_that_never_answers_is_an_input_error_after_the_probe_timeout() -> None:
+    with socket.socket() as silent:  # listens (the kernel completes the handshake) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        with pytest.raises(mm_model.InputError, match=f"the endpoint {url} did not answer within 0.5 s"):
+            RemoteModel(url, probe_timeout=0.5)
+
+
 def test_our_server_with_an_unknown_model_or_without_the_key(url, monkeypatch) -> None:
     with pytest.raises(
         mm_model.InputError, match=f"the endpoint {url} does not serve model 'nope'; it serves {NAME}"
