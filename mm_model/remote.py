@@ -165,7 +165,9 @@ class RemoteModel:
                 raise InputError(f"{name} works with a local model only, not with the endpoint {self.url}")
         kwargs = dict(max_tokens=max_new_tokens, budget=budget, temperature=temperature, top_p=top_p,
                       seed=seed, stream=stream, **options)  # fmt: skip
-        if thinking is not None:  # else the backend's default: no switch sent, the endpoint decides
+        if (
+            thinking is not None
+        ):  # else OpenAIBackend.chat's default (by the contract: no switch, the endpoint's)
             kwargs["thinking"] = thinking
         try:
             out = self.backend.chat(messages, **kwargs)
