@@ -3,6 +3,8 @@
     python -m benchmarks.video_bench --suite synthetic --root /tmp/syn --make-synthetic 24 --model tiny
     python -m benchmarks.video_bench --suite videomme --root ~/data/Video-MME --backend openai \
         --base-url http://127.0.0.1:8000/v1 --workers 8 --max-frames 64
+    python -m benchmarks.video_bench --suite synthetic --root /tmp/syn --model http://127.0.0.1:8000/v1
+    (a URL in --model is --backend openai --base-url URL; the served model: $OPENAI_MODEL or its first)
     (the same as `mm-model bench video ...`)
 
 Suites and their layouts: `benchmarks.video_suites`. Results go to `--out` (default
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ from benchmarks.video_suites.backends import Backend
 from benchmarks.video_suites.prompts import PROMPT_VERSION
 from benchmarks.video_suites.results import FingerprintMismatch, ResultsFile
 from benchmarks.video_suites.runner import evaluate, run
+from vision.errors import InputError
 
 __all__ = ["add_bench_command", "evaluate", "main", "run"]
 
@@ -32,7 +36,14 @@ RESULTS = Path(__file__).resolve().parent / "results" / "video"
 
 def make_backend(args: argparse.Namespace) -> Backend:
     from benchmarks.video_suites import backends
+    from mm_model.remote import RemoteModel, is_url
 
+    if is_url(args.model):  # `--model URL`: that endpoint, through the openai backend
+        if args.base_url and args.base_url.rstrip("/") != args.model.rstrip("/"):
+            raise InputError(f"--model {args.model} and --base-url {args.base_url} name two endpoints")
+        # Checked now (reachable, OpenAI-compatible, serves a model) rather than at the first sample.
+        endpoint = RemoteModel(args.model, os.environ.get("OPENAI_MODEL"), probe_timeout=30)
+        args.backend, args.base_url, args.model = "openai", endpoint.url, endpoint.name
     if args.backend == "local":
         return backends.LocalBackend(args.model or "tiny", fps=args.fps, max_frames=args.max_frames,
                                      max_patches_per_frame=args.max_patches_per_frame)  # fmt: skip
@@ -67,7 +78,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--model",
         default=None,
-        help="local: bundled name or checkpoint dir (default tiny); openai: served model id (default: the endpoint's first)",
+        help="local: bundled name or checkpoint dir (default tiny), or an endpoint URL (then the openai "
+        "backend at that URL); openai: served model id (default: $OPENAI_MODEL, else the endpoint's first)",
     )
     ap.add_argument(
         "--base-url",

@@ -1,4 +1,4 @@
-"""Gradio demo: chat about screenshots, images and videos with a loaded model (`mm-model demo [SOURCE]`).
+"""Gradio demo: chat about screenshots, images and videos with a loaded model (`mm-model demo [SOURCE|URL]`).
 
 A thin shell over `mm_model.api`: it turns the chat history into API messages, streams
 `Model.chat(..., stream=True)` into the chat (thinking in a collapsible message, then the answer, then
@@ -7,6 +7,7 @@ Gradio's upload cache and the bundled examples folder (`allowed_paths`); one gen
 (queue concurrency 1 plus a lock, since the model object is not thread-safe), the rest wait in line.
 
 python -m demo.app /path/to/checkpoint --port 7860
+python -m demo.app http://gpu-box:8000/v1 [--model NAME]    (a served model, e.g. Kimi-K2.5 on vLLM)
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any
 from demo.media import Limits, describe
 from demo.messages import ERROR, NOTICE, file_path, to_messages
 from mm_model import InputError
+from mm_model.remote import EndpointError
+from vision.config import MediaConfig
 
 log = logging.getLogger(__name__)
 ASSETS = Path(str(resources.files("mm_model") / "assets"))
@@ -35,12 +38,29 @@ EXAMPLES: list[dict[str, str]] = json.loads((ASSETS / "examples.json").read_text
 
 
 def stats_line(usage: dict[str, int], timings: dict[str, float]) -> str:
-    """prompt 812 · vision 640 · thinking 0 · answer 21 tokens · first token 0.41 s · 38.2 tok/s"""
+    """prompt 812 · vision 640 · thinking 0 · answer 21 tokens · first token 0.41 s · 38.2 tok/s
+
+    Counts an endpoint does not report (vLLM: vision, thinking) are left out, not shown as 0."""
+    counts = [f"{name} {usage[key]}" for name, key in (("prompt", "prompt_tokens"), ("vision", "vision_tokens"),
+              ("thinking", "thinking_tokens"), ("answer", "answer_tokens")) if key in usage]  # fmt: skip
+    if "answer_tokens" not in usage and "completion_tokens" in usage:
+        counts.append(f"completion {usage['completion_tokens']}")
     return (
-        f"prompt {usage['prompt_tokens']} · vision {usage['vision_tokens']} · thinking {usage['thinking_tokens']} · "
-        f"answer {usage['answer_tokens']} tokens · first token {timings.get('time_to_first_token_s', 0):.2f} s · "
+        f"{' · '.join(counts)} tokens · first token {timings.get('time_to_first_token_s', 0):.2f} s · "
         f"{timings.get('tokens_per_s', 0):.1f} tok/s"
     )
+
+
+def media_config(model: Any) -> MediaConfig:
+    """How the model samples media; for an endpoint (no local config) K2.5's defaults, as an estimate."""
+    return model.config.media if getattr(model, "config", None) is not None else MediaConfig()
+
+
+def where(model: Any) -> str:
+    """Which model answers, and where: "model NAME at URL" for an endpoint, "model NAME on this machine"."""
+    if hasattr(model, "describe"):
+        return model.describe()
+    return f"model {Path(str(getattr(model, 'path', None) or 'mm-model')).name} on this machine"
 
 
 def _render(thinking: str, answer: str, think_s: float | None, result: Any = None) -> list:
@@ -58,10 +78,14 @@ def _render(thinking: str, answer: str, think_s: float | None, result: Any = Non
     elif result is not None:  # never a blank bubble, as if it were the answer
         out.append(gr.ChatMessage(content=f"{NOTICE}{result.notice}"))
     if result is not None:
+        encoded = result.usage.get("media_items_encoded")  # our model and server count it; vLLM does not
+        reuse = (
+            ""
+            if encoded is None
+            else f"media items encoded now: {encoded} (media seen earlier are reused) · "
+        )
         detail = (
-            f"finish reason: {result.finish_reason} · media items encoded now: "
-            f"{result.usage.get('media_items_encoded', 0)} (media seen earlier are reused) · "
-            f"total {result.timings.get('total_s', 0):.2f} s"
+            f"finish reason: {result.finish_reason} · {reuse}total {result.timings.get('total_s', 0):.2f} s"
         )
         out.append(
             gr.ChatMessage(content=detail, metadata={"title": stats_line(result.usage, result.timings)})
@@ -70,10 +94,16 @@ def _render(thinking: str, answer: str, think_s: float | None, result: Any = Non
 
 
 def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-model") -> Any:
-    """The Gradio app around a loaded `mm_model.Model` (not launched)."""
+    """The Gradio app around a loaded `mm_model.Model` or `mm_model.RemoteModel` (not launched)."""
     import gradio as gr
 
     limits = limits or Limits()
+    media = media_config(model)
+    # An endpoint samples media itself: the side panel's costs are K2.5's defaults, said to be estimates.
+    estimate = "" if getattr(model, "config", None) is not None else (
+        f"\n\n_Estimated for K2.5's sampling ({media.sample_fps:g} fps, {media.temporal_merge_kernel_size}-frame "
+        f"chunks): {where(model)} samples the media itself._"
+    )  # fmt: skip
     lock = threading.Lock()  # the UI submit event and the /chat API event are separate queues
 
     def respond(message, history, mode, budget_kind, budget_tokens, max_new_tokens, temperature) -> Iterator:
@@ -98,6 +128,10 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
                     yield _render(text["thinking"], text["answer"], think_s)
             think_s = think_s if think_s is not None else time.perf_counter() - start
             yield _render(text["thinking"], text["answer"], think_s, result=stream.result)
+        except (
+            EndpointError
+        ) as exc:  # the endpoint is down or failing: its URL is no secret (it is shown above)
+            yield [{"role": "assistant", "content": ERROR + str(exc)}]
         except InputError as exc:  # bad file, too long, over a limit: say so in the chat, keep serving
             yield [
                 {"role": "assistant", "content": ERROR + re.sub(r"/[^\s'\"]*/", "", str(exc))}
@@ -113,13 +147,15 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
 
     def preview(value: dict | None) -> str:
         paths = [p for f in (value or {}).get("files") or [] if (p := file_path(f))]
-        return describe(paths, model.config.media, limits)
+        return describe(paths, media, limits) + (estimate if paths else "")
 
     with gr.Blocks(title=f"{title} demo", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             f"### {title}: ask about screenshots, images and videos\n"
             f"Paste or drop a screenshot, upload images or a video (up to {limits.max_upload_mb:g} MB, "
-            f"videos up to {limits.max_video_seconds:g} s), then ask. Runs locally; one answer at a time."
+            f"videos up to {limits.max_video_seconds:g} s), then ask. One answer at a time.\n\n"
+            f"Answers come from **{where(model)}**.",
+            elem_id="model-info",
         )
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
@@ -135,7 +171,7 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
                     1, 4096, value=256, step=1, label="Max new tokens", elem_id="max-new-tokens"
                 )
                 temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
-                sampling = gr.Markdown(describe([], model.config.media, limits), elem_id="media-preview")
+                sampling = gr.Markdown(describe([], media, limits), elem_id="media-preview")
             with gr.Column(scale=3):
                 textbox = gr.MultimodalTextbox(
                     file_types=["image", "video", ".txt"], file_count="multiple", sources=["upload"],
@@ -167,7 +203,12 @@ def launch(demo: Any, *, host: str = "127.0.0.1", port: int | None = None, share
 def add_demo_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """`mm-model demo [SOURCE] --host --port --share --max-upload-mb --max-video-seconds`."""
     p = subparsers.add_parser("demo", help="Gradio demo for screenshots and videos (localhost by default)")
-    p.add_argument("source", nargs="?", default="tiny", help="bundled model name or checkpoint directory")
+    p.add_argument("source", nargs="?", default="tiny",
+                   help="bundled model name, checkpoint directory, or endpoint URL (http://HOST:PORT/v1)")  # fmt: skip
+    p.add_argument(
+        "--model", default=None, help="endpoint URL only: the served model id (default: its first)"
+    )
+    p.add_argument("--api-key", default=None, help="endpoint URL only: API key (default $OPENAI_API_KEY)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it on the network)")
     p.add_argument("--port", type=int, default=None, help="port (default: 7860 or the next free one)")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
@@ -187,9 +228,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding to {args.host}: anyone who can reach this address can use the demo")
-    model = mm_model.load(args.source)
+    model = mm_model.load(args.source, model=args.model, api_key=args.api_key)
     limits = Limits(args.max_upload_mb, args.max_video_seconds)
-    name = Path(str(args.source)).name
+    name = getattr(model, "name", None) or Path(str(args.source)).name
+    print(f"demo: answers come from {where(model)}")
     launch(build_demo(model, limits, title=f"mm-model · {name}"), host=args.host, port=args.port,
            share=args.share, limits=limits)  # fmt: skip
     return 0

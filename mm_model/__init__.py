@@ -1,7 +1,7 @@
 """mm_model: native multimodal models of the Kimi K2.5 kind (MoonViT-3D + DeepSeek-V3-style MoE LM).
 
 import mm_model
-model = mm_model.load()                     # the bundled model, or a checkpoint directory
+model = mm_model.load()                     # the bundled model, a checkpoint directory, or an endpoint URL
 model.chat([{"role": "user", "content": [{"type": "image", "image": "shot.png"},
                                          {"type": "text", "text": "What is highlighted?"}]}])
 """
@@ -14,8 +14,9 @@ from vision.errors import ImageError, InputError, VideoError
 
 if TYPE_CHECKING:
     from mm_model.api import ChatResult, Model, load
+    from mm_model.remote import RemoteModel
 
-__all__ = ["ChatResult", "ImageError", "InputError", "Model", "VideoError", "load"]
+__all__ = ["ChatResult", "ImageError", "InputError", "Model", "RemoteModel", "VideoError", "load"]
 __version__ = "0.1.0"
 
 
@@ -26,4 +27,8 @@ def __getattr__(name: str) -> Any:
         from mm_model import api
 
         return getattr(api, name)
+    if name == "RemoteModel":
+        from mm_model.remote import RemoteModel
+
+        return RemoteModel
     raise AttributeError(f"module 'mm_model' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -33,6 +33,9 @@ from mm_model.tokenizer import Tokenizer, load_tokenizer
 from vision.dtypes import cpu_has_fast_bf16
 from vision.errors import InputError
 from vision.packing import pack
+
+if TYPE_CHECKING:
+    from mm_model.remote import RemoteModel
 
 BUNDLED = ("tiny",)
 
@@ -126,11 +129,18 @@ def resolve_source(source: str | Path | None) -> Path:
     if source is None:
         source = "tiny"
     if not isinstance(source, str | Path):
-        raise InputError(
-            f"model source must be a bundled model name or a directory, not {type(source).__name__}"
-        )
+        raise InputError(f"model source must be a bundled model name, a directory or an http(s):// endpoint "
+                         f"URL, not {type(source).__name__}")  # fmt: skip
     if isinstance(source, str) and not source.strip():
-        raise InputError(f"model source is empty: name a bundled model {BUNDLED} or a directory")
+        raise InputError(
+            f"model source is empty: name a bundled model {BUNDLED}, a directory or an endpoint URL"
+        )
+    from mm_model.remote import is_url
+
+    if is_url(source):
+        raise InputError(
+            f"{source} is an endpoint URL: this needs a local model (a bundled name or a directory)"
+        )
     if isinstance(source, str) and source in BUNDLED:
         path = Path(str(resources.files("mm_model") / "bundled" / source))
         if not (path / "config.json").exists():
@@ -138,14 +148,29 @@ def resolve_source(source: str | Path | None) -> Path:
         return path
     path = Path(source)
     if not path.is_dir():
-        raise InputError(f"model source {str(source)!r} is neither a bundled model {BUNDLED} nor a directory")
+        raise InputError(f"model source {str(source)!r} is neither a bundled model {BUNDLED}, a directory, "
+                         "nor an http(s):// endpoint URL (such as http://127.0.0.1:8000/v1)")  # fmt: skip
     return path
 
 
 def load(
-    source: str | Path | None = "tiny", dtype: torch.dtype | None = None, device: str | None = None
-) -> Model:
-    """Load a bundled model by name or a checkpoint directory (config.json + safetensors [+ tokenizer])."""
+    source: str | Path | None = "tiny",
+    dtype: torch.dtype | None = None,
+    device: str | None = None,
+    *,
+    model: str | None = None,
+    api_key: str | None = None,
+) -> Model | RemoteModel:
+    """Load a bundled model by name or a checkpoint directory (config.json + safetensors [+ tokenizer]),
+    or connect to an OpenAI-compatible endpoint given as an http(s):// URL (a `RemoteModel`: `model`
+    names the served model, default the endpoint's first; `api_key` default $OPENAI_API_KEY; dtype and
+    device are the endpoint's business and ignored)."""
+    from mm_model.remote import RemoteModel, is_url
+
+    if is_url(source):
+        return RemoteModel(source, model, api_key)
+    if model is not None or api_key is not None:
+        raise InputError(f"model= and api_key= are for an endpoint URL; {str(source)!r} is a local model")
     path = resolve_source(source)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = dtype or _default_dtype(dev)

@@ -1,6 +1,6 @@
 """The `mm-model` command line.
 
-mm-model chat [SOURCE] [--image PATH] [--video PATH] "prompt"   stream an answer
+mm-model chat "prompt" [SOURCE|URL] [--image PATH] [--video PATH]  stream an answer (URL: an endpoint)
 mm-model info SOURCE|k25|tiny [--image PATH] [--video PATH]      config, parameters, token costs
 mm-model convert SRC DST [--to released|released-int4|transformers]  checkpoint layouts
 mm-model encode [IMAGE ...]                                      MoonViT-3D timing on images
@@ -28,10 +28,37 @@ def _dtype(name: str | None):
     return {None: None, "fp32": torch.float32, "bf16": torch.bfloat16}[name]
 
 
+def usage_line(u: dict[str, int], t: dict[str, float]) -> str:
+    """ "812 prompt tokens (640 vision), 0 thinking, 21 answer; first token 0.41 s, 38.2 tokens/s", with
+    only what is known (an endpoint may not report vision or thinking tokens)."""
+    counts = []
+    if "prompt_tokens" in u:
+        vision = f" ({u['vision_tokens']} vision)" if "vision_tokens" in u else ""
+        counts.append(f"{u['prompt_tokens']} prompt tokens{vision}")
+    if "thinking_tokens" in u:
+        counts.append(f"{u['thinking_tokens']} thinking")
+    if "answer_tokens" in u:
+        counts.append(f"{u['answer_tokens']} answer")
+    elif "completion_tokens" in u:
+        counts.append(f"{u['completion_tokens']} completion tokens")
+    times = []
+    if "time_to_first_token_s" in t:
+        times.append(f"first token {t['time_to_first_token_s']:.2f} s")
+    if "tokens_per_s" in t:
+        times.append(f"{t['tokens_per_s']:.1f} tokens/s")
+    return "; ".join(x for x in (", ".join(counts), ", ".join(times)) if x) or "no usage reported"
+
+
 def _cmd_chat(args: argparse.Namespace) -> int:
     import mm_model
+    from mm_model.remote import is_url
 
-    model = mm_model.load(args.source, dtype=_dtype(args.dtype))
+    if is_url(args.source):  # dtype is the endpoint's business
+        model = mm_model.load(args.source, model=args.model, api_key=args.api_key)
+    elif args.model or args.api_key:
+        raise InputError("--model and --api-key are for an endpoint URL (http://HOST:PORT/v1) as SOURCE")
+    else:
+        model = mm_model.load(args.source, dtype=_dtype(args.dtype))
     content: list[dict] = [{"type": "image", "image": p} for p in args.image]
     content += [{"type": "video", "video": p} for p in args.video]
     content.append({"type": "text", "text": args.prompt})
@@ -48,12 +75,9 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             elif args.thinking:
                 print("\n[answer] ", end="", flush=True)
         print(piece, end="", flush=True)
-    u, t = stream.result.usage, stream.result.timings
     if stream.result.notice:  # a blank line would read as if it were the answer
         print(f"({stream.result.notice})", end="", flush=True)
-    print(f"\n-- {u['prompt_tokens']} prompt tokens ({u['vision_tokens']} vision), {u['thinking_tokens']} thinking, "
-          f"{u['answer_tokens']} answer; first token {t['time_to_first_token_s']:.2f} s, "
-          f"{t['tokens_per_s']:.1f} tokens/s", file=sys.stderr)  # fmt: skip
+    print(f"\n-- {usage_line(stream.result.usage, stream.result.timings)}", file=sys.stderr)
     return 0
 
 
@@ -224,7 +248,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     chat = sub.add_parser("chat", help="chat about images and videos (streams the answer)")
     chat.add_argument("prompt")
-    chat.add_argument("source", nargs="?", default="tiny", help="bundled model name or checkpoint directory")
+    chat.add_argument("source", nargs="?", default="tiny",
+                      help="bundled model name, checkpoint directory, or endpoint URL (http://HOST:PORT/v1)")  # fmt: skip
     chat.add_argument("--image", action="append", default=[], help="image file (repeatable)")
     chat.add_argument("--video", action="append", default=[], help="video file (repeatable)")
     chat.add_argument("--thinking", action="store_true", help="think before answering")
@@ -232,7 +257,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0)
     chat.add_argument("--seed", type=int, default=None)
-    chat.add_argument("--dtype", choices=["fp32", "bf16"], default=None)
+    chat.add_argument("--dtype", choices=["fp32", "bf16"], default=None, help="local models only")
+    chat.add_argument(
+        "--model", default=None, help="endpoint URL only: the served model id (default: its first)"
+    )
+    chat.add_argument("--api-key", default=None, help="endpoint URL only: API key (default $OPENAI_API_KEY)")
     chat.set_defaults(func=_cmd_chat)
 
     info = sub.add_parser("info", help="config, parameter counts and token costs of media")

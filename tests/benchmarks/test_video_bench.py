@@ -15,6 +15,7 @@ from benchmarks.video_suites.backends import Reply, Request
 from benchmarks.video_suites.results import ResultsFile
 from benchmarks.video_suites.summary import summarize
 from benchmarks.video_suites.synthetic import make_suite
+from mm_model import cli
 
 SETTINGS = {"fps": 2.0, "max_frames": None, "subtitles": False, "thinking": False, "budget": None,
             "max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "seed": None}  # fmt: skip
@@ -163,15 +164,32 @@ def test_cli_local_and_openai_agree_on_tiny_model(tiny_dir, tmp_path, capsys):
             str(tmp_path / "oa"),
         ]
         assert video_bench.main(args) == 0
-    remote = _last_json(capsys.readouterr().out)
-    assert remote["model"] == "tiny-random", remote
-    assert remote["overall"] == local["overall"]
+        remote = _last_json(capsys.readouterr().out)
+        # `mm-model bench video --model URL`: the openai backend at that URL, with no other flag
+        assert cli.main(["bench", "video", *common, "--model", url, "--out", str(tmp_path / "url")]) == 0
+        by_url = _last_json(capsys.readouterr().out)
+    assert remote["model"] == by_url["model"] == "tiny-random", (remote, by_url)
+    assert by_url["backend"] == "openai" and by_url["settings"]["base_url"] == url
+    assert remote["overall"] == by_url["overall"] == local["overall"]
     by_id = {}
-    for name in ("local", "oa"):
+    for name in ("local", "oa", "url"):
         for line in (tmp_path / name / "results.jsonl").read_text().splitlines()[1:]:
             r = json.loads(line)
-            by_id.setdefault(r["id"], []).append(r["raw_output"])
-    assert all(a == b for a, b in by_id.values())
+            by_id.setdefault(r["id"], []).append((r["raw_output"], r["prediction"]))
+    assert len(by_id) == 4 and all(a == b == c for a, b, c in by_id.values()), by_id
+
+
+def test_bench_with_an_unreachable_url_says_so(tmp_path, capsys):
+    import socket
+
+    pytest.importorskip("openai")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    argv = ["bench", "video", "--suite", "synthetic", "--root", str(tmp_path / "syn"), "--make-synthetic", "1",
+            "--synthetic-source", "builtin", "--model", closed, "--out", str(tmp_path / "out"), "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 2
+    assert f"cannot connect to the endpoint {closed}" in capsys.readouterr().err
 
 
 def test_local_backend_sampling_controls_and_thinking_budget(tiny_dir, suite):

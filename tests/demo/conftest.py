@@ -56,3 +56,26 @@ def bundled_url(tmp_path_factory):
     yield local_url
     demo.close()
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def endpoint_demo(tmp_path_factory):
+    """`mm-model demo URL`: the demo over a `RemoteModel` whose endpoint is `mm-model serve` on the bundled
+    model (its own copy). Yields (demo URL, endpoint URL)."""
+    pytest.importorskip("gradio")
+    pytest.importorskip("fastapi")
+    pytest.importorskip("openai")
+    import mm_model
+    from demo import app
+    from mm_model.server import background_server, create_app
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_cache_endpoint")))
+    mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    with background_server(create_app(mm_model.load("tiny", device="cpu"))) as endpoint:
+        remote = mm_model.load(endpoint)
+        demo = app.build_demo(remote, title=f"mm-model · {remote.name}")
+        _, local_url, _ = app.launch(demo, port=free_port(), prevent_thread_lock=True, quiet=True)
+        yield local_url, endpoint
+        demo.close()
+    mp.undo()

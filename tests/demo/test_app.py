@@ -276,3 +276,105 @@ def test_add_demo_command_flags():
         "/ckpt", 8000, True, 10.0, 30.0,
     )  # fmt: skip
     assert args.func is app.run_demo
+
+
+# ---- the demo over an endpoint (`mm-model demo URL`): our server as the stand-in ---------------------
+
+
+@pytest.fixture(scope="module")
+def endpoint(tiny_dir):
+    """`mm-model serve` on its own copy of the tiny random model: the endpoint URL."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("openai")
+    from mm_model.server import background_server, create_app
+
+    with background_server(create_app(mm_model.load(tiny_dir), model_name="tiny-random")) as base:
+        yield base
+
+
+def demo_fn(demo, name: str):
+    """One of the app's event functions by name (`respond`: the chat; `preview`: the side panel), as written
+    (Gradio's ChatInterface wraps `respond` in an async generator)."""
+    import inspect
+
+    return next(inspect.unwrap(f.fn) for f in demo.fns.values() if getattr(f.fn, "__name__", "") == name)
+
+
+def final_parts(respond, message: dict, *controls) -> dict[str, dict]:
+    """`parts` of the last update of one `respond` call, with gr.ChatMessages as the dicts the client sees."""
+    last = list(respond(message, [], *controls))[-1]
+    return parts([m if isinstance(m, dict) else dataclasses.asdict(m) for m in last])
+
+
+def model_info(demo) -> str:
+    return next(b.value for b in demo.blocks.values() if getattr(b, "elem_id", None) == "model-info")
+
+
+ENDPOINT_QUESTIONS = {  # (question, file, controls: mode, budget kind, budget tokens, max new tokens, temperature)
+    "image_instant": ("What shapes do you see?", "example_image.png", ("Instant", "none", 64, 12, 0.0)),
+    "video_thinking_budget": ("What happens to the ball?", "example_video.mp4", ("Thinking", "number", 16, 24, 0.0)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(ENDPOINT_QUESTIONS))
+def test_the_demo_over_an_endpoint_answers_as_over_the_local_model(endpoint, tiny_dir, case):
+    question, file, controls = ENDPOINT_QUESTIONS[case]
+    local_model = mm_model.load(tiny_dir)
+    remote = mm_model.load(endpoint)
+    message = {"text": question, "files": [str(app.ASSETS / file)]}
+    local = final_parts(demo_fn(app.build_demo(local_model), "respond"), message, *controls)
+    got = final_parts(demo_fn(app.build_demo(remote), "respond"), message, *controls)
+    assert got.keys() == local.keys() and "answer" in got
+    assert got["answer"]["content"] == local["answer"]["content"] and not got["answer"]["content"].startswith(
+        app.ERROR
+    )
+    if "thinking" in local:
+        assert got["thinking"]["content"] == local["thinking"]["content"]
+    # the same token counts (our server reports vision and thinking tokens); the times differ
+    counts = [p["stats"]["metadata"]["title"].split(" tokens ")[0] for p in (got, local)]
+    assert counts[0] == counts[1] and "vision " in counts[0], counts
+    # and the same as the API's answer for the same messages
+    kind = "video" if file.endswith(".mp4") else "image"
+    thinking = controls[0] == "Thinking"
+    messages = [{"role": "user", "content": [{"type": kind, kind: str(app.ASSETS / file)},
+                                             {"type": "text", "text": question}]}]  # fmt: skip
+    ref = local_model.chat(messages, max_new_tokens=controls[3], thinking=thinking,
+                           budget=controls[2] if thinking else None)  # fmt: skip
+    assert got["answer"]["content"] == (ref.text if ref.answered else app.NOTICE + ref.notice)
+
+
+def test_the_demo_says_which_model_it_talks_to_and_where(endpoint, model, tmp_path):
+    remote = mm_model.load(endpoint)
+    demo = app.build_demo(remote)
+    assert f"Answers come from **model tiny-random at {endpoint}**" in model_info(demo)
+    assert "on this machine" in model_info(app.build_demo(model))
+    # The side panel: the cost at K2.5's sampling, said to be an estimate (the endpoint samples itself).
+    preview = demo_fn(demo, "preview")({"files": [str(app.ASSETS / "example_video.mp4")]})
+    plan = video_plan(app.ASSETS / "example_video.mp4")
+    assert f"{plan.frames_kept} frames kept" in preview and f"{plan.vision_tokens} vision tokens" in preview
+    assert f"model tiny-random at {endpoint} samples the media itself" in preview
+    assert "samples the media itself" not in demo_fn(app.build_demo(model), "preview")(
+        {"files": [str(app.ASSETS / "example_video.mp4")]}
+    )
+
+
+def test_mm_model_demo_url_loads_the_endpoint(endpoint, monkeypatch, capsys):
+    launched = {}
+    monkeypatch.setattr(app, "launch", lambda demo, **kw: launched.update(demo=demo, **kw))
+    assert app.main([endpoint, "--model", "tiny-random", "--port", "7999"]) == 0
+    assert f"answers come from model tiny-random at {endpoint}" in capsys.readouterr().out
+    assert launched["port"] == 7999 and launched["demo"].title == "mm-model · tiny-random demo"
+    assert f"model tiny-random at {endpoint}" in model_info(launched["demo"])
+    assert app.main([endpoint, "--model", "nope"]) == 2
+    assert f"the endpoint {endpoint} does not serve model 'nope'" in capsys.readouterr().err
+
+
+def test_an_endpoint_gone_down_is_said_in_the_chat_naming_it(tiny_dir):
+    from mm_model.remote import RemoteModel
+    from mm_model.server import background_server, create_app
+
+    with background_server(create_app(mm_model.load(tiny_dir))) as base:
+        remote = RemoteModel(base, max_retries=0)
+    respond = demo_fn(app.build_demo(remote), "respond")
+    (error,) = list(respond({"text": "hello", "files": []}, [], *DEFAULTS.values()))[-1]
+    assert error["content"].startswith(app.ERROR + f"cannot connect to the endpoint {base}"), error

@@ -227,3 +227,23 @@ def test_an_uploaded_screenshot_and_video_are_answered_right(browser, bundled_ur
     assert same_answer(answer, s.answer), (question, s.answer, answer, stats)
     _picture(page, tmp_path, f"upload_{kind}.png")
     page.close()
+
+
+@pytest.mark.parametrize("card", range(len(app.EXAMPLES)), ids=[e["file"] for e in app.EXAMPLES])
+def test_the_demo_over_an_endpoint_answers_each_example_card_right(browser, endpoint_demo, tmp_path, card):
+    """`mm-model demo URL` with `mm-model serve` (the bundled model) as the endpoint: the page says which
+    model it talks to and where, and a card's click gets the answer the bundled model gives locally."""
+    demo_url, endpoint = endpoint_demo
+    example = app.EXAMPLES[card]
+    playwright.expect.set_options(timeout=60_000)
+    page = browser.new_page(viewport={"width": 1280, "height": 820})
+    page.goto(demo_url)
+    playwright.expect(page.locator("#model-info")).to_contain_text(
+        f"Answers come from model tiny at {endpoint}"
+    )
+    page.get_by_text(example["question"]).first.click()
+    answer, stats = _answer_of(page, example["question"])
+    assert same_answer(answer, example["answer"]), (example, answer, stats)
+    assert re.search(r"vision [1-9]\d* · ", stats), stats  # the endpoint's own count of vision tokens
+    _picture(page, tmp_path, f"endpoint_example_{card + 1}.png")
+    page.close()

@@ -68,3 +68,59 @@ def test_chat_says_when_the_model_gave_no_answer(tiny_dir, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert out.rstrip().endswith("(the model produced no answer: max_new_tokens ran out while thinking)"), out
+
+
+@pytest.fixture(scope="module")
+def served(tiny_dir):
+    """`mm-model serve` on the tiny random model, on a free loopback port: the endpoint URL."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("openai")
+    import mm_model
+    from mm_model.server import background_server, create_app
+
+    with background_server(create_app(mm_model.load(tiny_dir), model_name="tiny-random")) as url:
+        yield url
+
+
+@pytest.mark.parametrize("flags", [[], ["--thinking", "--budget", "2"]], ids=["instant", "thinking_budget"])
+def test_chat_against_an_endpoint_prints_the_local_answer(tiny_dir, served, sample_video, capsys, flags):
+    def chat(source: str, *more: str) -> tuple[str, str]:
+        code = main(["chat", "what is in the picture?", source, "--image", str(example_screenshot()), "--video",
+                     str(sample_video), "--max-new-tokens", "6", *flags, *more])  # fmt: skip
+        assert code == 0
+        captured = capsys.readouterr()
+        return captured.out, captured.err
+
+    (local, local_stats), (remote, remote_stats) = chat(str(tiny_dir)), chat(served, "--model", "tiny-random")
+    assert remote == local and local.strip()
+    # the same counts (the server reports vision and thinking tokens too); times differ
+    assert remote_stats.split(";")[0] == local_stats.split(";")[0] and "vision)" in remote_stats
+
+
+@pytest.mark.parametrize(
+    "usage, timings, line",
+    [({"prompt_tokens": 9, "vision_tokens": 4, "thinking_tokens": 1, "answer_tokens": 2, "completion_tokens": 3},
+      {"time_to_first_token_s": 0.5, "tokens_per_s": 10.0},
+      "9 prompt tokens (4 vision), 1 thinking, 2 answer; first token 0.50 s, 10.0 tokens/s"),
+     ({"prompt_tokens": 9, "completion_tokens": 3}, {"total_s": 1.0}, "9 prompt tokens, 3 completion tokens"),
+     ({}, {}, "no usage reported")],
+    ids=["ours", "vllm_without_reasoning_counts", "nothing"],
+)  # fmt: skip
+def test_usage_line_says_what_is_known(usage, timings, line):
+    from mm_model.cli import usage_line
+
+    assert usage_line(usage, timings) == line
+
+
+def test_chat_with_a_bad_endpoint_is_a_message_naming_it(tiny_dir, served, capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    assert main(["chat", "hi", closed]) == 2
+    assert f"mm-model: cannot connect to the endpoint {closed}" in capsys.readouterr().err
+    assert main(["chat", "hi", served, "--model", "nope"]) == 2
+    assert f"the endpoint {served} does not serve model 'nope'" in capsys.readouterr().err
+    assert main(["chat", "hi", str(tiny_dir), "--model", "tiny-random"]) == 2
+    assert "--model and --api-key are for an endpoint URL" in capsys.readouterr().err
