@@ -93,6 +93,14 @@ def _render(thinking: str, answer: str, think_s: float | None, result: Any = Non
     return out
 
 
+def default_mode(model: Any) -> str:
+    """What "Default" means for `model`: its own thinking default, or the endpoint's."""
+    default = getattr(model, "default_thinking", None)
+    if default is None:
+        return "the endpoint's own (K2.5 served by vLLM: thinking)"
+    return "thinking" if default else "instant"
+
+
 def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-model") -> Any:
     """The Gradio app around a loaded `mm_model.Model` or `mm_model.RemoteModel` (not launched)."""
     import gradio as gr
@@ -109,11 +117,15 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
     def respond(message, history, mode, budget_kind, budget_tokens, max_new_tokens, temperature) -> Iterator:
         try:
             messages = to_messages(history, message, limits)
-            thinking = mode == "Thinking"
+            # "Default" leaves it to the model (K2.5 and its endpoints: thinking; the bundled model: instant)
+            thinking = {"Thinking": True, "Instant": False}.get(mode)
+            thinks = (
+                thinking if thinking is not None else getattr(model, "default_thinking", None) is not False
+            )
             budget = None
-            if thinking and budget_kind == "auto":
+            if thinks and budget_kind == "auto":
                 budget = "auto"
-            elif thinking and budget_kind == "number":
+            elif thinks and budget_kind == "number":
                 budget = int(budget_tokens)
             with lock:
                 stream = model.chat(
@@ -122,6 +134,8 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
                 )  # fmt: skip
                 text, start, think_s = {"thinking": "", "answer": ""}, time.perf_counter(), None
                 for piece in stream:
+                    if piece.kind not in text:  # tool calls: the demo declares no tools
+                        continue
                     text[piece.kind] += piece
                     if piece.kind == "answer" and think_s is None:
                         think_s = time.perf_counter() - start
@@ -159,7 +173,10 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
         )
         with gr.Row():
             with gr.Column(scale=1, min_width=240):
-                mode = gr.Radio(["Instant", "Thinking"], value="Instant", label="Mode")
+                mode = gr.Radio(
+                    ["Default", "Instant", "Thinking"], value="Default", label="Mode",
+                    info=f"Default: {default_mode(model)}",
+                )  # fmt: skip
                 budget_kind = gr.Radio(
                     ["none", "number", "auto"], value="none", label="Thinking budget (Toggle)",
                     info="Thinking mode only: unlimited, at most N tokens, or calibrated",

@@ -66,13 +66,16 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         [{"role": "user", "content": content}], max_new_tokens=args.max_new_tokens, thinking=args.thinking,
         budget=args.budget, temperature=args.temperature, seed=args.seed, stream=True,
     )  # fmt: skip
-    kind = None
+    kind, thought = None, False
     for piece in stream:
+        if piece.kind == "tool_call":  # no tools are declared here: nothing to show
+            continue
         if piece.kind != kind:
             kind = piece.kind
             if kind == "thinking":
+                thought = True
                 print("[thinking] ", end="", flush=True)
-            elif args.thinking:
+            elif thought:
                 print("\n[answer] ", end="", flush=True)
         print(piece, end="", flush=True)
     if stream.result.notice:  # a blank line would read as if it were the answer
@@ -252,7 +255,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                       help="bundled model name, checkpoint directory, or endpoint URL (http://HOST:PORT/v1)")  # fmt: skip
     chat.add_argument("--image", action="append", default=[], help="image file (repeatable)")
     chat.add_argument("--video", action="append", default=[], help="video file (repeatable)")
-    chat.add_argument("--thinking", action="store_true", help="think before answering")
+    chat.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=None,
+                      help="think before answering, or not (default: the model's own: on for K2.5, off for the bundled model)")  # fmt: skip
     chat.add_argument("--budget", default=None, help="thinking token budget: a number or 'auto'")
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0)

@@ -378,3 +378,22 @@ def test_an_endpoint_gone_down_is_said_in_the_chat_naming_it(tiny_dir):
     respond = demo_fn(app.build_demo(remote), "respond")
     (error,) = list(respond({"text": "hello", "files": []}, [], *DEFAULTS.values()))[-1]
     assert error["content"].startswith(app.ERROR + f"cannot connect to the endpoint {base}"), error
+
+
+def test_default_mode_is_the_models_own(model):
+    """ "Default" leaves thinking to the model: a checkpoint thinks, as the release does; a model whose
+    template defaults to instant (the bundled one) answers as in Instant mode."""
+    respond = demo_fn(app.build_demo(model), "respond")
+    message = {"text": "What shapes do you see?", "files": [str(app.ASSETS / "example_image.png")]}
+
+    def shown(mode: str) -> dict[str, str]:
+        got = final_parts(respond, message, mode, "none", 64, 12, 0.0)
+        return {k: got[k]["content"] for k in ("thinking", "answer") if k in got}
+
+    assert model.default_thinking
+    assert "thinking" in shown("Default") and shown("Default") == shown("Thinking")
+    model.default_thinking = False
+    try:
+        assert "thinking" not in shown("Default") and shown("Default") == shown("Instant")
+    finally:
+        model.default_thinking = True

@@ -124,3 +124,12 @@ def test_chat_with_a_bad_endpoint_is_a_message_naming_it(tiny_dir, served, capsy
     assert f"the endpoint {served} does not serve model 'nope'" in capsys.readouterr().err
     assert main(["chat", "hi", str(tiny_dir), "--model", "tiny-random"]) == 2
     assert "--model and --api-key are for an endpoint URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "thinks"), [([], True), (["--thinking"], True), (["--no-thinking"], False)])
+def test_chat_thinks_by_default_as_the_release_does(tiny_dir, capsys, flag, thinks):
+    """A checkpoint's template opens a thinking block unless told not to; --no-thinking turns it off."""
+    assert main(["chat", "hello", str(tiny_dir), "--max-new-tokens", "3", *flag]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("[thinking] ") == thinks
+    assert ("0 thinking" in err) != thinks
