@@ -24,6 +24,7 @@ from torch import Tensor
 from mm_model import generation
 from mm_model.checkpoint import load_model
 from mm_model.config import ModelConfig
+from mm_model.media_options import MediaOptions
 from mm_model.multimodal import KimiK25Model
 from mm_model.processor import MediaItem, Processor
 from mm_model.toggle import CALIBRATION_FILE, Calibration, ThinkingBudget, ThinkingStream, ThinkTokens
@@ -194,6 +195,9 @@ class Model:
         top_p: float = 1.0,
         seed: int | None = None,
         stream: bool = False,
+        fps: float | None = None,
+        num_frames: int | None = None,
+        max_patches: int | None = None,
         task_kind: str | None = None,
         answer_budget: int | None = None,
         ramp: float = 0.0,
@@ -205,6 +209,8 @@ class Model:
         Toggle calibration for `task_kind`). answer_budget caps the answer; ramp (0..1) nudges the
         model to close its thinking over the last part of the budget (`mm_model.toggle`).
         stream: return a `ChatStream` of `TextPiece`s (thinking pieces first, then the answer).
+        fps, num_frames, max_patches: media options for this call, under those written on a part and
+        over the processor's (`mm_model.media_options`: video sampling rate, frame cap, patch budget).
         """
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
@@ -223,7 +229,10 @@ class Model:
                 answer_budget=answer_budget, ramp=ramp, max_new_tokens=max_new_tokens,
                 calibration=self.calibration, task_kind=task_kind,
             )  # fmt: skip
-        pieces = self._chat_pieces(messages, max_new_tokens, thinking, policy, temperature, top_p, seed)
+        media = MediaOptions.checked(fps, num_frames, max_patches)  # bad values raise now, not mid-stream
+        pieces = self._chat_pieces(
+            messages, max_new_tokens, thinking, policy, temperature, top_p, seed, media=media
+        )
         if stream:
             holder = ChatStream(iter(()))
 
@@ -238,10 +247,13 @@ class Model:
         except StopIteration as done:
             return done.value
 
-    def _chat_pieces(self, messages, max_new_tokens, thinking, policy, temperature, top_p, seed):
+    def _chat_pieces(
+        self, messages, max_new_tokens, thinking, policy, temperature, top_p, seed, *, media=None
+    ):
         """Generator of `TextPiece`s whose return value is the `ChatResult`."""
         start = time.perf_counter()
-        prompt = self.processor(messages, thinking=thinking, max_new_tokens=max_new_tokens)
+        media_options = (media or MediaOptions()).as_dict()
+        prompt = self.processor(messages, thinking=thinking, max_new_tokens=max_new_tokens, **media_options)
         media, encoded = self.media_embeddings(prompt.media)
         device = self.model.language_model.lm_head.weight.device
         ids = prompt.input_ids[None].to(device)
