@@ -47,11 +47,8 @@ def make_backend(args: argparse.Namespace) -> Backend:
     if args.backend == "local":
         return backends.LocalBackend(args.model or "tiny", fps=args.fps, max_frames=args.max_frames,
                                      max_patches_per_frame=args.max_patches_per_frame)  # fmt: skip
-    if args.fps or args.max_frames or args.max_patches_per_frame:
-        print("note: with --backend openai the endpoint samples video with its own settings; --fps only "
-              "cuts segments client-side, --max-frames/--max-patches-per-frame are not sent", file=sys.stderr)  # fmt: skip
-    return backends.OpenAIBackend(args.base_url, args.model,
-                                  workers=args.workers, fps=args.fps or 2.0)  # fmt: skip
+    return backends.OpenAIBackend(args.base_url, args.model, workers=args.workers, fps=args.fps or 2.0,
+                                  max_frames=args.max_frames, max_patches_per_frame=args.max_patches_per_frame)  # fmt: skip
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:

@@ -24,9 +24,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from demo.media import Limits, describe
+from demo.media import Limits, chat_options, describe
 from demo.messages import ERROR, NOTICE, file_path, to_messages
 from mm_model import InputError
+from mm_model.media_options import MAX_IMAGE_PATCHES, MAX_NUM_FRAMES, MIN_PATCHES, NATIVE_FPS
 from mm_model.remote import EndpointError
 from vision.config import MediaConfig
 
@@ -106,16 +107,20 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
     import gradio as gr
 
     limits = limits or Limits()
-    media = media_config(model)
+    media_cfg = media_config(model)
     # An endpoint samples media itself: the side panel's costs are K2.5's defaults, said to be estimates.
     estimate = "" if getattr(model, "config", None) is not None else (
-        f"\n\n_Estimated for K2.5's sampling ({media.sample_fps:g} fps, {media.temporal_merge_kernel_size}-frame "
+        f"\n\n_Estimated for K2.5's sampling ({media_cfg.sample_fps:g} fps, {media_cfg.temporal_merge_kernel_size}-frame "
         f"chunks): {where(model)} samples the media itself._"
     )  # fmt: skip
     lock = threading.Lock()  # the UI submit event and the /chat API event are separate queues
+    # the Media controls start at the model's own settings (K2.5's where it has none, as a remote model)
+    default_fps = getattr(getattr(model, "processor", None), "video_fps", None) or NATIVE_FPS
 
-    def respond(message, history, mode, budget_kind, budget_tokens, max_new_tokens, temperature) -> Iterator:
+    def respond(message, history, mode, budget_kind, budget_tokens, max_new_tokens, temperature,
+                fps=None, max_frames=0, max_patches=None) -> Iterator:  # fmt: skip
         try:
+            media = chat_options(fps, max_frames, max_patches, media_cfg, default_fps)
             messages = to_messages(history, message, limits)
             # "Default" leaves it to the model (K2.5 and its endpoints: thinking; the bundled model: instant)
             thinking = {"Thinking": True, "Instant": False}.get(mode)
@@ -130,7 +135,7 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
             with lock:
                 stream = model.chat(
                     messages, max_new_tokens=int(max_new_tokens), thinking=thinking, budget=budget,
-                    temperature=float(temperature), stream=True,
+                    temperature=float(temperature), stream=True, **media,
                 )  # fmt: skip
                 text, start, think_s = {"thinking": "", "answer": ""}, time.perf_counter(), None
                 for piece in stream:
@@ -159,9 +164,13 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
                 }
             ]
 
-    def preview(value: dict | None) -> str:
+    def preview(value: dict | None, fps=None, max_frames=0, max_patches=None) -> str:
         paths = [p for f in (value or {}).get("files") or [] if (p := file_path(f))]
-        return describe(paths, media, limits) + (estimate if paths else "")
+        try:
+            options = chat_options(fps, max_frames, max_patches, media_cfg, default_fps)
+        except InputError as exc:
+            return f"Media settings: {exc}"
+        return describe(paths, media_cfg, limits, options) + (estimate if paths else "")
 
     with gr.Blocks(title=f"{title} demo", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
@@ -188,7 +197,16 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
                     1, 4096, value=256, step=1, label="Max new tokens", elem_id="max-new-tokens"
                 )
                 temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
-                sampling = gr.Markdown(describe([], media, limits), elem_id="media-preview")
+                with gr.Accordion("Media", open=False):
+                    fps = gr.Slider(0.25, 8, value=default_fps, step=0.25, label="Video frames per second",
+                                    elem_id="media-fps")  # fmt: skip
+                    max_frames = gr.Number(0, precision=0, minimum=0, maximum=MAX_NUM_FRAMES, elem_id="media-max-frames",
+                                           label="Max video frames (0: no cap; spread over the whole video)")  # fmt: skip
+                    max_patches = gr.Slider(
+                        MIN_PATCHES, MAX_IMAGE_PATCHES, value=media_cfg.in_patch_limit, step=4, elem_id="media-max-patches",
+                        label="Image max patches (video frames: at most this, and at most 4096)",
+                    )  # fmt: skip
+                sampling = gr.Markdown(describe([], media_cfg, limits), elem_id="media-preview")
             with gr.Column(scale=3):
                 textbox = gr.MultimodalTextbox(
                     file_types=["image", "video", ".txt"], file_count="multiple", sources=["upload"],
@@ -198,11 +216,15 @@ def build_demo(model: Any, limits: Limits | None = None, *, title: str = "mm-mod
                 gr.ChatInterface(
                     respond, multimodal=True, textbox=textbox, api_name="chat", concurrency_limit=1,
                     chatbot=gr.Chatbot(height=520, label="Chat", elem_id="chatbot", buttons=["copy"]),
-                    additional_inputs=[mode, budget_kind, budget_tokens, max_new_tokens, temperature],
+                    additional_inputs=[mode, budget_kind, budget_tokens, max_new_tokens, temperature,
+                                       fps, max_frames, max_patches],
                     examples=[[{"text": e["question"], "files": [str(ASSETS / e["file"])]}] for e in EXAMPLES],
                     example_labels=[e["question"] for e in EXAMPLES], run_examples_on_click=True,
                 )  # fmt: skip
         textbox.change(preview, textbox, sampling, queue=False, api_visibility="private")
+        for control in (fps, max_frames, max_patches):
+            control.change(preview, [textbox, fps, max_frames, max_patches], sampling, queue=False,
+                           api_visibility="private")  # fmt: skip
     demo.queue(max_size=32, default_concurrency_limit=1)
     return demo
 

@@ -26,6 +26,7 @@ from mm_model import tools as tools_mod
 from mm_model.checkpoint import load_model
 from mm_model.config import ModelConfig
 from mm_model.generation import ForcedTokens
+from mm_model.media_options import MediaOptions
 from mm_model.multimodal import KimiK25Model
 from mm_model.processor import MediaItem, Processor
 from mm_model.toggle import CALIBRATION_FILE, Calibration, ThinkingBudget, ThinkingStream, ThinkTokens
@@ -241,6 +242,9 @@ class Model:
         stream: bool = False,
         tools: Sequence[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
+        fps: float | None = None,
+        num_frames: int | None = None,
+        max_patches: int | None = None,
         task_kind: str | None = None,
         answer_budget: int | None = None,
         ramp: float = 0.0,
@@ -258,6 +262,8 @@ class Model:
         `ChatResult.tool_calls` (streamed as `ToolCallPiece`s). tool_choice: "auto" (default with
         tools), "none" (declared, not parsed), "required" or {"type": "function", "function": {"name":
         ...}} (the answer is made to start with a call: `mm_model.tools.forced_prefix`).
+        fps, num_frames, max_patches: media options for this call, under those written on a part and
+        over the processor's (`mm_model.media_options`: video sampling rate, frame cap, patch budget).
         """
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
@@ -279,8 +285,9 @@ class Model:
                 answer_budget=answer_budget, ramp=ramp, max_new_tokens=max_new_tokens,
                 calibration=self.calibration, task_kind=task_kind,
             )  # fmt: skip
+        media = MediaOptions.checked(fps, num_frames, max_patches)  # bad values raise now, not mid-stream
         pieces = self._chat_pieces(messages, max_new_tokens, thinking, policy, temperature, top_p, seed,
-                                   tools, choice)  # fmt: skip
+                                   tools, choice, media=media)  # fmt: skip
         if stream:
             holder = ChatStream(iter(()))
 
@@ -296,11 +303,24 @@ class Model:
             return done.value
 
     def _chat_pieces(
-        self, messages, max_new_tokens, thinking, policy, temperature, top_p, seed, tools, choice
+        self,
+        messages,
+        max_new_tokens,
+        thinking,
+        policy,
+        temperature,
+        top_p,
+        seed,
+        tools,
+        choice,
+        *,
+        media=None,
     ):
         """Generator of `TextPiece`s whose return value is the `ChatResult`."""
         start = time.perf_counter()
-        prompt = self.processor(messages, thinking=thinking, max_new_tokens=max_new_tokens, tools=tools)
+        media_options = (media or MediaOptions()).as_dict()
+        prompt = self.processor(messages, thinking=thinking, max_new_tokens=max_new_tokens, tools=tools,
+                                **media_options)  # fmt: skip
         media, encoded = self.media_embeddings(prompt.media)
         device = self.model.language_model.lm_head.weight.device
         ids = prompt.input_ids[None].to(device)

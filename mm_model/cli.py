@@ -14,8 +14,12 @@ import tempfile
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vision.errors import InputError
+
+if TYPE_CHECKING:
+    from mm_model.media_options import MediaOptions
 
 
 def example_screenshot() -> Path:
@@ -53,6 +57,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     import mm_model
     from mm_model.remote import is_url
 
+    media_options(args)  # bad values fail before the model loads
     if is_url(args.source):  # dtype is the endpoint's business
         model = mm_model.load(args.source, model=args.model, api_key=args.api_key)
     elif args.model or args.api_key:
@@ -65,6 +70,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     stream = model.chat(
         [{"role": "user", "content": content}], max_new_tokens=args.max_new_tokens, thinking=args.thinking,
         budget=args.budget, temperature=args.temperature, seed=args.seed, stream=True,
+        fps=args.fps, num_frames=args.num_frames, max_patches=args.max_patches,
     )  # fmt: skip
     kind, thought = None, False
     for piece in stream:
@@ -82,6 +88,25 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         print(f"({stream.result.notice})", end="", flush=True)
     print(f"\n-- {usage_line(stream.result.usage, stream.result.timings)}", file=sys.stderr)
     return 0
+
+
+def add_media_args(p: argparse.ArgumentParser) -> None:
+    """--fps, --num-frames, --max-patches (`mm_model.media_options`; checked by `media_options`)."""
+    p.add_argument(
+        "--fps", type=float, default=None, help="video frames sampled per second (default: the model's, 2)"
+    )
+    p.add_argument("--num-frames", type=int, default=None,
+                   help="cap on frames kept per video, spread over the whole clip (default: no cap)")  # fmt: skip
+    p.add_argument("--max-patches", type=int, default=None,
+                   help="patch budget of an image (and, at most 4096, of each video frame); 4..16384")  # fmt: skip
+
+
+def media_options(args: argparse.Namespace) -> MediaOptions:
+    """The checked --fps / --num-frames / --max-patches (InputError names the flag)."""
+    from mm_model.media_options import MediaOptions
+
+    return MediaOptions.checked(args.fps, args.num_frames, args.max_patches,
+                                names={"fps": "--fps", "num_frames": "--num-frames", "max_patches": "--max-patches"})  # fmt: skip
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -266,6 +291,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--model", default=None, help="endpoint URL only: the served model id (default: its first)"
     )
     chat.add_argument("--api-key", default=None, help="endpoint URL only: API key (default $OPENAI_API_KEY)")
+    add_media_args(chat)
     chat.set_defaults(func=_cmd_chat)
 
     info = sub.add_parser("info", help="config, parameter counts and token costs of media")

@@ -16,6 +16,14 @@ What is sent for thinking: `chat_template_kwargs={"thinking": ...}` (vLLM/SGLang
 which our server reads too) and, with a budget, `thinking_token_budget` (vLLM's field) or, for "auto",
 `thinking_budget` (ours only). Thinking is read from `reasoning_content` or `reasoning`.
 
+Media options (`fps`, `num_frames`, `max_patches`, `mm_model.media_options`), per call or written on
+parts, are sent under the names vLLM reads: `media_io_kwargs={"video": {"fps", "num_frames"}}` (what its
+video loader samples with; our server reads it too) and `mm_processor_kwargs={"max_patches"}`. A request
+carries one value of each, so options on parts are hoisted: all video parts must agree on fps and
+num_frames, all media parts on max_patches, else `InputError`. A request with a video and no fps is sent
+K2.5's native 2 fps with no frame cap (vLLM would otherwise keep 32 frames of any video), unless the
+backend is made with `native_video=False` (the endpoint's own default: vLLM's 32 frames, our `--fps`).
+
 `usage` has prompt_tokens and completion_tokens, thinking_tokens (from reasoning_tokens) and
 answer_tokens (the rest) where the endpoint reports them, plus vision_tokens and media_items_encoded
 from our server. `timings`: total_s and (streaming, or from our server) time_to_first_token_s and
@@ -35,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from mm_model.api import ChatResult, ChatStream, TextPiece, ToolCallPiece
+from mm_model.media_options import NAMES, MediaOptions, part_options, to_vllm
 from vision.errors import InputError
 
 _DEFAULT_MIME = {"image": "image/png", "video": "video/mp4"}
@@ -78,16 +87,54 @@ def to_openai_messages(messages: Sequence[dict[str, Any]] | str, media: str = "d
                 kind = part.get("type") if isinstance(part, dict) else None
                 if kind in ("image", "video"):
                     value = next((part[k] for k in (kind, "url", "path") if part.get(k) is not None), None)
+                    raw = part.get("base64")  # HF's key: raw base64 or a data URL
+                    if value is None and isinstance(raw, str):
+                        value = raw if raw.startswith("data:") else f"data:{_DEFAULT_MIME[kind]};base64,{raw}"
                     parts.append(
                         {"type": f"{kind}_url", f"{kind}_url": {"url": media_url(value, kind, media)}}
                     )
                 elif isinstance(part, str):
                     parts.append({"type": "text", "text": part})
+                elif kind in ("image_url", "video_url"):  # options travel hoisted (media_options_body)
+                    parts.append({k: v for k, v in part.items() if k not in NAMES})
                 else:
                     parts.append(part)
             message = {**message, "content": parts}
         out.append(message)
     return out
+
+
+def media_options_body(
+    messages: Sequence[dict[str, Any]] | str,
+    fps: float | None = None,
+    num_frames: int | None = None,
+    max_patches: int | None = None,
+    *,
+    native_video: bool = True,
+) -> dict[str, Any]:
+    """The request fields (`media_io_kwargs`, `mm_processor_kwargs`) for these call options and the
+    options written on `messages`' parts, hoisted to one value each (module doc); {} when none apply."""
+    call = MediaOptions.checked(fps, num_frames, max_patches)
+    videos: set[tuple[Any, Any]] = set()
+    budgets: set[Any] = set()
+    for i, message in enumerate([] if isinstance(messages, str) else messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            kind = str(part.get("type")).removesuffix("_url") if isinstance(part, dict) else None
+            if kind not in ("image", "video"):
+                continue
+            own = part_options(part, kind, f"message {i} part {j}: ").over(call)
+            budgets.add(own.max_patches)
+            if kind == "video":
+                videos.add((own.fps, own.num_frames))
+    if len(videos) > 1:
+        raise InputError(f"video parts ask for different (fps, num_frames): {sorted(videos, key=str)}; an "
+                         "OpenAI-compatible request carries one (media_io_kwargs.video): send them separately")  # fmt: skip
+    if len(budgets) > 1:
+        raise InputError(f"media parts ask for different max_patches: {sorted(budgets, key=str)}; an OpenAI-"
+                         "compatible request carries one (mm_processor_kwargs): send them separately")  # fmt: skip
+    video = MediaOptions(*videos.pop()) if videos else None
+    return to_vllm(video, budgets.pop() if budgets else call.max_patches, native=native_video)
 
 
 def _usage(usage: Any) -> dict[str, int]:
@@ -129,11 +176,13 @@ class OpenAIBackend:
         timeout: float = 600.0,
         max_retries: int = 2,
         media: str = "data",
+        native_video: bool = True,
     ) -> None:
         """api_key: default $OPENAI_API_KEY (a placeholder when unset: local servers need none).
 
         max_retries: the openai client's own retries (on 408/429/5xx, honouring Retry-After).
         media: "data" (inline base64) or "file" (file:// URLs, for a server on this machine).
+        native_video: send K2.5's native 2 fps, no frame cap, when a video request names no fps.
         """
         import openai
 
@@ -145,6 +194,7 @@ class OpenAIBackend:
         )  # fmt: skip
         self._model = model
         self.media = media
+        self.native_video = native_video
 
     @property
     def model(self) -> str:
@@ -165,12 +215,17 @@ class OpenAIBackend:
         stream: bool = False,
         tools: Sequence[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
+        fps: float | None = None,
+        num_frames: int | None = None,
+        max_patches: int | None = None,
         extra_body: dict[str, Any] | None = None,
     ) -> ChatResult | ChatStream:
         """One assistant reply (or a `ChatStream` of `TextPiece`s); arguments as `Model.chat` (max_tokens = max_new_tokens).
 
         tools / tool_choice go as OpenAI's fields; the reply's `tool_calls` come back on the result
-        (streamed as `ToolCallPiece`s, as the endpoint streams them).
+        (streamed as `ToolCallPiece`s, as the endpoint streams them). fps, num_frames, max_patches:
+        media options, sent as vLLM's fields (module doc); `extra_body` is sent last, so a field given
+        there wins.
         """
         import openai
 
@@ -178,6 +233,9 @@ class OpenAIBackend:
         body: dict[str, Any] = {} if thinking is None else {"chat_template_kwargs": {"thinking": thinking}}
         if budget is not None:
             body["thinking_budget" if budget == "auto" else "thinking_token_budget"] = budget
+        body.update(
+            media_options_body(messages, fps, num_frames, max_patches, native_video=self.native_video)
+        )
         body.update(extra_body or {})
         kwargs: dict[str, Any] = {
             "model": self.model, "messages": to_openai_messages(messages, self.media), "max_tokens": max_tokens,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hashlib
 import os
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from torch import Tensor
 
 from mm_model import tools as tool_calls
 from mm_model.config import MEDIA_PAD, ModelConfig
+from mm_model.media_options import MediaOptions, image_config, part_options, video_config
 from mm_model.tokenizer import Tokenizer, token_id
 from video.chunks import iter_chunks
 from vision.errors import InputError
@@ -105,16 +107,32 @@ def _decode_data_url(url: str, what: str) -> bytes:
         raise MessageError(f"{what} data URL is not valid base64 ({exc})") from exc
 
 
-def _media_source(part: dict[str, Any], kind: str) -> Any:
-    """The image/video value of a content part in HF (`{"type": "image", "image": ...}`) or OpenAI form."""
-    value = part.get(kind)
-    if value is None:
-        url = part.get(f"{kind}_url")
-        if isinstance(url, dict):
-            url = url.get("url")
-        value = url
-    if value is None:
-        raise MessageError(f"{kind} content part has no {kind!r} (or {kind}_url) field")
+def _media_source(part: dict[str, Any], kind: str, where: str = "") -> Any:
+    """The image/video value of a content part in HF form (`{"type": "image", "image" | "url" | "path" |
+    "base64": ...}`, as transformers' chat templates take them) or OpenAI form (`image_url: {"url"}`).
+
+    `base64` is a raw base64 string or a data URL; `url` and `path` follow the same rules as `image`.
+    """
+    keys = (kind, f"{kind}_url", "url", "path", "base64")
+    given = [k for k in keys if part.get(k) is not None]
+    if not given:
+        raise MessageError(
+            f"{where}{kind} content part has no {kind!r} field (nor {kind}_url, url, path or base64)"
+        )
+    if len(given) > 1:
+        raise MessageError(f"{where}{kind} content part has {' and '.join(given)}: give one of them")
+    key, value = given[0], part[given[0]]
+    if isinstance(value, dict) and key == f"{kind}_url":
+        value = value.get("url")
+    if key in ("url", "base64") and not isinstance(value, str):
+        raise MessageError(f"{where}{kind} {key} must be a string, got {_describe(value)}")
+    if key == "path" and not isinstance(value, (str, os.PathLike)):
+        raise MessageError(f"{where}{kind} path must be a string or path, got {_describe(value)}")
+    if key == "base64" and not value.startswith("data:"):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise MessageError(f"{where}{kind} base64 is not valid base64 ({exc})") from exc
     if isinstance(value, str) and value.startswith("data:"):
         return _decode_data_url(value, kind)
     if isinstance(value, str) and value.startswith("file://"):
@@ -141,31 +159,59 @@ class Processor:
         default_system: str | None = K25_DEFAULT_SYSTEM,
         video_fps: float | None = None,
         max_video_frames: int | None = None,
+        max_patches: int | None = None,
     ) -> None:
+        """video_fps, max_video_frames, max_patches: this process's media defaults (None: the config's);
+        a call's and a part's options override them (`mm_model.media_options`)."""
         self.config = config
         self.tokenizer = tokenizer
         self.default_system = default_system
-        self.video_fps = video_fps or config.media.sample_fps
-        self.max_video_frames = max_video_frames
+        self.defaults = MediaOptions.checked(video_fps, max_video_frames, max_patches,
+                                             names={"fps": "video_fps", "num_frames": "max_video_frames"})  # fmt: skip
+        self.video_fps = self.defaults.fps or config.media.sample_fps
+        self.max_video_frames = self.defaults.num_frames
+        self.max_patches = self.defaults.max_patches
+
+    def with_media_defaults(
+        self, fps: float | None = None, num_frames: int | None = None, max_patches: int | None = None
+    ) -> Processor:
+        """A copy whose process defaults are these where given (`mm-model serve --fps ...`)."""
+        new = copy.copy(self)
+        given = MediaOptions.checked(fps, num_frames, max_patches)
+        new.defaults = given.over(self.defaults)
+        new.video_fps = new.defaults.fps or self.config.media.sample_fps
+        new.max_video_frames, new.max_patches = new.defaults.num_frames, new.defaults.max_patches
+        return new
 
     # ---- media --------------------------------------------------------------------------------
-    def image_item(self, source: Any) -> MediaItem:
+    def image_item(
+        self, source: Any, options: MediaOptions | None = None, call: MediaOptions | None = None
+    ) -> MediaItem:
+        """One image as an encoder item. options: the part's own; call: the call's (over the process's)."""
         if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
             raise MessageError(f"image must be a path, bytes or PIL.Image, got {type(source).__name__}")
-        patches, grid = patchify(image_pixels(source, self.config.media), self.config.vision.patch_size)
+        cfg = image_config(
+            self.config.media, options or MediaOptions(), (call or MediaOptions()).over(self.defaults)
+        )
+        patches, grid = patchify(image_pixels(source, cfg), self.config.vision.patch_size)
         m = self.config.vision.merge_kernel_size
         return MediaItem("image", patches, grid, (grid[1] // m[0]) * (grid[2] // m[1]), _hash(patches, grid),
                          _describe(source))  # fmt: skip
 
-    def video_items(self, source: Any) -> list[MediaItem]:
+    def video_items(
+        self, source: Any, options: MediaOptions | None = None, call: MediaOptions | None = None
+    ) -> list[MediaItem]:
+        """A video's chunks as encoder items. options: the part's own; call: the call's (over the process's)."""
         if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, list, tuple)):
             raise MessageError(
                 f"video must be a path, bytes or a list of frame images, got {type(source).__name__}"
             )
+        cfg, max_frames = video_config(
+            self.config.media, options or MediaOptions(), (call or MediaOptions()).over(self.defaults)
+        )
         items = []
         stream = iter_chunks(
-            source, fps=self.video_fps, chunk_frames=self.config.media.temporal_merge_kernel_size,
-            max_frames=self.max_video_frames, cfg=self.config.media,
+            source, fps=cfg.sample_fps, chunk_frames=cfg.temporal_merge_kernel_size, max_frames=max_frames, cfg=cfg,
         )  # fmt: skip
         try:
             for chunk in stream:
@@ -183,13 +229,19 @@ class Processor:
         *,
         thinking: bool = False,
         tools: Sequence[dict[str, Any]] | None = None,
+        fps: float | None = None,
+        num_frames: int | None = None,
+        max_patches: int | None = None,
     ) -> tuple[str, list[MediaItem]]:
         """The prompt text (placeholders expanded) and its media items, in order.
 
         As the release's template: tools declared first (`tools.declare`), then the default system
         turn unless the chat opens with one; assistant turns up to the last one that calls no tool
         lose their reasoning (`<think></think>`), later ones (a tool loop under way) keep it.
+        fps, num_frames, max_patches: this call's media options, under each part's own and over the
+        process defaults (`mm_model.media_options`).
         """
+        call = MediaOptions.checked(fps, num_frames, max_patches)
         if isinstance(messages, dict):
             messages = [messages]
         if not isinstance(messages, (list, tuple)) or not messages:
@@ -210,7 +262,7 @@ class Processor:
             content = message.get("content")
             if role == "assistant" and content is None and message.get("tool_calls"):
                 content = ""
-            body = self._content(content, i, media, allow_media=role in ("user", "tool"))
+            body = self._content(content, i, media, allow_media=role in ("user", "tool"), call=call)
             if role == "user":
                 parts.append(f"<|im_user|>{name}<|im_middle|>{body}<|im_end|>")
             elif role == "assistant":
@@ -230,7 +282,9 @@ class Processor:
         )
         return "".join(parts), media
 
-    def _content(self, content: Any, index: int, media: list[MediaItem], *, allow_media: bool) -> str:
+    def _content(
+        self, content: Any, index: int, media: list[MediaItem], *, allow_media: bool, call: MediaOptions
+    ) -> str:
         if isinstance(content, str):
             return content
         if content is None or not isinstance(content, (list, tuple)):
@@ -258,13 +312,15 @@ class Processor:
                         f"message {index} part {j}: media are only accepted in user and tool messages"
                     )
                 base = kind.removesuffix("_url")
-                source = _media_source(part, base)
+                where = f"message {index} part {j}: "
+                source = _media_source(part, base, where)
+                options = part_options(part, base, where)
                 if base == "image":
-                    item = self.image_item(source)
+                    item = self.image_item(source, options, call)
                     media.append(item)
                     out.append(f"{IMAGE_BEGIN}{MEDIA_PAD * item.tokens}{MEDIA_END}\n")
                 else:
-                    for item in self.video_items(source):
+                    for item in self.video_items(source, options, call):
                         media.append(item)
                         out.append(f"{item.timestamp}{VIDEO_BEGIN}{MEDIA_PAD * item.tokens}{MEDIA_END}")
             else:
@@ -281,13 +337,18 @@ class Processor:
         thinking: bool = False,
         max_new_tokens: int = 0,
         tools: Sequence[dict[str, Any]] | None = None,
+        fps: float | None = None,
+        num_frames: int | None = None,
+        max_patches: int | None = None,
     ) -> Prompt:
-        """Render, tokenize and check length: the `Prompt` for `messages`."""
+        """Render, tokenize and check length: the `Prompt` for `messages` (media options as `render`)."""
         if self.tokenizer is None:
             raise InputError(
                 "this model has no tokenizer files: chat needs one (use generate() with token ids)"
             )
-        text, media = self.render(messages, thinking=thinking, tools=tools)
+        text, media = self.render(
+            messages, thinking=thinking, tools=tools, fps=fps, num_frames=num_frames, max_patches=max_patches
+        )
         ids = self.tokenizer.encode(text)
         pad = token_id(self.tokenizer, MEDIA_PAD)
         if pad != self.config.media_placeholder_token_id:

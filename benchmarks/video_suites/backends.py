@@ -134,9 +134,9 @@ class LocalBackend:
 
         class TimedProcessor(Processor):
             # Times video decode + resize + patchify and counts the frames the encoder gets.
-            def video_items(self, source):
+            def video_items(self, source, *args, **kwargs):
                 start = time.perf_counter()
-                items = super().video_items(source)
+                items = super().video_items(source, *args, **kwargs)
                 stats.decode_s = getattr(stats, "decode_s", 0.0) + time.perf_counter() - start
                 stats.frames = getattr(stats, "frames", 0) + sum(i.grid[0] for i in items)
                 return items
@@ -179,8 +179,9 @@ class OpenAIBackend:
     The video goes as a `video_url` data URL (segments and frame folders as a small MP4); thinking and
     the Toggle budget as the client sends them (`chat_template_kwargs.thinking`, `thinking_token_budget`
     / `thinking_budget`). Streams, so time to first token is measured here; token counts come from
-    the endpoint's `usage`. Video sampling (fps, frames, patches) is the endpoint's own: start
-    `mm-model serve` with the same settings to compare with the local backend.
+    the endpoint's `usage`. Video sampling is sent with each request as the local backend applies it:
+    fps (default 2, K2.5's), max_frames and max_patches_per_frame become vLLM's `media_io_kwargs` /
+    `mm_processor_kwargs` (`mm_model.media_options`), so a remote K2.5 sees the frames a local one does.
     """
 
     name = "openai"
@@ -194,13 +195,19 @@ class OpenAIBackend:
         workers: int = 4,
         timeout: float = 600.0,
         fps: float = 2.0,
+        max_frames: int | None = None,
+        max_patches_per_frame: int | None = None,
     ) -> None:
         from mm_model.client import OpenAIBackend as Client
+        from mm_model.media_options import MAX_FRAME_PATCHES, check_fps, check_max_patches, check_num_frames
 
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1")
         self.client = Client(self.base_url, model or os.environ.get("OPENAI_MODEL"), api_key, timeout=timeout)
         self.workers = max(1, int(workers))
-        self.fps = fps  # only for cutting segments client-side
+        self.fps = check_fps(fps, "--fps")  # sent, and used to cut segments client-side
+        self.max_frames = check_num_frames(max_frames, "--max-frames")
+        self.max_patches_per_frame = check_max_patches(max_patches_per_frame, "--max-patches-per-frame",
+                                                       limit=MAX_FRAME_PATCHES)  # fmt: skip
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "openai", "base_url": self.base_url, "model": self.client.model}
@@ -209,11 +216,12 @@ class OpenAIBackend:
         video = request.video
         if not isinstance(video, (str, os.PathLike)):
             video = frames_to_mp4(video, self.fps)
-        messages = [{"role": "user", "content": [{"type": "video", "video": video},
-                                                 {"type": "text", "text": request.prompt}]}]  # fmt: skip
+        part = {"type": "video", "video": video, "max_patches": self.max_patches_per_frame}  # fmt: skip
+        messages = [{"role": "user", "content": [part, {"type": "text", "text": request.prompt}]}]
         stream = self.client.chat(
             messages, max_tokens=request.max_new_tokens, thinking=request.thinking, budget=request.budget,
             temperature=request.temperature, top_p=request.top_p, seed=request.seed, stream=True,
+            fps=self.fps, num_frames=self.max_frames,
         )  # fmt: skip
         for _ in stream:
             pass

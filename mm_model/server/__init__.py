@@ -36,6 +36,15 @@ URLs (base64) always; `file://` URLs only under `--allowed-local-media-path` aft
 and `..`; http(s) and bare paths never. Videos are probed (container header and first frame) before
 queueing and refused past `max_video_seconds`.
 
+Media options (`mm_model.media_options`), under vLLM's field names: `mm_processor_kwargs` {"fps",
+"num_frames", "max_patches"} and `media_io_kwargs` {"video": {"fps", "num_frames"}} (num_frames -1: no
+cap) set this request's; keys on a media part (`{"type": "video_url", ..., "fps": 1}`) set that part's;
+`mm-model serve --fps F --num-frames N --max-patches P` the served defaults. A bad value is a 400 whose
+`param` names the field (`mm_processor_kwargs.fps`); keys of those two objects we do not use are
+ignored with a logged warning, as vLLM passes them on to its processor. Media parts may also come in
+Hugging Face form: `{"type": "image"|"video", "url" | "base64" | "path": ...}` (path: absolute, under
+the allowed folder).
+
 Concurrency: `Model` is not thread-safe, so one worker thread owns it and takes jobs from a bounded
 queue; a full queue answers 503 with Retry-After. Generation runs in that thread and hands events to
 the event loop, so streams flow token by token. A job is cancelled (checked at every streamed piece)

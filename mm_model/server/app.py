@@ -86,8 +86,14 @@ def create_app(
     api_key: str | None = None,
     dtype: Any = None,
     device: str | None = None,
+    fps: float | None = None,
+    num_frames: int | None = None,
+    max_patches: int | None = None,
 ) -> Any:
     """A FastAPI app serving one model (a `Model`, or a source for `mm_model.load`).
+
+    fps, num_frames, max_patches: the served model's media defaults (`mm-model serve --fps ...`);
+    a request's `mm_processor_kwargs` / `media_io_kwargs` and a part's own options override them.
 
     The app takes the model over: its worker thread is the only caller of `chat`, and
     `model.processor` is wrapped for the prompt-length limit (restored on shutdown).
@@ -106,11 +112,13 @@ def create_app(
         model = model_or_source
         default_name = Path(model.path).name if getattr(model, "path", None) else "mm-model"
     name = model_name or default_name
-    original_processor = model.processor
-    model.processor = PromptCheck(original_processor, limits.max_prompt_tokens)
+    original_processor = served = model.processor
+    if (fps, num_frames, max_patches) != (None, None, None):
+        served = served.with_media_defaults(fps, num_frames, max_patches)
+    model.processor = PromptCheck(served, limits.max_prompt_tokens)
     worker = ModelWorker(model, limits.queue_size)
     created = int(time.time())
-    video_fps = getattr(original_processor, "video_fps", 2.0)
+    video_fps = getattr(served, "video_fps", 2.0)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -180,7 +188,9 @@ def create_app(
             log.warning("The following fields were present in the request but ignored: %s", set(req.ignored))
         worker.check_room()  # fail fast, before decoding media
         try:
-            req.messages = await asyncio.to_thread(resolve_media, req.messages, limits, video_fps)
+            req.messages = await asyncio.to_thread(
+                resolve_media, req.messages, limits, req.media.fps or video_fps
+            )
         except InputError as exc:  # a video the probe could not open
             raise api_error_for(exc) from None
         job = Job(req, loop)

@@ -1,5 +1,10 @@
 """The server's media policy: `data:` URLs always, `file://` only under the allowed folder, nothing
-else; videos probed for their length before they are queued."""
+else; videos probed for their length before they are queued.
+
+Parts come in OpenAI form (`image_url` / `video_url: {"url"}`) or Hugging Face form (`{"type": "image",
+"image" | "url" | "base64" | "path": ...}`; `base64` raw or a data URL, `path` an absolute path under
+the allowed folder). A part may carry its own media options (`fps`, `num_frames`, `max_patches`,
+`mm_model.media_options`): checked here, kept on the part for the processor."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from mm_model.media_options import MediaOptionError, part_options
 from mm_model.server.request import APIError, ServerLimits
 
 _MEDIA_TYPES = {"image_url": "image", "video_url": "video", "image": "image", "video": "video"}
@@ -90,15 +96,21 @@ def resolve_media(
                 if count > limits.max_media_items:
                     raise APIError(400, f"more than {limits.max_media_items} media items in one request",
                                    param=param, code="too_many_media_items")  # fmt: skip
-                value = part.get(part["type"])
+                try:
+                    options = part_options(part, kind, f"{param}: ")
+                except MediaOptionError as exc:
+                    raise APIError(400, str(exc), param=f"{param}.{exc.field}") from None
+                value = _hf_value(part, kind, param) if part["type"] == kind else part.get(part["type"])
                 if isinstance(value, dict):
                     value = value.get("url")
-                if not isinstance(value, str):
+                if isinstance(value, bytes):
+                    source: Any = value
+                elif not isinstance(value, str):
                     raise APIError(
                         400, f"{param}: expected {{'url': 'data:...' or 'file://...'}}", param=param
                     )
-                if value.startswith("data:"):
-                    source: Any = _decode_data_url(value, param)
+                elif value.startswith("data:"):
+                    source = _decode_data_url(value, param)
                 elif value.startswith("file:"):
                     source = _local_file(value, limits.allowed_local_media_path, param)
                 else:
@@ -106,14 +118,33 @@ def resolve_media(
                     raise APIError(400, f"{param}: {what}; send a data: URL (or a file:// URL under "
                                    "the allowed media folder)", param=param, code="media_url_not_allowed")  # fmt: skip
                 if kind == "video":
-                    seconds = probe(source, video_fps)
+                    seconds = probe(source, options.fps or video_fps)
                     if seconds > limits.max_video_seconds:
                         raise APIError(400, f"{param}: video of {seconds:.1f} s is over the limit of "
                                        f"{limits.max_video_seconds:g} s", param=param, code="video_too_long")  # fmt: skip
-                parts.append({"type": kind, kind: source})
+                parts.append({"type": kind, kind: source, **options.as_dict()})
             message["content"] = parts
         out.append(message)
     return out
+
+
+def _hf_value(part: dict[str, Any], kind: str, param: str) -> Any:
+    """The media of a Hugging Face style part: a URL string, or bytes decoded from `base64`."""
+    given = [k for k in (kind, "url", "path", "base64") if part.get(k) is not None]
+    if len(given) != 1:
+        what = " and ".join(given) + ": give one of them" if given else f"no {kind}, url, path or base64"
+        raise APIError(400, f"{param}: {what}", param=param)
+    key, value = given[0], part[given[0]]
+    if key == "path":
+        if not isinstance(value, str) or not Path(value).is_absolute():
+            raise APIError(400, f"{param}: path must be an absolute path string, got {value!r}", param=param)
+        return Path(value).as_uri()
+    if key == "base64" and isinstance(value, str) and not value.startswith("data:"):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise APIError(400, f"{param}: base64 is not valid base64 ({exc})", param=param) from None
+    return value
 
 
 def _video_seconds(source: Any, fps: float) -> float:

@@ -3,12 +3,16 @@ and `parse_request` (a chat-completions body -> `ChatRequest` for `Model.chat`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mm_model.media_options import MediaOptionError, MediaOptions, from_vllm
 from mm_model.tools import ToolError, check_tool_choice, check_tools
 from vision.errors import ImageError, InputError, VideoError
+
+log = logging.getLogger(__name__)
 
 MiB = 1 << 20
 
@@ -132,6 +136,7 @@ class ChatRequest:
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool = True
     ignored: tuple[str, ...] = ()  # request fields this server does not read (logged, as vLLM does)
+    media: MediaOptions = field(default_factory=MediaOptions)  # this request's fps / num_frames / max_patches
 
 
 def _number(body: dict, name: str, lo: float, hi: float, default: float) -> float:
@@ -168,6 +173,20 @@ def _thinking(body: dict) -> bool | None:
         raise APIError(400, f"thinking must be a bool or {{'type': 'enabled'|'disabled'}}, got {value!r}",
                        param="thinking")  # fmt: skip
     return value
+
+
+def _media_options(body: dict) -> MediaOptions:
+    """vLLM's `mm_processor_kwargs` and `media_io_kwargs` -> this request's media options.
+
+    Keys we do not use are ignored with a warning, as vLLM and transformers ignore a processor kwarg
+    they do not know (vLLM hands both dicts to its processor / video loader)."""
+    try:
+        options, ignored = from_vllm(body.get("mm_processor_kwargs"), body.get("media_io_kwargs"))
+    except MediaOptionError as exc:
+        raise APIError(400, str(exc), param=exc.field) from None
+    if ignored:
+        log.warning("ignoring request fields this server does not use: %s", ", ".join(ignored))
+    return options
 
 
 def parse_request(body: Any, limits: ServerLimits, model_name: str) -> ChatRequest:
@@ -220,11 +239,12 @@ def parse_request(body: Any, limits: ServerLimits, model_name: str) -> ChatReque
     if budget is not None and thinking is False:
         raise APIError(400, "thinking_budget needs thinking enabled", param="thinking_budget")
     options = body.get("stream_options") or {}
+    media = _media_options(body)
     return ChatRequest(
         messages=messages, max_new_tokens=max_tokens or min(limits.default_max_tokens, limits.max_tokens_limit),
         temperature=_number(body, "temperature", 0.0, 2.0, 0.0), top_p=_number(body, "top_p", 1e-6, 1.0, 1.0),
         seed=_int(body, "seed", -(2**63), 2**63 - 1), stop=stop, thinking=thinking, budget=budget,
         stream=bool(body.get("stream")), include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
         model=model_name, tools=tools, tool_choice=choice, parallel_tool_calls=parallel,
-        ignored=tuple(sorted(k for k in body if k not in KNOWN_FIELDS)),
+        ignored=tuple(sorted(k for k in body if k not in KNOWN_FIELDS)), media=media,
     )  # fmt: skip

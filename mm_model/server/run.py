@@ -15,6 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from mm_model.cli import add_media_args, media_options
 from mm_model.server.app import create_app
 from mm_model.server.request import MiB, ServerLimits
 from vision.errors import InputError
@@ -106,11 +107,13 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--queue-size", type=int, default=d.queue_size, help="requests waiting before 503s")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_media_args(p)  # the served model's media defaults; a request's mm_processor_kwargs override them
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
+    media = media_options(args).as_dict()  # bad values fail before the model loads
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -122,6 +125,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         default_max_tokens=args.default_max_tokens, max_tokens_limit=args.max_tokens_limit, timeout_s=args.timeout,
         queue_size=args.queue_size,
         allowed_local_media_path=Path(args.allowed_local_media_path) if args.allowed_local_media_path else None,
+        **media,
     )  # fmt: skip
     return 0
 

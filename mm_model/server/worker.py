@@ -137,7 +137,7 @@ class ModelWorker:
             stream = self.model.chat(
                 r.messages, max_new_tokens=r.max_new_tokens, thinking=r.thinking, budget=r.budget,
                 temperature=r.temperature, top_p=r.top_p, seed=r.seed, stream=True, tools=r.tools,
-                tool_choice=r.tool_choice,
+                tool_choice=r.tool_choice, **r.media.as_dict(),
             )  # fmt: skip
             stops = StopStringFilter(r.stop) if r.stop else None
             texts: dict[str, list[str]] = {"thinking": [], "answer": []}

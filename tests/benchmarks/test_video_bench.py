@@ -237,3 +237,38 @@ def test_subtitles_at_sampled_times_reach_the_prompt(tmp_path):
     assert "hello there\nsecond line\n" in seen[0] and "never shown" not in seen[0]
     video_bench.evaluate(sample, Recorder({}), SETTINGS)
     assert "subtitles" not in seen[1]
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [{}, {"fps": 1.0, "max_frames": 3, "max_patches_per_frame": 16}],
+    ids=["defaults", "fps_frames_patches"],
+)
+def test_openai_backend_sends_the_local_sampling(tiny_dir, suite, controls):
+    """--backend openai sends --fps/--max-frames/--max-patches-per-frame: our server then sees the local frames."""
+    pytest.importorskip("fastapi")
+    import mm_model
+    from benchmarks.video_suites.backends import LocalBackend, OpenAIBackend
+    from mm_model.server import background_server, create_app
+
+    _, samples = suite
+    four_s = next(s for s in samples if s.tags["duration_bucket"] == "4s")  # 8 frames at 2 fps
+    req = Request(four_s.id, four_s.video, "Which way?", max_new_tokens=3, temperature=0.8, seed=1)
+    local = LocalBackend(mm_model.load(tiny_dir), **controls).answer(req)
+    assert local.frames == (3 if controls else 8)
+    with background_server(create_app(mm_model.load(tiny_dir), model_name="tiny")) as url:
+        remote = OpenAIBackend(url, **{"fps": 2.0, **controls}).answer(req)
+    assert remote.usage["vision_tokens"] == local.usage["vision_tokens"]
+    assert remote.text == local.text
+
+
+def test_openai_backend_refuses_bad_sampling_controls():
+    from benchmarks.video_suites.backends import OpenAIBackend
+    from mm_model import InputError
+
+    with pytest.raises(
+        InputError, match="--max-patches-per-frame must be an integer >= 4 and <= 4096, got 5000"
+    ):
+        OpenAIBackend("http://127.0.0.1:9/v1", "m", max_patches_per_frame=5000)
+    with pytest.raises(InputError, match="--max-frames must be an integer >= 1"):
+        OpenAIBackend("http://127.0.0.1:9/v1", "m", max_frames=0)

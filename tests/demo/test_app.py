@@ -33,10 +33,16 @@ DEFAULTS = {
 
 
 def ask(url: str, text: str, files: list[Path] = (), client=None, **controls) -> list:
-    """All streamed outputs of one /chat call (a fresh session unless `client` is given)."""
+    """All streamed outputs of one /chat call (a fresh session unless `client` is given).
+
+    The Media controls (fps, max_frames, max_patches) come last; left out, the app's defaults apply."""
     c = client or gradio_client.Client(url, verbose=False)
     message = {"text": text, "files": [gradio_client.handle_file(str(f)) for f in files]}
-    job = c.submit(message, *{**DEFAULTS, **controls}.values(), api_name="/chat")
+    values = list({**DEFAULTS, **{k: v for k, v in controls.items() if k in DEFAULTS}}.values())
+    if {"fps", "max_frames", "max_patches"} & set(controls):  # max_patches' default is the model's own
+        values += [controls.get("fps", 2.0), controls.get("max_frames", 0)]
+        values += [controls["max_patches"]] if "max_patches" in controls else []
+    job = c.submit(message, *values, api_name="/chat")
     try:
         outputs = list(job)  # every streamed update (job.result() would give only the first)
         if job.exception() is not None:  # iteration ends quietly on a server-side error
@@ -397,3 +403,60 @@ def test_default_mode_is_the_models_own(model):
         assert "thinking" not in shown("Default") and shown("Default") == shown("Instant")
     finally:
         model.default_thinking = True
+
+
+# ---- Media controls: fps, max frames, image max patches -------------------------------------------
+
+
+def vision_of(outputs: list) -> int:
+    import re
+
+    return int(re.search(r"vision (\d+) ", parts(outputs[-1])["stats"]["metadata"]["title"]).group(1))
+
+
+def test_media_controls_reach_model_chat(url, model):
+    from dataclasses import replace
+
+    video = [app.ASSETS / "example_video.mp4"]  # 12 s: 24 frames at 2 fps (6 chunks), 12 at 1 fps (3)
+    tokens_per_chunk = video_plan(video[0], model.config.media).tokens_per_chunk
+    assert vision_of(ask(url, "What happens?", video)) == 6 * tokens_per_chunk
+    assert vision_of(ask(url, "What happens?", video, fps=1.0)) == 3 * tokens_per_chunk
+    assert vision_of(ask(url, "What happens?", video, max_frames=4)) == tokens_per_chunk
+    image = [app.ASSETS / "example_image.png"]
+    small = replace(model.config.media, in_patch_limit=16)
+    from PIL import Image
+
+    width, height = Image.open(image[0]).size
+    assert vision_of(ask(url, "What shapes?", image, max_patches=16)) == num_tokens(height, width, small)
+    assert num_tokens(height, width, small) < image_tokens(model)
+
+
+@pytest.mark.parametrize(
+    "controls, message",
+    [({"max_frames": -2}, "Value -2 is less than minimum value 0"),
+     ({"fps": 0}, "Value 0 is less than minimum value 0.25"),
+     ({"max_patches": 2}, "Value 2 is less than minimum value 4")],
+    ids=["max_frames", "fps", "max_patches"],
+)  # fmt: skip
+def test_out_of_range_media_controls_are_refused_and_the_app_keeps_answering(url, controls, message):
+    """Gradio checks each control's range before our handler (which checks again: `chat_options`)."""
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        ask(url, "What happens?", [app.ASSETS / "example_video.mp4"], **controls)
+    assert parts(ask(url, "hello")[-1])["answer"]["content"]
+
+
+def test_preview_reflects_the_media_controls(model):
+    from demo.media import chat_options, describe
+
+    video = str(app.ASSETS / "example_video.mp4")
+    cfg, limits = model.config.media, Limits()
+    assert "**24 frames kept** in **6 chunks**" in describe([video], cfg, limits)
+    assert chat_options(2.0, 0, cfg.in_patch_limit, cfg, 2.0) == {}  # controls at the model's own values
+    options = chat_options(1.0, 5, 64, cfg, 2.0)
+    assert options == {"fps": 1.0, "num_frames": 5, "max_patches": 64}
+    text = describe([video], cfg, limits, options)
+    assert "sampled at 1 fps, at most 5 frames: **5 frames kept** in **2 chunks**" in text, text
+    with pytest.raises(mm_model.InputError, match="num_frames must be an integer >= 1"):
+        chat_options(2.0, -1, None, cfg, 2.0)

@@ -181,3 +181,52 @@ def test_an_empty_answer_says_so_rather_than_reading_as_blank(model):
         not ended.answered and ended.notice == "the model produced no answer: it ended its turn without one"
     )
     assert ChatResult("red", "", usage).notice is None and ChatResult("red", "", usage).answered
+
+
+# ---- media options through Model.chat ------------------------------------------------------------
+
+
+def _video(path, **options):
+    return [{"role": "user", "content": [{"type": "video", "video": str(path), **options}, "what happens?"]}]
+
+
+def _vision_tokens(model, messages, **kwargs) -> int:
+    return model.chat(messages, max_new_tokens=1, **kwargs).usage["vision_tokens"]
+
+
+@pytest.mark.parametrize("level", ["part", "call"])
+def test_chat_media_options_change_the_vision_tokens(model, images, sample_video, level):
+    def tokens(messages_of, **options):
+        if level == "part":
+            return _vision_tokens(model, messages_of(**options))
+        return _vision_tokens(model, messages_of(), **options)
+
+    video = lambda **o: _video(sample_video, **o)  # noqa: E731
+    image = lambda **o: [{"role": "user", "content": [{"type": "image", "image": images[0], **o}, "what?"]}]  # noqa: E731
+    # 25 frames at 10 fps: 2 fps -> 5 frames in 2 chunks of 6 tokens; 1 fps -> 2 frames, 1 chunk
+    assert tokens(video, fps=1.0) == 6 < tokens(video, fps=2.0) == 12 == tokens(video)
+    assert tokens(video, num_frames=4) == 6  # one chunk of 4 frames instead of 4 + 1
+    assert tokens(image, max_patches=4) == 2 < tokens(image) == 6
+
+
+def test_chat_media_options_stream_the_same(model, sample_video):
+    whole = model.chat(_video(sample_video), max_new_tokens=3, fps=1.0, temperature=0.8, seed=3)
+    stream = model.chat(_video(sample_video), max_new_tokens=3, fps=1.0, temperature=0.8, seed=3, stream=True)
+    assert "".join(stream) == whole.text and stream.result.usage == whole.usage
+    assert whole.usage["vision_tokens"] == 6
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"fps": -1}, r"^fps must be a number > 0 and <= 60, got -1$"), ({"fps": float("inf")}, "fps must be"),
+     ({"num_frames": 0}, r"^num_frames must be an integer >= 1 and <= 16384, got 0$"),
+     ({"num_frames": True}, "num_frames must be an integer"),
+     ({"max_patches": 2}, r"^max_patches must be an integer >= 4 and <= 16384, got 2$"),
+     ({"max_patches": 20000}, "max_patches must be .*got 20000")],
+)  # fmt: skip
+@pytest.mark.parametrize("stream", [False, True])
+def test_bad_media_options_raise_before_any_generation(model, sample_video, kwargs, match, stream):
+    with pytest.raises(InputError, match=match):
+        model.chat(_video(sample_video), max_new_tokens=1, stream=stream, **kwargs)
+    with pytest.raises(InputError, match=r"message 0 part 0: fps must be .*, got 0"):
+        model.chat(_video(sample_video, fps=0), max_new_tokens=1)

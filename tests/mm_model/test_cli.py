@@ -133,3 +133,34 @@ def test_chat_thinks_by_default_as_the_release_does(tiny_dir, capsys, flag, thin
     out, err = capsys.readouterr()
     assert out.startswith("[thinking] ") == thinks
     assert ("0 thinking" in err) != thinks
+
+
+def _vision(err: str) -> int:
+    import re
+
+    return int(re.search(r"prompt tokens \((\d+) vision\)", err).group(1))
+
+
+def test_chat_media_flags(tiny_dir, sample_video, images, tmp_path, capsys):
+    def vision(*argv: str) -> int:
+        assert main(["chat", "what happens?", str(tiny_dir), "--max-new-tokens", "1", *argv]) == 0
+        return _vision(capsys.readouterr().err)
+
+    video = ("--video", str(sample_video))  # 25 frames at 10 fps: 2 fps keeps 5 (2 chunks), 1 fps 2
+    assert vision(*video, "--fps", "1") == 6 < vision(*video) == 12 == vision(*video, "--fps", "2")
+    assert vision(*video, "--num-frames", "4") == 6
+    images[0].save(tmp_path / "shot.png")
+    image = ("--image", str(tmp_path / "shot.png"))
+    assert vision(*image, "--max-patches", "4") == 2 < vision(*image) == 6
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--fps", "-1"], "--fps must be a number > 0 and <= 60, got -1.0"),
+     (["--fps", "nan"], "--fps must be a number > 0 and <= 60, got nan"),
+     (["--num-frames", "0"], "--num-frames must be an integer >= 1 and <= 16384, got 0"),
+     (["--max-patches", "3"], "--max-patches must be an integer >= 4 and <= 16384, got 3")],
+)  # fmt: skip
+def test_bad_media_flags_are_a_message(tiny_dir, sample_video, argv, message, capsys):
+    assert main(["chat", "hi", str(tiny_dir), "--video", str(sample_video), *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +136,129 @@ def test_to_openai_messages_keeps_text_and_ready_parts() -> None:
     assert out == [{"role": "system", "content": "be brief"},
                    {"role": "user", "content": [{"type": "text", "text": "plain"}, ready, {"type": "text", "text": "t"}]}]  # fmt: skip
     assert to_openai_messages("hi") == [{"role": "user", "content": "hi"}]
+
+
+# ---- media options: what the backend sends, and what the endpoint does with it -------------------
+
+
+class Recorder:
+    """An httpx transport standing in for the endpoint: records each request body, answers "ok"."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    def __call__(self, request: Any) -> Any:
+        import httpx
+
+        body = json.loads(request.content)
+        self.bodies.append(body)
+        head = {"id": "x", "created": 0, "model": "m"}
+        if body.get("stream"):
+            chunk = {**head, "object": "chat.completion.chunk",
+                     "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}  # fmt: skip
+            sse = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
+            return httpx.Response(200, content=sse.encode(), headers={"content-type": "text/event-stream"})
+        return httpx.Response(200, json={**head, "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})  # fmt: skip
+
+
+def recording_backend(**kwargs: Any) -> tuple[OpenAIBackend, Recorder]:
+    import httpx
+
+    recorder = Recorder()
+    backend = OpenAIBackend("http://endpoint.invalid/v1", model="m", api_key="k", **kwargs)
+    backend.client = openai.OpenAI(base_url="http://endpoint.invalid/v1", api_key="k", max_retries=0,
+                                   http_client=httpx.Client(transport=httpx.MockTransport(recorder)))  # fmt: skip
+    return backend, recorder
+
+
+VIDEO = {"type": "video", "video": b"\0\0\0 ftypisom"}  # not decoded client-side: any bytes do
+IMAGE = {"type": "image", "image": b"\x89PNG"}
+NATIVE = {"media_io_kwargs": {"video": {"fps": 2.0, "num_frames": -1}}}
+
+SENT = {
+    "text_only": ([], {}, {}),
+    "image_only": ([IMAGE], {}, {}),
+    "video_native": ([VIDEO], {}, NATIVE),
+    "fps_no_cap": ([VIDEO], {"fps": 1}, {"media_io_kwargs": {"video": {"fps": 1.0, "num_frames": -1}}}),
+    "cap_at_native_fps": ([VIDEO], {"num_frames": 16}, {"media_io_kwargs": {"video": {"fps": 2.0, "num_frames": 16}}}),
+    "image_budget": ([IMAGE], {"max_patches": 1024}, {"mm_processor_kwargs": {"max_patches": 1024}}),
+    "part_options_hoisted": ([{**VIDEO, "fps": 0.5, "num_frames": 8}, {**VIDEO, "fps": 0.5}], {"num_frames": 8},
+                             {"media_io_kwargs": {"video": {"fps": 0.5, "num_frames": 8}}}),
+    "part_budget_hoisted": ([{**IMAGE, "max_patches": 256}, {**IMAGE, "max_patches": 256}], {},
+                            {"mm_processor_kwargs": {"max_patches": 256}}),
+    "part_over_call": ([{**VIDEO, "fps": 1.0}], {"fps": 4.0}, {"media_io_kwargs": {"video": {"fps": 1.0, "num_frames": -1}}}),
+    "ready_openai_part": ([{"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}, "fps": 1}], {},
+                          {"media_io_kwargs": {"video": {"fps": 1.0, "num_frames": -1}}}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("case", list(SENT))
+def test_backend_sends_media_options_as_vllm_fields(case, stream) -> None:
+    parts, options, expected = SENT[case]
+    backend, recorder = recording_backend()
+    got = backend.chat(messages(*parts), max_tokens=2, stream=stream, **options)
+    assert ("".join(got) if stream else got.text) == "ok"
+    (body,) = recorder.bodies
+    assert {k: body[k] for k in ("media_io_kwargs", "mm_processor_kwargs") if k in body} == expected
+    for part in body["messages"][0]["content"]:  # options travel hoisted, never on the parts
+        assert not set(part) & {"fps", "num_frames", "max_patches"}, part
+
+
+def test_native_video_off_leaves_the_endpoint_default_and_extra_body_wins() -> None:
+    backend, recorder = recording_backend(native_video=False)
+    backend.chat(messages(VIDEO), max_tokens=2)
+    backend.chat(messages(VIDEO), max_tokens=2, num_frames=8)
+    backend.chat(
+        messages(VIDEO), max_tokens=2, fps=1.0, extra_body={"media_io_kwargs": {"video": {"num_frames": 3}}}
+    )
+    assert "media_io_kwargs" not in recorder.bodies[0]
+    assert recorder.bodies[1]["media_io_kwargs"] == {"video": {"num_frames": 8}}
+    assert recorder.bodies[2]["media_io_kwargs"] == {"video": {"num_frames": 3}}
+
+
+@pytest.mark.parametrize(
+    "parts, options, match",
+    [([VIDEO], {"fps": -1}, r"^fps must be a number > 0 and <= 60, got -1$"),
+     ([VIDEO], {"num_frames": 0}, r"^num_frames must be an integer >= 1 and <= 16384, got 0$"),
+     ([IMAGE], {"max_patches": 2}, r"^max_patches must be an integer >= 4 and <= 16384, got 2$"),
+     ([{**VIDEO, "fps": float("nan")}], {}, r"message 0 part 0: fps must be .*, got nan"),
+     ([{**VIDEO, "max_patches": 5000}], {}, r"message 0 part 0: max_patches must be .*<= 4096, got 5000"),
+     ([{**VIDEO, "fps": 1.0}, VIDEO], {}, r"video parts ask for different \(fps, num_frames\)"),
+     ([{**IMAGE, "max_patches": 64}, VIDEO], {}, r"media parts ask for different max_patches")],
+    ids=["fps", "num_frames", "max_patches", "part_fps_nan", "part_frame_budget", "videos_disagree",
+         "image_and_video_budgets"],
+)  # fmt: skip
+def test_bad_or_unsendable_media_options_raise_before_sending(parts, options, match) -> None:
+    backend, recorder = recording_backend()
+    with pytest.raises(mm_model.InputError, match=match):
+        backend.chat(messages(*parts), max_tokens=2, **options)
+    assert recorder.bodies == []
+
+
+def test_media_options_reach_our_server(backend, ref_model, picture, sample_video) -> None:
+    video = {
+        "type": "video",
+        "video": str(sample_video),
+    }  # 25 frames at 10 fps: 2 chunks at 2 fps, 1 at 1 fps
+
+    def tokens(*parts: Any, **options: Any) -> int:
+        return backend.chat(messages(*parts), max_tokens=1, **options).usage["vision_tokens"]
+
+    assert tokens(video, fps=1.0) == 6 < tokens(video) == 12
+    assert tokens(video, num_frames=4) == 6 == tokens({**video, "fps": 1.0})
+    image = {"type": "image", "image": str(picture)}  # 48x56: 3x4 patches, padded to 4x4: 4 tokens
+    assert tokens(image, max_patches=4) == 2 < tokens(image) == 4
+    ref = ref_model.chat(messages(video), max_new_tokens=5, temperature=0.9, seed=2, fps=1.0, num_frames=2)
+    got = backend.chat(messages(video), max_tokens=5, temperature=0.9, seed=2, fps=1.0, num_frames=2)
+    assert (got.text, got.usage["vision_tokens"]) == (ref.text, ref.usage["vision_tokens"])
+
+
+def test_hf_base64_parts_are_sent_as_data_urls() -> None:
+    raw = base64.b64encode(b"\x89PNG").decode()
+    out = to_openai_messages([{"role": "user", "content": [{"type": "image", "base64": raw},
+                                                           {"type": "video", "base64": "data:video/webm;base64,AAAA"}]}])  # fmt: skip
+    assert out[0]["content"] == [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{raw}"}},
+                                 {"type": "video_url", "video_url": {"url": "data:video/webm;base64,AAAA"}}]  # fmt: skip

@@ -421,3 +421,140 @@ def test_no_answer_is_empty_content_with_its_usage(client, stream) -> None:
     assert answer == "" and finish == "length"
     assert thinking, "the one token went to thinking"
     assert usage.completion_tokens == 1 and usage.prompt_tokens > 0
+
+
+# ---- media options: vLLM's mm_processor_kwargs / media_io_kwargs, per-part keys, serve flags --------
+
+
+def video_part(media: dict[str, Any], **options: Any) -> dict[str, Any]:
+    return {"type": "video_url", "video_url": {"url": data_url(media["video"], "video/mp4")}, **options}
+
+
+def image_part(media: dict[str, Any], **options: Any) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": data_url(media["png"], "image/png")}, **options}
+
+
+def vision_tokens(client, part: dict[str, Any], **extra: Any) -> int:
+    r = client.chat.completions.create(
+        model=MODEL, messages=user(part, text("?")), max_tokens=1, extra_body=extra
+    )
+    return r.usage.model_extra["vision_tokens"]
+
+
+def test_mm_processor_kwargs_and_media_io_kwargs_are_honoured(client, media) -> None:
+    # the clip: 25 frames at 10 fps -> 2 fps keeps 5 frames (2 chunks of 6 tokens), 1 fps keeps 2 (1 chunk)
+    video = video_part(media)
+    assert vision_tokens(client, video) == 12
+    assert vision_tokens(client, video, mm_processor_kwargs={"fps": 1}) == 6
+    assert vision_tokens(client, video, mm_processor_kwargs={"fps": 2.0}) == 12
+    assert vision_tokens(client, video, media_io_kwargs={"video": {"fps": 1.0, "num_frames": -1}}) == 6
+    assert (
+        vision_tokens(client, video, media_io_kwargs={"video": {"num_frames": 4}}) == 6
+    )  # capped: one chunk
+    assert vision_tokens(client, video, mm_processor_kwargs={"num_frames": 4}) == 6
+    # an image's patch budget: 40x60 is 8 patches (6 tokens); a budget of 4 gives 2 tokens
+    assert vision_tokens(client, image_part(media)) == 6
+    assert vision_tokens(client, image_part(media), mm_processor_kwargs={"max_patches": 4}) == 2
+    # options written on the part (as our own client may send them) win over the request's
+    assert vision_tokens(client, video_part(media, fps=1.0), mm_processor_kwargs={"fps": 2}) == 6
+    assert vision_tokens(client, image_part(media, max_patches=4)) == 2
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_served_answer_with_media_options_equals_model_chat(client, ref_model, media, stream) -> None:
+    ref = ref_model.chat(user({"type": "video", "video": media["video"]}, text("?")), max_new_tokens=6,
+                         temperature=0.7, seed=11, fps=1.0, num_frames=2)  # fmt: skip
+    kwargs = dict(model=MODEL, messages=user(video_part(media), text("?")), **SAMPLING,
+                  extra_body={"media_io_kwargs": {"video": {"fps": 1.0, "num_frames": 2}}})  # fmt: skip
+    if stream:
+        answer, _, usage, _ = stream_text(client, **kwargs)
+    else:
+        r = client.chat.completions.create(**kwargs)
+        answer, usage = r.choices[0].message.content, r.usage
+    assert answer == ref.text and usage.model_extra["vision_tokens"] == ref.usage["vision_tokens"] == 6
+
+
+def test_hf_part_keys_on_the_server(client, media) -> None:
+    raw64 = base64.b64encode(media["png"]).decode()
+    for part in ({"type": "image", "base64": raw64}, {"type": "image", "base64": data_url(media["png"], "image/png")},
+                 {"type": "image", "url": data_url(media["png"], "image/png")},
+                 {"type": "image", "path": str(media["dir"] / "shot.png")},
+                 {"type": "image", "image": data_url(media["png"], "image/png"), "max_patches": 1024}):  # fmt: skip
+        assert vision_tokens(client, part) == 6, part
+    assert vision_tokens(client, {"type": "video", "path": str(media["dir"] / "clip.mp4"), "fps": 1}) == 6
+
+
+MEDIA_BAD = {
+    "fps_negative": (dict(mm_processor_kwargs={"fps": -1}), "mm_processor_kwargs.fps", "got -1"),
+    "fps_nan_string": (dict(mm_processor_kwargs={"fps": "NaN"}), "mm_processor_kwargs.fps", "got 'NaN'"),
+    "fps_over_cap": (dict(media_io_kwargs={"video": {"fps": 1000}}), "media_io_kwargs.video.fps", "got 1000"),
+    "frames_zero": (dict(media_io_kwargs={"video": {"num_frames": 0}}), "media_io_kwargs.video.num_frames", "got 0"),
+    "frames_float": (dict(mm_processor_kwargs={"num_frames": 2.5}), "mm_processor_kwargs.num_frames", "got 2.5"),
+    "frames_bool": (dict(mm_processor_kwargs={"num_frames": True}), "mm_processor_kwargs.num_frames", "got True"),
+    "patches_small": (dict(mm_processor_kwargs={"max_patches": 3}), "mm_processor_kwargs.max_patches", "got 3"),
+    "patches_big": (dict(mm_processor_kwargs={"max_patches": 16385}), "mm_processor_kwargs.max_patches", "got 16385"),
+    "not_an_object": (dict(mm_processor_kwargs=[1]), "mm_processor_kwargs", "got [1]"),
+    "video_not_an_object": (dict(media_io_kwargs={"video": 16}), "media_io_kwargs.video", "got 16"),
+    "disagree": (dict(mm_processor_kwargs={"fps": 1}, media_io_kwargs={"video": {"fps": 2}}),
+                 "mm_processor_kwargs.fps", "disagree"),
+    "part_fps": ("part_fps", "messages[0].content[0].fps", "got -2"),
+    "part_frame_patches": ("part_frame_patches", "messages[0].content[0].max_patches", "<= 4096, got 5000"),
+    "fps_on_image": ("fps_on_image", "messages[0].content[0].fps", "applies to video parts"),
+    "hf_bad_base64": ("hf_bad_base64", "messages[0].content[0]", "not valid base64"),
+    "hf_two_keys": ("hf_two_keys", "messages[0].content[0]", "url and base64: give one of them"),
+    "hf_relative_path": ("hf_relative_path", "messages[0].content[0]", "absolute path"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("name", list(MEDIA_BAD))
+def test_bad_media_options_are_400_naming_the_field(client, media, name, stream) -> None:
+    extra, param, message = MEDIA_BAD[name]
+    part = video_part(media)
+    if isinstance(extra, str):
+        part = {"part_fps": video_part(media, fps=-2), "part_frame_patches": video_part(media, max_patches=5000),
+                "fps_on_image": image_part(media, fps=1.0),
+                "hf_bad_base64": {"type": "image", "base64": "@@@"},
+                "hf_two_keys": {"type": "image", "url": "data:,", "base64": "AAAA"},
+                "hf_relative_path": {"type": "video", "path": "clip.mp4"}}[extra]  # fmt: skip
+        extra = {}
+    with pytest.raises(openai.BadRequestError) as info:
+        result = client.chat.completions.create(model=MODEL, messages=user(part, text("?")), max_tokens=2,
+                                                extra_body=extra, stream=stream)  # fmt: skip
+        if stream:
+            list(result)
+    error = info.value.response.json()["error"]
+    assert error["param"] == param and message in error["message"], error
+    assert_good_request_works(client)
+
+
+def test_unknown_processor_kwargs_are_ignored_with_a_warning(client, media, caplog) -> None:
+    with caplog.at_level("WARNING", logger="mm_model.server.request"):
+        n = vision_tokens(client, video_part(media), mm_processor_kwargs={"fps": 1, "do_resize": False},
+                          media_io_kwargs={"video": {"backend": "pyav"}})  # fmt: skip
+    assert n == 6
+    assert "mm_processor_kwargs.do_resize, media_io_kwargs.video.backend" in caplog.text
+
+
+def test_serve_media_flags_set_the_served_defaults(tiny_dir, media, monkeypatch) -> None:
+    import uvicorn
+
+    from mm_model.cli import main
+
+    apps: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
+    assert (
+        main(["serve", str(tiny_dir), "--fps", "1", "--max-patches", "4", "--served-model-name", MODEL]) == 0
+    )
+    with background_server(apps[0]) as url, openai.OpenAI(base_url=url, api_key="x", max_retries=0) as c:
+        assert vision_tokens(c, video_part(media)) == 2  # 1 fps: one chunk of frames shrunk to 4 patches
+        assert vision_tokens(c, image_part(media)) == 2
+        assert vision_tokens(c, video_part(media), mm_processor_kwargs={"fps": 2, "max_patches": 4096}) == 12
+    assert main(["serve", str(tiny_dir), "--num-frames", "0"]) == 2  # refused before loading
+
+
+def test_serve_refuses_bad_media_flags(capsys) -> None:
+    from mm_model.server.run import main
+
+    assert main(["--fps", "-1"]) == 2
+    assert "--fps must be a number > 0 and <= 60, got -1.0" in capsys.readouterr().out
