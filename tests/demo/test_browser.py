@@ -145,6 +145,7 @@ def test_bundled_example_is_one_click_away(browser, url):
     expect.set_options(timeout=60_000)
     page = browser.new_page(viewport={"width": 1280, "height": 820})
     page.goto(url)
+    page.get_by_label("Instant", exact=True).check()  # this checkpoint thinks by default
     page.locator("#max-new-tokens input[type=number]").fill("16")
     page.locator("#max-new-tokens input[type=number]").press("Tab")
     page.get_by_text("Which way does the ball move?").click()

@@ -210,8 +210,12 @@ def test_chat_media_options_change_the_vision_tokens(model, images, sample_video
 
 
 def test_chat_media_options_stream_the_same(model, sample_video):
-    whole = model.chat(_video(sample_video), max_new_tokens=3, fps=1.0, temperature=0.8, seed=3)
-    stream = model.chat(_video(sample_video), max_new_tokens=3, fps=1.0, temperature=0.8, seed=3, stream=True)
+    whole = model.chat(
+        _video(sample_video), max_new_tokens=3, fps=1.0, temperature=0.8, seed=3, thinking=False
+    )
+    stream = model.chat(
+        _video(sample_video), max_new_tokens=3, fps=1.0, temperature=0.8, seed=3, thinking=False, stream=True
+    )
     assert "".join(stream) == whole.text and stream.result.usage == whole.usage
     assert whole.usage["vision_tokens"] == 6
 
