@@ -9,6 +9,7 @@ mm-model encode [IMAGE ...]                                      MoonViT-3D timi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -58,6 +59,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     from mm_model.remote import is_url
 
     media_options(args)  # bad values fail before the model loads
+    tools = _read_tools(args.tools) if args.tools else None
     if is_url(args.source):  # dtype is the endpoint's business
         model = mm_model.load(args.source, model=args.model, api_key=args.api_key)
     elif args.model or args.api_key:
@@ -70,11 +72,11 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     stream = model.chat(
         [{"role": "user", "content": content}], max_new_tokens=args.max_new_tokens, thinking=args.thinking,
         budget=args.budget, temperature=args.temperature, seed=args.seed, stream=True,
-        fps=args.fps, num_frames=args.num_frames, max_patches=args.max_patches,
+        fps=args.fps, num_frames=args.num_frames, max_patches=args.max_patches, tools=tools,
     )  # fmt: skip
     kind, thought = None, False
     for piece in stream:
-        if piece.kind == "tool_call":  # no tools are declared here: nothing to show
+        if piece.kind == "tool_call":  # printed whole at the end, one JSON line per call
             continue
         if piece.kind != kind:
             kind = piece.kind
@@ -84,10 +86,23 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             elif thought:
                 print("\n[answer] ", end="", flush=True)
         print(piece, end="", flush=True)
+    for call in stream.result.tool_calls:
+        print(f"\n[tool call] {json.dumps(call, ensure_ascii=False)}", end="", flush=True)
     if stream.result.notice:  # a blank line would read as if it were the answer
         print(f"({stream.result.notice})", end="", flush=True)
     print(f"\n-- {usage_line(stream.result.usage, stream.result.timings)}", file=sys.stderr)
     return 0
+
+
+def _read_tools(path: str) -> list:
+    """--tools FILE: an OpenAI tools list in JSON (checked by `mm_model.tools.check_tools`)."""
+    from mm_model.tools import check_tools
+
+    try:
+        tools = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"--tools {path!r}: cannot read a JSON tools list ({exc})") from None
+    return check_tools(tools)
 
 
 def add_media_args(p: argparse.ArgumentParser) -> None:
@@ -292,6 +307,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     chat.add_argument("--api-key", default=None, help="endpoint URL only: API key (default $OPENAI_API_KEY)")
     add_media_args(chat)
+    chat.add_argument("--tools", default=None, metavar="FILE",
+                      help="declare the tools of this JSON file (an OpenAI tools list); calls are printed as JSON")  # fmt: skip
     chat.set_defaults(func=_cmd_chat)
 
     info = sub.add_parser("info", help="config, parameter counts and token costs of media")

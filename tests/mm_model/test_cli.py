@@ -164,3 +164,25 @@ def test_chat_media_flags(tiny_dir, sample_video, images, tmp_path, capsys):
 def test_bad_media_flags_are_a_message(tiny_dir, sample_video, argv, message, capsys):
     assert main(["chat", "hi", str(tiny_dir), "--video", str(sample_video), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_chat_with_tools_prints_the_calls(tiny_dir, tmp_path, capsys, monkeypatch):
+    import json
+
+    import mm_model
+    from tests.mm_model.test_tools import CALL, TOOLS, script
+
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps(TOOLS))
+    seen = script(
+        monkeypatch, mm_model.load(tiny_dir).tokenizer, lambda prompt: "Checking." + CALL + "<|im_end|>"
+    )
+    assert main(["chat", "Weather in Paris?", str(tiny_dir), "--tools", str(tools), "--no-thinking"]) == 0
+    out = capsys.readouterr().out
+    assert "tool_declare" in seen[0]
+    assert out.startswith("Checking.\n[tool call] ")
+    call = json.loads(out.split("[tool call] ", 1)[1])
+    assert call["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    tools.write_text("[{")
+    assert main(["chat", "hi", str(tiny_dir), "--tools", str(tools)]) == 2
+    assert "--tools" in capsys.readouterr().err
