@@ -163,12 +163,9 @@ class RemoteModel:
         for name, default in LOCAL_ONLY.items():
             if options.pop(name, default) != default:
                 raise InputError(f"{name} works with a local model only, not with the endpoint {self.url}")
-        kwargs = dict(max_tokens=max_new_tokens, budget=budget, temperature=temperature, top_p=top_p,
-                      seed=seed, stream=stream, **options)  # fmt: skip
-        if (
-            thinking is not None
-        ):  # else OpenAIBackend.chat's default (by the contract: no switch, the endpoint's)
-            kwargs["thinking"] = thinking
+        # thinking None sends no switch: the endpoint's default
+        kwargs = dict(max_tokens=max_new_tokens, thinking=thinking, budget=budget, temperature=temperature,
+                      top_p=top_p, seed=seed, stream=stream, **options)  # fmt: skip
         try:
             out = self.backend.chat(messages, **kwargs)
         except InputError:
