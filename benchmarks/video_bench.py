@@ -9,6 +9,12 @@ Suites and their layouts: `benchmarks.video_suites`. Results go to `--out` (defa
 benchmarks/results/video/<suite>-<backend>/): results.jsonl (appended per sample; rerun to resume),
 summary.json, accuracy_by_bucket.png, seconds_vs_duration.png. The table is printed, then the
 summary as the last line of JSON.
+
+`--protocol lmms-eval` (Video-MME, MVBench, LongVideoBench, MLVU) prompts, scores and aggregates as
+lmms-eval 0.7.3's task code does and also writes its `<date>_results.json` and
+`<date>_samples_<task>.jsonl` under <out>/lmms_eval/<model>/ (`benchmarks.video_suites.lmms_results`).
+Frames stay the model's own (2 fps, 4-frame chunks) unless `--frames lmms-eval` sends what lmms-eval's
+openai_compatible sends (`--max-frames`, default 10, separate images); the header says which.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from pathlib import Path
 
 from benchmarks.video_suites import SUITES, load_suite
 from benchmarks.video_suites.backends import Backend
+from benchmarks.video_suites.lmms_eval import LMMS_EVAL_VERSION
+from benchmarks.video_suites.lmms_eval import SUITES as LMMS_SUITES
+from benchmarks.video_suites.lmms_frames import DEFAULT_FRAMES, MODES
 from benchmarks.video_suites.prompts import PROMPT_VERSION
 from benchmarks.video_suites.results import FingerprintMismatch, ResultsFile
 from benchmarks.video_suites.runner import evaluate, run
@@ -80,6 +89,19 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--max-patches-per-frame", type=int, default=None, help="per-frame patch budget (K2.5: 4096)"
     )
+    ap.add_argument(
+        "--protocol",
+        choices=("native", "lmms-eval"),
+        default="native",
+        help="native: our prompts and extractor; lmms-eval: lmms-eval 0.7.3's prompts, scoring and aggregation",
+    )
+    ap.add_argument(
+        "--frames",
+        choices=MODES,
+        default="native",
+        help="with --protocol lmms-eval: native (2 fps, 4-frame chunks) or what lmms-eval's openai_compatible "
+        "sends (--max-frames images, default 10; -simple: its --force_simple class)",
+    )
     ap.add_argument("--thinking", action="store_true", help="thinking mode")
     ap.add_argument(
         "--budget", default=None, help="Toggle thinking budget: tokens or 'auto' (needs --thinking)"
@@ -107,6 +129,16 @@ def main_args(args: argparse.Namespace) -> int:
     if args.budget is not None and not args.thinking:
         print("video bench: --budget needs --thinking", file=sys.stderr)
         return 2
+    lmms = args.protocol == "lmms-eval"
+    if lmms and args.suite not in LMMS_SUITES:
+        print(
+            f"video bench: --protocol lmms-eval covers {', '.join(LMMS_SUITES)}, not {args.suite}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.frames != "native" and not lmms:
+        print("video bench: --frames lmms-eval needs --protocol lmms-eval", file=sys.stderr)
+        return 2
     root = Path(args.root)
     if args.suite == "synthetic" and args.make_synthetic and not (root / "annotations.jsonl").exists():
         from benchmarks.video_suites.synthetic import HELD_OUT_SEED, make_suite
@@ -132,6 +164,12 @@ def main_args(args: argparse.Namespace) -> int:
                 "subtitles": args.subtitles, "thinking": args.thinking, "budget": args.budget,
                 "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
                 "seed": args.seed}  # fmt: skip
+    notes = []
+    if lmms:  # only then: native fingerprints stay as they were, so old results still resume
+        settings.update(protocol=args.protocol, frames=args.frames, lmms_eval=LMMS_EVAL_VERSION)
+        notes = protocol_notes(args.frames, args.max_frames)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
     fingerprint = {"suite": args.suite, "root": str(root.resolve()), **backend.describe(), **settings,
                    "prompt_version": PROMPT_VERSION}  # fmt: skip
     out = Path(args.out) if args.out else RESULTS / f"{args.suite}-{args.backend}"
@@ -154,14 +192,57 @@ def main_args(args: argparse.Namespace) -> int:
     meta = {"suite": args.suite, "model": fingerprint.get("model"), "backend": args.backend, "settings": fingerprint,
             "samples": len(samples), "missing_videos": len(loaded.missing),
             "missing_examples": [f"{i}: {p}" for i, p in loaded.missing[:20]], "ran_now": ran, "wall_s_now": wall,
-            "chance": chance}  # fmt: skip
+            "chance": chance, **({"notes": notes} if notes else {})}  # fmt: skip
     summary = summ.summarize(records, meta)
     print(summ.format_table(summary))
     if not args.no_plots:
         summary["plots"] = [str(p) for p in summ.plot(summary, records, out)]
+    if lmms:
+        from benchmarks.video_suites import lmms_results
+
+        doc_ids = lmms_doc_ids(loaded.samples, args.subtitles)
+        for r in records:
+            if r.get("lmms_eval"):
+                r["lmms_eval"]["doc_id"] = doc_ids[r["id"]]
+        config = {
+            "model": fingerprint.get("model") or "mm_model",
+            "model_args": fingerprint,
+            "protocol": notes,
+        }
+        summary["lmms_eval_files"] = [str(p) for p in lmms_results.write(out / "lmms_eval", records, config)]
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     print(json.dumps(summary, default=str))
     return 0
+
+
+def protocol_notes(frames: str, max_frames: int | None) -> list[str]:
+    """What `--protocol lmms-eval` reproduces and how its frames differ: the run's header."""
+    head = f"protocol lmms-eval {LMMS_EVAL_VERSION}: its prompts (doc_to_text), scoring (process_results) and aggregation"
+    if frames == "native":
+        how = ("frames: this model's own video protocol (2 fps, 4-frame chunks with timestamps), NOT lmms-eval's: "
+               "its openai_compatible sends max_frames_num (default 10) evenly spaced frames as separate images; "
+               "--frames lmms-eval sends those")  # fmt: skip
+    else:
+        cls = (
+            "chat class, images before the text"
+            if frames == "lmms-eval"
+            else "--force_simple class, images after the text"
+        )
+        how = f"frames: as lmms-eval's openai_compatible ({cls}): {max_frames or DEFAULT_FRAMES} frames spread over each video"
+    return [head, how]
+
+
+def lmms_doc_ids(samples: list, subtitles: bool) -> dict[str, int]:
+    """lmms-eval's doc_id: a sample's position in its task (among the samples read)."""
+    from benchmarks.video_suites.lmms_results import task_name
+
+    seen: dict[str, int] = {}
+    ids = {}
+    for s in samples:
+        task = task_name(s, subtitles)
+        ids[s.id] = seen.get(task, 0)
+        seen[task] = ids[s.id] + 1
+    return ids
 
 
 def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
