@@ -188,6 +188,11 @@ def main_args(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     wanted = {s.id for s in samples}
     records = [r for r in results.records() if r["id"] in wanted]
+    if lmms:  # lmms-eval's doc_id: the position in its task
+        doc_ids = lmms_doc_ids(loaded.samples, args.subtitles)
+        for r in records:
+            if r.get("lmms_eval"):
+                r["lmms_eval"]["doc_id"] = doc_ids[r["id"]]
     chance = sum(1 / len(s.options) for s in samples) / len(samples) if samples else None
     meta = {"suite": args.suite, "model": fingerprint.get("model"), "backend": args.backend, "settings": fingerprint,
             "samples": len(samples), "missing_videos": len(loaded.missing),
@@ -200,10 +205,6 @@ def main_args(args: argparse.Namespace) -> int:
     if lmms:
         from benchmarks.video_suites import lmms_results
 
-        doc_ids = lmms_doc_ids(loaded.samples, args.subtitles)
-        for r in records:
-            if r.get("lmms_eval"):
-                r["lmms_eval"]["doc_id"] = doc_ids[r["id"]]
         config = {
             "model": fingerprint.get("model") or "mm_model",
             "model_args": fingerprint,
