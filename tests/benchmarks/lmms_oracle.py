@@ -76,8 +76,10 @@ class _Choice:
 
 
 @contextlib.contextmanager
-def load(src: Path, hf_home: Path) -> Iterator[dict[str, types.ModuleType]]:
-    """The task modules (and `reasoning`, `mcq`), imported from `src` with stubs; sys.modules restored after."""
+def stubbed(src: Path, hf_home: Path) -> Iterator[None]:
+    """lmms-eval importable from `src` (no task registry; cv2/decord/datasets stubbed); undone on exit."""
+    from loguru import logger
+
     src = Path(src)
     before = set(sys.modules)
     saved_env, saved_path = os.environ.get("HF_HOME"), list(sys.path)
@@ -88,8 +90,6 @@ def load(src: Path, hf_home: Path) -> Iterator[dict[str, types.ModuleType]]:
         "datasets": {"Dataset": object},
         "lmms_eval.tasks": {"__path__": [str(src / "lmms_eval" / "tasks")]},
     }
-    from loguru import logger
-
     logger.disable("lmms_eval")  # its aggregations log every category
     try:
         sys.path.insert(0, str(src))
@@ -99,9 +99,26 @@ def load(src: Path, hf_home: Path) -> Iterator[dict[str, types.ModuleType]]:
             module = types.ModuleType(name)
             module.__dict__.update(attrs)
             sys.modules[name] = module
+        yield
+    finally:
+        for name in set(sys.modules) - before:  # lmms-eval, the stubs, and what was built on them
+            if name.startswith(("lmms_eval", "benchmarks.video_suites.lmms_model")) or name in stubs:
+                del sys.modules[name]
+        sys.path[:] = saved_path
+        logger.enable("lmms_eval")
+        if saved_env is None:
+            os.environ.pop("HF_HOME", None)
+        else:
+            os.environ["HF_HOME"] = saved_env
+
+
+@contextlib.contextmanager
+def load(src: Path, hf_home: Path) -> Iterator[dict[str, types.ModuleType]]:
+    """The task modules (and `reasoning`, `mcq`), imported from `src` with stubs; sys.modules restored after."""
+    with stubbed(src, hf_home):
         mods = {}
         for task in TASKS:
-            path = src / "lmms_eval" / "tasks" / task / "utils.py"
+            path = Path(src) / "lmms_eval" / "tasks" / task / "utils.py"
             spec = importlib.util.spec_from_file_location(f"lmms_eval.tasks.{task}.utils", path)
             mods[task] = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = mods[task]
@@ -110,16 +127,6 @@ def load(src: Path, hf_home: Path) -> Iterator[dict[str, types.ModuleType]]:
         mods["reasoning"] = importlib.import_module("lmms_eval.api.reasoning")
         mods["mcq"] = importlib.import_module("lmms_eval.tasks._task_utils.mcq_extract")
         yield mods
-    finally:
-        for name in set(sys.modules) - before:
-            if name.startswith("lmms_eval") or name in stubs:
-                del sys.modules[name]
-        sys.path[:] = saved_path
-        logger.enable("lmms_eval")
-        if saved_env is None:
-            os.environ.pop("HF_HOME", None)
-        else:
-            os.environ["HF_HOME"] = saved_env
 
 
 def _yaml(path: Path) -> dict[str, Any]:

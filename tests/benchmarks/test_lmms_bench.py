@@ -162,3 +162,19 @@ def test_protocol_refuses_other_suites_and_frames_need_it(tmp_path, capsys):
     assert "covers videomme, mvbench, longvideobench, mlvu" in capsys.readouterr().err
     assert video_bench.main(["--suite", "mlvu", "--root", str(tmp_path), "--frames", "lmms-eval"]) == 2
     assert "--frames lmms-eval needs --protocol lmms-eval" in capsys.readouterr().err
+
+
+def test_tiny_model_takes_lmms_eval_frames_as_images(tiny_dir, tmp_path, capsys):
+    """Plumbing on the tiny random model: native chunks and lmms-eval's enlarged separate frames both run."""
+    lmms_layout("mlvu", tmp_path / "mlvu")
+    tokens = {}
+    for frames in ("native", "lmms-eval"):
+        out = tmp_path / frames
+        argv = ["--suite", "mlvu", "--root", str(tmp_path / "mlvu"), "--protocol", "lmms-eval", "--frames", frames,
+                "--max-frames", "4", "--limit", "1", "--max-new-tokens", "2", "--model", str(tiny_dir),
+                "--no-plots", "--no-progress", "--out", str(out)]  # fmt: skip
+        assert video_bench.main(argv) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["errors"] == 0 and summary["overall"]["n"] == 1
+        tokens[frames] = summary["throughput"]["mean_vision_tokens"]
+    assert tokens["lmms-eval"] > tokens["native"]  # 4 frames at 336x336 vs a 32x32 clip in chunks
