@@ -25,11 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.video_suites import SUITES, load_suite
+from benchmarks.video_suites import SUITES, lmms_protocol, load_suite
 from benchmarks.video_suites.backends import Backend
 from benchmarks.video_suites.lmms_eval import LMMS_EVAL_VERSION
 from benchmarks.video_suites.lmms_eval import SUITES as LMMS_SUITES
-from benchmarks.video_suites.lmms_frames import DEFAULT_FRAMES, MODES
+from benchmarks.video_suites.lmms_frames import MODES
 from benchmarks.video_suites.prompts import PROMPT_VERSION
 from benchmarks.video_suites.results import FingerprintMismatch, ResultsFile
 from benchmarks.video_suites.runner import evaluate, run
@@ -167,7 +167,7 @@ def main_args(args: argparse.Namespace) -> int:
     notes = []
     if lmms:  # only then: native fingerprints stay as they were, so old results still resume
         settings.update(protocol=args.protocol, frames=args.frames, lmms_eval=LMMS_EVAL_VERSION)
-        notes = protocol_notes(args.frames, args.max_frames)
+        notes = lmms_protocol.notes(args.frames, args.max_frames)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
     fingerprint = {"suite": args.suite, "root": str(root.resolve()), **backend.describe(), **settings,
@@ -189,7 +189,7 @@ def main_args(args: argparse.Namespace) -> int:
     wanted = {s.id for s in samples}
     records = [r for r in results.records() if r["id"] in wanted]
     if lmms:  # lmms-eval's doc_id: the position in its task
-        doc_ids = lmms_doc_ids(loaded.samples, args.subtitles)
+        doc_ids = lmms_protocol.doc_ids(loaded.samples, args.subtitles)
         for r in records:
             if r.get("lmms_eval"):
                 r["lmms_eval"]["doc_id"] = doc_ids[r["id"]]
@@ -214,36 +214,6 @@ def main_args(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     print(json.dumps(summary, default=str))
     return 0
-
-
-def protocol_notes(frames: str, max_frames: int | None) -> list[str]:
-    """What `--protocol lmms-eval` reproduces and how its frames differ: the run's header."""
-    head = f"protocol lmms-eval {LMMS_EVAL_VERSION}: its prompts (doc_to_text), scoring (process_results) and aggregation"
-    if frames == "native":
-        how = ("frames: this model's own video protocol (2 fps, 4-frame chunks with timestamps), NOT lmms-eval's: "
-               "its openai_compatible sends max_frames_num (default 10) evenly spaced frames as separate images; "
-               "--frames lmms-eval sends those")  # fmt: skip
-    else:
-        cls = (
-            "chat class, images before the text"
-            if frames == "lmms-eval"
-            else "--force_simple class, images after the text"
-        )
-        how = f"frames: as lmms-eval's openai_compatible ({cls}): {max_frames or DEFAULT_FRAMES} frames spread over each video"
-    return [head, how]
-
-
-def lmms_doc_ids(samples: list, subtitles: bool) -> dict[str, int]:
-    """lmms-eval's doc_id: a sample's position in its task (among the samples read)."""
-    from benchmarks.video_suites.lmms_results import task_name
-
-    seen: dict[str, int] = {}
-    ids = {}
-    for s in samples:
-        task = task_name(s, subtitles)
-        ids[s.id] = seen.get(task, 0)
-        seen[task] = ids[s.id] + 1
-    return ids
 
 
 def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

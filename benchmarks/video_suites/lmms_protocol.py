@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.video_suites import lmms_prompts
-from benchmarks.video_suites.lmms_eval import SUITES, judge
-from benchmarks.video_suites.lmms_frames import lmms_frames
+from benchmarks.video_suites.lmms_eval import LMMS_EVAL_VERSION, SUITES, judge
+from benchmarks.video_suites.lmms_frames import DEFAULT_FRAMES, lmms_frames
 from benchmarks.video_suites.lmms_results import TARGET, process_results, task_name
 from benchmarks.video_suites.schema import Sample
 from vision.errors import InputError
@@ -103,3 +103,31 @@ def score(sample: Sample, reply: str, subtitles: bool, text: str) -> dict[str, A
           "target": doc[TARGET[sample.suite]], "prompt": text, "doc": doc}  # fmt: skip
     return {"prediction": verdict.prediction, "rule": "lmms-eval", "correct": verdict.correct,
             "guessed": verdict.guessed, "lmms_eval": lm}  # fmt: skip
+
+
+def notes(frames: str, max_frames: int | None) -> list[str]:
+    """What `--protocol lmms-eval` reproduces and how its frames differ: the run's header."""
+    head = f"protocol lmms-eval {LMMS_EVAL_VERSION}: its prompts (doc_to_text), scoring (process_results) and aggregation"
+    if frames == "native":
+        how = ("frames: this model's own video protocol (2 fps, 4-frame chunks with timestamps), NOT lmms-eval's: "
+               "its openai_compatible sends max_frames_num (default 10) evenly spaced frames as separate images; "
+               "--frames lmms-eval sends those")  # fmt: skip
+    else:
+        cls = (
+            "chat class, images before the text"
+            if frames == "lmms-eval"
+            else "--force_simple class, images after the text"
+        )
+        how = f"frames: as lmms-eval's openai_compatible ({cls}): {max_frames or DEFAULT_FRAMES} frames spread over each video"
+    return [head, how]
+
+
+def doc_ids(samples: list[Sample], subtitles: bool) -> dict[str, int]:
+    """lmms-eval's doc_id: a sample's position in its task (among the samples read)."""
+    seen: dict[str, int] = {}
+    ids = {}
+    for s in samples:
+        task = task_name(s, subtitles)
+        ids[s.id] = seen.get(task, 0)
+        seen[task] = ids[s.id] + 1
+    return ids
