@@ -178,7 +178,8 @@ class LocalBackend:
             )  # fmt: skip
             total = time.perf_counter() - start
         return Reply(r.text, r.thinking, dict(r.usage), r.timings.get("time_to_first_token_s"), total,
-                     self._stats.decode_s, self._stats.frames, r.finish_reason)  # fmt: skip
+                     self._stats.decode_s, self._stats.frames or (len(request.video) if request.images else 0),
+                     r.finish_reason)  # fmt: skip
 
 
 # ---- openai -------------------------------------------------------------------------------------
