@@ -11,6 +11,12 @@ Suites and their layouts: `benchmarks.video_suites`. Results go to `--out` (defa
 benchmarks/results/video/<suite>-<backend>/): results.jsonl (appended per sample; rerun to resume),
 summary.json, accuracy_by_bucket.png, seconds_vs_duration.png. The table is printed, then the
 summary as the last line of JSON.
+
+`--protocol lmms-eval` (Video-MME, MVBench, LongVideoBench, MLVU) prompts, scores and aggregates as
+lmms-eval 0.7.3's task code does and also writes its `<date>_results.json` and
+`<date>_samples_<task>.jsonl` under <out>/lmms_eval/<model>/ (`benchmarks.video_suites.lmms_results`).
+Frames stay the model's own (2 fps, 4-frame chunks) unless `--frames lmms-eval` sends what lmms-eval's
+openai_compatible sends (`--max-frames`, default 10, separate images); the header says which.
 """
 
 from __future__ import annotations
@@ -22,8 +28,11 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.video_suites import SUITES, load_suite
+from benchmarks.video_suites import SUITES, lmms_protocol, load_suite
 from benchmarks.video_suites.backends import Backend
+from benchmarks.video_suites.lmms_eval import LMMS_EVAL_VERSION
+from benchmarks.video_suites.lmms_eval import SUITES as LMMS_SUITES
+from benchmarks.video_suites.lmms_frames import MODES
 from benchmarks.video_suites.prompts import PROMPT_VERSION
 from benchmarks.video_suites.results import FingerprintMismatch, ResultsFile
 from benchmarks.video_suites.runner import evaluate, run
@@ -89,6 +98,19 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--max-patches-per-frame", type=int, default=None, help="per-frame patch budget (K2.5: 4096)"
     )
+    ap.add_argument(
+        "--protocol",
+        choices=("native", "lmms-eval"),
+        default="native",
+        help="native: our prompts and extractor; lmms-eval: lmms-eval 0.7.3's prompts, scoring and aggregation",
+    )
+    ap.add_argument(
+        "--frames",
+        choices=MODES,
+        default="native",
+        help="with --protocol lmms-eval: native (2 fps, 4-frame chunks) or what lmms-eval's openai_compatible "
+        "sends (--max-frames images, default 10; -simple: its --force_simple class)",
+    )
     ap.add_argument("--thinking", action="store_true", help="thinking mode")
     ap.add_argument(
         "--budget", default=None, help="Toggle thinking budget: tokens or 'auto' (needs --thinking)"
@@ -116,6 +138,16 @@ def main_args(args: argparse.Namespace) -> int:
     if args.budget is not None and not args.thinking:
         print("video bench: --budget needs --thinking", file=sys.stderr)
         return 2
+    lmms = args.protocol == "lmms-eval"
+    if lmms and args.suite not in LMMS_SUITES:
+        print(
+            f"video bench: --protocol lmms-eval covers {', '.join(LMMS_SUITES)}, not {args.suite}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.frames != "native" and not lmms:
+        print("video bench: --frames lmms-eval needs --protocol lmms-eval", file=sys.stderr)
+        return 2
     root = Path(args.root)
     if args.suite == "synthetic" and args.make_synthetic and not (root / "annotations.jsonl").exists():
         from benchmarks.video_suites.synthetic import HELD_OUT_SEED, make_suite
@@ -141,6 +173,12 @@ def main_args(args: argparse.Namespace) -> int:
                 "subtitles": args.subtitles, "thinking": args.thinking, "budget": args.budget,
                 "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
                 "seed": args.seed}  # fmt: skip
+    notes = []
+    if lmms:  # only then: native fingerprints stay as they were, so old results still resume
+        settings.update(protocol=args.protocol, frames=args.frames, lmms_eval=LMMS_EVAL_VERSION)
+        notes = lmms_protocol.notes(args.frames, args.max_frames)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
     fingerprint = {"suite": args.suite, "root": str(root.resolve()), **backend.describe(), **settings,
                    "prompt_version": PROMPT_VERSION}  # fmt: skip
     out = Path(args.out) if args.out else RESULTS / f"{args.suite}-{args.backend}"
@@ -159,15 +197,29 @@ def main_args(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     wanted = {s.id for s in samples}
     records = [r for r in results.records() if r["id"] in wanted]
+    if lmms:  # lmms-eval's doc_id: the position in its task
+        doc_ids = lmms_protocol.doc_ids(loaded.samples, args.subtitles)
+        for r in records:
+            if r.get("lmms_eval"):
+                r["lmms_eval"]["doc_id"] = doc_ids[r["id"]]
     chance = sum(1 / len(s.options) for s in samples) / len(samples) if samples else None
     meta = {"suite": args.suite, "model": fingerprint.get("model"), "backend": args.backend, "settings": fingerprint,
             "samples": len(samples), "missing_videos": len(loaded.missing),
             "missing_examples": [f"{i}: {p}" for i, p in loaded.missing[:20]], "ran_now": ran, "wall_s_now": wall,
-            "chance": chance}  # fmt: skip
+            "chance": chance, **({"notes": notes} if notes else {})}  # fmt: skip
     summary = summ.summarize(records, meta)
     print(summ.format_table(summary))
     if not args.no_plots:
         summary["plots"] = [str(p) for p in summ.plot(summary, records, out)]
+    if lmms:
+        from benchmarks.video_suites import lmms_results
+
+        config = {
+            "model": fingerprint.get("model") or "mm_model",
+            "model_args": fingerprint,
+            "protocol": notes,
+        }
+        summary["lmms_eval_files"] = [str(p) for p in lmms_results.write(out / "lmms_eval", records, config)]
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     print(json.dumps(summary, default=str))
     return 0

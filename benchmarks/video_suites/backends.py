@@ -30,6 +30,19 @@ class Request:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    # "": `video` goes as one video part; "before"/"after": `video` is a frame list sent as separate
+    # images before/after the text (lmms-eval's openai_compatible, `lmms_frames`)
+    images: str = ""
+
+
+def content(request: Request, video: Any = None) -> list[dict[str, Any]]:
+    """The user message's parts for `request` (`video` overrides `request.video`, e.g. re-encoded)."""
+    video = request.video if video is None else video
+    text = [{"type": "text", "text": request.prompt}]
+    if not request.images:
+        return [{"type": "video", "video": video}, *text]
+    images = [{"type": "image", "image": im} for im in request.video]
+    return [*images, *text] if request.images == "before" else [*text, *images]
 
 
 @dataclass
@@ -155,8 +168,7 @@ class LocalBackend:
                 "max_patches_per_frame": self.max_patches_per_frame}  # fmt: skip
 
     def answer(self, request: Request) -> Reply:
-        messages = [{"role": "user", "content": [{"type": "video", "video": request.video},
-                                                 {"type": "text", "text": request.prompt}]}]  # fmt: skip
+        messages = [{"role": "user", "content": content(request)}]
         with self._lock:
             self._stats.decode_s, self._stats.frames = 0.0, 0
             start = time.perf_counter()
@@ -166,7 +178,8 @@ class LocalBackend:
             )  # fmt: skip
             total = time.perf_counter() - start
         return Reply(r.text, r.thinking, dict(r.usage), r.timings.get("time_to_first_token_s"), total,
-                     self._stats.decode_s, self._stats.frames, r.finish_reason)  # fmt: skip
+                     self._stats.decode_s, self._stats.frames or (len(request.video) if request.images else 0),
+                     r.finish_reason)  # fmt: skip
 
 
 # ---- openai -------------------------------------------------------------------------------------
@@ -214,10 +227,12 @@ class OpenAIBackend:
 
     def answer(self, request: Request) -> Reply:
         video = request.video
-        if not isinstance(video, (str, os.PathLike)):
+        if not request.images and not isinstance(video, (str, os.PathLike)):
             video = frames_to_mp4(video, self.fps)
-        part = {"type": "video", "video": video, "max_patches": self.max_patches_per_frame}  # fmt: skip
-        messages = [{"role": "user", "content": [part, {"type": "text", "text": request.prompt}]}]
+        parts = content(request, video)
+        if not request.images:  # a video part: each frame's patch budget rides on it
+            parts[0]["max_patches"] = self.max_patches_per_frame
+        messages = [{"role": "user", "content": parts}]
         stream = self.client.chat(
             messages, max_tokens=request.max_new_tokens, thinking=request.thinking, budget=request.budget,
             temperature=request.temperature, top_p=request.top_p, seed=request.seed, stream=True,

@@ -1,19 +1,23 @@
-"""MVBench (OpenGVLab/MVBench), in its release layout:
+"""MVBench (OpenGVLab/MVBench), in its release layout or in the pre-cut one lmms-eval reads:
 
     root/json/<task>.json            entries {video, question, candidates[], answer (text), [start, end]}
-    root/video/<source folder>/...   per task, as in the official evaluation (VideoChat2 mvbench.ipynb);
-                                     files added later live under video/data0613/<source folder>/
+    root/video/<source folder>/...   release (main revision), as in the official evaluation (VideoChat2
+                                     mvbench.ipynb); files added later live under video/data0613/<folder>/
+    root/<segment folder>/...        the `video` revision lmms-eval downloads (no video/ folder): every
+                                     clip already cut to its segment, TVQA as MP4s (`SEGMENTS`)
 
 Task -> (annotation file, source folder, input type, bounded): the official table below. "frame"
 inputs are folders of JPEG frames at 3 fps (TVQA); bounded tasks ask about the [start, end] segment.
-Duration bucket: measured at run time (MVBench publishes none); task type = the task.
+In the pre-cut layout bounds are ignored (the clip is the segment) and there is no data0613 fallback
+(lmms-eval 0.7.3's never applies). Duration bucket: measured at run time; task type = the task.
+`Sample.doc` is the annotation entry, which is what lmms-eval's task reads.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.video_suites.schema import Sample, SuiteLoad, answer_letter, read_json_or_jsonl
+from benchmarks.video_suites.schema import Sample, SuiteLoad, answer_letter, json_safe, read_json_or_jsonl
 
 TASKS: dict[str, tuple[str, str, str, bool]] = {
     "Action Sequence": ("action_sequence.json", "star/Charades_v1_480", "video", True),
@@ -38,11 +42,30 @@ TASKS: dict[str, tuple[str, str, str, bool]] = {
     "Counterfactual Inference": ("counterfactual_inference.json", "clevrer/video_validation", "video", False),
 }
 FRAME_FPS = 3.0  # TVQA frame folders
+# The `video` revision's folders per annotation stem (lmms-eval 0.7.3 tasks/mvbench/utils.py DATA_LIST).
+SEGMENTS: dict[str, str] = {
+    "object_interaction": "star/Charades_segment", "action_sequence": "star/Charades_segment",
+    "action_prediction": "star/Charades_segment", "action_localization": "sta/sta_video_segment",
+    "moving_count": "clevrer/video_validation", "fine_grained_pose": "nturgbd_convert",
+    "character_order": "perception/videos", "object_shuffle": "perception/videos", "egocentric_navigation": "vlnqa",
+    "moving_direction": "clevrer/video_validation", "episodic_reasoning": "tvqa/video_fps3_hq_segment",
+    "fine_grained_action": "Moments_in_Time_Raw/videos", "scene_transition": "scene_qa/video",
+    "state_change": "perception/videos", "moving_attribute": "clevrer/video_validation",
+    "action_antonym": "ssv2_video_mp4", "unexpected_action": "FunQA_test/test",
+    "counterfactual_inference": "clevrer/video_validation", "object_existence": "clevrer/video_validation",
+    "action_count": "perception/videos",
+}  # fmt: skip
+
+
+def layout(root: Path) -> str:
+    """ "release" (a video/ folder) or "precut" (lmms-eval's `video` revision)."""
+    return "release" if (root / "video").is_dir() else "precut"
 
 
 def load(root: str | Path, tasks: list[str] | None = None) -> SuiteLoad:
     root = Path(root)
-    out = SuiteLoad([])
+    precut = layout(root) == "precut"
+    out = SuiteLoad([], notes=["pre-cut layout (the `video` revision lmms-eval reads)"] if precut else [])
     for task, (name, folder, kind, bounded) in TASKS.items():
         if tasks and task not in tasks and name.removesuffix(".json") not in tasks:
             continue
@@ -53,15 +76,22 @@ def load(root: str | Path, tasks: list[str] | None = None) -> SuiteLoad:
         for i, rec in enumerate(read_json_or_jsonl(ann)):
             sid = f"{name.removesuffix('.json')}/{i}"
             options = [str(c) for c in rec["candidates"]]
-            path = root / "video" / folder / rec["video"]
-            if not path.exists() and (root / "video" / "data0613" / folder / rec["video"]).exists():
-                path = root / "video" / "data0613" / folder / rec["video"]
+            if precut:
+                path, bounded, kind = (
+                    root / SEGMENTS[name.removesuffix(".json")] / rec["video"],
+                    False,
+                    "video",
+                )
+            else:
+                path = root / "video" / folder / rec["video"]
+                if not path.exists() and (root / "video" / "data0613" / folder / rec["video"]).exists():
+                    path = root / "video" / "data0613" / folder / rec["video"]
             sample = Sample(
                 id=sid, suite="mvbench", video=str(path), question=str(rec["question"]), options=tuple(options),
                 answer=answer_letter(rec["answer"], options, sid), tags={"task_type": task},
                 start=float(rec["start"]) if bounded and "start" in rec else None,
                 end=float(rec["end"]) if bounded and "end" in rec else None,
-                frame_fps=FRAME_FPS if kind == "frame" else None,
+                frame_fps=FRAME_FPS if kind == "frame" else None, doc=json_safe(rec),
             )  # fmt: skip
             if path.exists():
                 out.samples.append(sample)

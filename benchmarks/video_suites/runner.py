@@ -2,7 +2,9 @@
 
 `evaluate(sample, backend, settings)` builds the prompt (with subtitles at the sampled times when on),
 cuts segments, asks, extracts the letter and returns the per-sample record; it never raises (a bad
-video or a failed request becomes the record's `error`, retried on the next run). `run(...)` keeps
+video or a failed request becomes the record's `error`, retried on the next run). With
+`settings["protocol"] == "lmms-eval"` the prompt, the frames sent and the scoring are lmms-eval's
+(`lmms_protocol`); `correct` is then None where lmms-eval leaves a sample out of the denominator. `run(...)` keeps
 `backend.workers` requests in flight and appends each record to the `ResultsFile` as it finishes;
 an interrupt writes everything already finished before it propagates.
 """
@@ -13,6 +15,7 @@ import sys
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
+from benchmarks.video_suites import lmms_protocol
 from benchmarks.video_suites.backends import Backend, Request, video_input
 from benchmarks.video_suites.extract import extract_answer
 from benchmarks.video_suites.prompts import build_prompt
@@ -59,24 +62,42 @@ def evaluate(sample: Sample, backend: Backend, settings: dict[str, Any]) -> dict
         "duration_bucket": sample.tags.get("duration_bucket") or duration_bucket(duration),
         "task_type": sample.tags.get("task_type", "unknown"),
     }  # fmt: skip
+    lmms = settings.get("protocol") == "lmms-eval"
     try:
-        subs = None
-        if settings["subtitles"] and sample.subtitle:
-            subs = subtitle_text(
-                sample.subtitle, sampled_times(sample, settings["fps"], settings["max_frames"])
-            )
-        prompt = build_prompt(sample, subs)
+        images = ""
+        if lmms:
+            prompt = lmms_protocol.prompt(sample, settings["subtitles"])
+            video, images = lmms_protocol.request_video(sample, settings)
+        else:
+            subs = None
+            if settings["subtitles"] and sample.subtitle:
+                subs = subtitle_text(
+                    sample.subtitle, sampled_times(sample, settings["fps"], settings["max_frames"])
+                )
+            prompt, video = build_prompt(sample, subs), video_input(sample, settings["fps"])
         request = Request(
-            sample.id, video_input(sample, settings["fps"]), prompt, settings["max_new_tokens"], settings["thinking"],
-            settings["budget"], settings["temperature"], settings["top_p"], settings["seed"],
+            sample.id, video, prompt, settings["max_new_tokens"], settings["thinking"],
+            settings["budget"], settings["temperature"], settings["top_p"], settings["seed"], images,
         )  # fmt: skip
         reply = backend.answer(request)
     except Exception as exc:  # a bad video or a failed request: recorded, retried on resume
         record.update(prediction=None, correct=False, error=f"{type(exc).__name__}: {exc}")
         return record
-    found = extract_answer(reply.text, sample.options)
+    if lmms:
+        try:
+            record.update(lmms_protocol.score(sample, reply.text, settings["subtitles"], prompt))
+        except (
+            Exception
+        ) as exc:  # an annotation lmms-eval's task code cannot score (e.g. answer not an option)
+            record.update(
+                prediction=None, correct=False, raw_output=reply.text, error=f"{type(exc).__name__}: {exc}"
+            )
+            return record
+    else:
+        found = extract_answer(reply.text, sample.options)
+        record.update(prediction=found.letter, rule=found.rule, correct=found.letter == sample.answer)
     record.update(
-        prediction=found.letter, rule=found.rule, correct=found.letter == sample.answer, raw_output=reply.text,
+        raw_output=reply.text,
         thinking=reply.thinking, finish_reason=reply.finish_reason, usage=reply.usage,
         timings={"ttft_s": reply.ttft_s, "total_s": reply.total_s, "decode_s": reply.decode_s, "frames": reply.frames},
         error=None,

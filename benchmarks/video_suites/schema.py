@@ -38,6 +38,7 @@ class Sample:
         duration: seconds, when the annotation says (otherwise measured at run time).
         start, end: the question is about this segment only (seconds; MVBench "bound").
         subtitle: path of an .srt file (Video-MME, LongVideoBench), used when subtitles are on.
+        doc: the annotation row as lmms-eval's task reads it (`--protocol lmms-eval`; see each adapter).
     """
 
     id: str
@@ -52,6 +53,7 @@ class Sample:
     end: float | None = None
     frame_fps: float | None = None
     subtitle: str | None = None
+    doc: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.options) < 2 or len(self.options) > len(LETTERS):
@@ -108,6 +110,17 @@ def answer_letter(answer: Any, options: list[str] | tuple[str, ...], sample_id: 
     raise ValueError(f"sample {sample_id}: answer {answer!r} is neither a letter, an index nor an option")
 
 
+def json_safe(value: Any) -> Any:
+    """A parquet/pandas row made JSON-plain: numpy arrays to lists, numpy scalars to Python ones."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray":
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and type(value).__module__ == "numpy":
+        return value.item()
+    return value
+
+
 def duration_bucket(seconds: float | None, buckets: tuple[tuple[float, str], ...] = DEFAULT_BUCKETS) -> str:
     if seconds is None:
         return "unknown"
@@ -137,3 +150,19 @@ def read_json_or_jsonl(path: Path) -> list[dict[str, Any]]:
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a list of records")
     return data
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a parquet file (needs pandas + pyarrow), or of a JSON / JSONL export of it."""
+    if path.suffix == ".parquet":
+        try:
+            import pandas as pd
+
+            frame = pd.read_parquet(path)
+        except ImportError as exc:  # pandas without pyarrow/fastparquet
+            raise ImportError(
+                f"reading {path} needs pandas and pyarrow (pip install pandas pyarrow), "
+                "or export the rows to JSONL"
+            ) from exc
+        return frame.to_dict("records")
+    return read_json_or_jsonl(path)

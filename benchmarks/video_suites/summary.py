@@ -3,7 +3,9 @@
 Accuracy counts every scored sample (an unparsed reply is wrong, as lmms-eval counts it);
 `accuracy_answered` divides by the parsed ones only (the Video-MME scorer's way). Samples that
 failed with an error are counted apart and excluded. `macro_task_accuracy` is the mean of per-task
-accuracies (MLVU's M-Avg).
+accuracies (MLVU's M-Avg). Under `--protocol lmms-eval`, samples lmms-eval leaves out of the
+denominator (`correct` None) are counted as `excluded`, seeded guesses as `guessed`, and an
+`lmms_eval` block holds each task's score as its aggregate_results computes it (`lmms_results`).
 
 Throughput, summed over samples then divided (so long samples weigh more, as they do in wall time):
   decode_frames_per_s   sampled frames / seconds decoding+resizing them (local backend only)
@@ -22,11 +24,15 @@ from typing import Any
 
 
 def _acc(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    n = len(rows)
-    correct = sum(1 for r in rows if r.get("correct"))
-    answered = sum(1 for r in rows if r.get("prediction") is not None)
-    return {"n": n, "correct": correct, "accuracy": correct / n if n else None, "answered": answered,
-            "accuracy_answered": correct / answered if answered else None}  # fmt: skip
+    scored = [r for r in rows if r.get("correct") is not None]
+    n = len(scored)
+    correct = sum(1 for r in scored if r.get("correct"))
+    answered = sum(1 for r in scored if r.get("prediction") not in (None, "") and not r.get("guessed"))
+    out = {"n": n, "correct": correct, "accuracy": correct / n if n else None, "answered": answered,
+           "accuracy_answered": correct / answered if answered else None}  # fmt: skip
+    if len(scored) < len(rows) or any(r.get("guessed") for r in rows):
+        out.update(excluded=len(rows) - n, guessed=sum(1 for r in scored if r.get("guessed")))
+    return out
 
 
 def _group(rows: list[dict[str, Any]], key: str, by_duration: bool = True) -> dict[str, dict[str, Any]]:
@@ -82,8 +88,14 @@ def summarize(records: list[dict[str, Any]], meta: dict[str, Any] | None = None)
         "mean_vision_tokens": sum(y.get("vision_tokens", 0) for y in u) / len(u) if u else None,
         "mean_frames": frames / len(rows) if rows and frames else None,
     }
+    extra = {}
+    if any(r.get("lmms_eval") for r in rows):
+        from benchmarks.video_suites.lmms_results import summarize as lmms_summarize
+
+        extra["lmms_eval"] = lmms_summarize(rows)
     return {
         **(meta or {}),
+        **extra,
         "overall": overall,
         "unparsed": overall["n"] - overall["answered"],
         "errors": len(failed),
@@ -104,11 +116,19 @@ def _num(x: float | None, fmt: str = ".2f") -> str:
 
 def format_table(summary: dict[str, Any]) -> str:
     """The human table: overall, per bucket, per task, throughput."""
-    lines = []
+    lines = [f"note: {note}" for note in summary.get("notes", [])]
     o = summary["overall"]
     lines.append(f"overall: {_pct(o['accuracy'])} ({o['correct']}/{o['n']}), answered {o['answered']}, "
                  f"unparsed {summary['unparsed']}, errors {summary['errors']}, "
                  f"macro over tasks {_pct(summary['macro_task_accuracy'])}")  # fmt: skip
+    if "excluded" in o:
+        lines.append(f"lmms-eval: {o['excluded']} left out of the denominator, {o['guessed']} seeded guesses")
+    lm = summary.get("lmms_eval")
+    if lm:
+        lines.append(f"lmms-eval {lm['version']} score: {lm['score']:.5g} ({lm['scored_as']})")
+        lines += [
+            f"  {t}: {v['value']:.5g} (n={v['n']})" for t, v in lm["tasks"].items() if len(lm["tasks"]) > 1
+        ]
     for title, key in (("duration bucket", "by_duration_bucket"), ("task type", "by_task_type")):
         groups = summary[key]
         width = max([len(title), *(len(k) for k in groups)])

@@ -8,14 +8,21 @@ Row fields: videoID, question_id, duration (short < 2 min, medium 4-15 min, long
 sub_category, task_type, question, options (["A. ...", ...]), answer (a letter).
 Duration bucket = the `duration` field; task type = `task_type` (12 types).
 Parquet needs pandas + pyarrow; a JSON/JSONL export of the same rows needs nothing.
+This is also the layout lmms-eval reads (its cache folder `videomme/`); `Sample.doc` is the row.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from benchmarks.video_suites.schema import Sample, SuiteLoad, answer_letter, read_json_or_jsonl, strip_letter
+from benchmarks.video_suites.schema import (
+    Sample,
+    SuiteLoad,
+    answer_letter,
+    json_safe,
+    read_rows,
+    strip_letter,
+)
 
 VIDEO_SUFFIXES = (".mp4", ".MP4", ".mkv")
 
@@ -28,21 +35,6 @@ def _annotation_files(root: Path) -> list[Path]:
     raise FileNotFoundError(
         f"{root}: no Video-MME annotations (videomme/test-*.parquet, or a .json/.jsonl export)"
     )
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    if path.suffix == ".parquet":
-        try:
-            import pandas as pd
-
-            frame = pd.read_parquet(path)
-        except ImportError as exc:  # pandas without pyarrow/fastparquet
-            raise ImportError(
-                f"reading {path} needs pandas and pyarrow (pip install pandas pyarrow), "
-                "or export the rows to JSONL"
-            ) from exc
-        return frame.to_dict("records")
-    return read_json_or_jsonl(path)
 
 
 def load(root: str | Path, subtitles: bool = False) -> SuiteLoad:
@@ -63,7 +55,7 @@ def load(root: str | Path, subtitles: bool = False) -> SuiteLoad:
                       "task_type": str(row.get("task_type", "unknown")),
                       "domain": str(row.get("domain", "")), "sub_category": str(row.get("sub_category", "")),
                       "video_id": vid},
-                subtitle=str(srt) if subtitles else None,
+                subtitle=str(srt) if subtitles else None, doc=json_safe(row),
             )  # fmt: skip
             if video.exists():
                 out.samples.append(sample)

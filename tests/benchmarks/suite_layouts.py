@@ -127,3 +127,56 @@ LAYOUTS = {
     "mlvu": mlvu,
     "generic": generic,
 }
+
+
+# ---- lmms-eval's layouts, holding `lmms_cases.BENCH` ------------------------------------------------
+
+
+def _parquet(path: Path, rows: list[dict]) -> None:
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(path)
+
+
+def lmms_layout(suite: str, root: Path) -> list[tuple[str, str, int]]:
+    """Write `lmms_cases.BENCH[suite]` in the layout lmms-eval reads; (sample id, task, doc_id) per row.
+
+    Video-MME: videomme/test-*.parquet + data/; MVBench: the pre-cut `video` revision (json/ + segment
+    folders, no video/); LongVideoBench: the HF validation parquet + videos/; MLVU: MLVU_dev's
+    mlvu/test-*.parquet + videos under their video_name.
+    """
+    from benchmarks.video_suites.mvbench import SEGMENTS
+    from tests.benchmarks.lmms_cases import BENCH
+
+    rows = [doc for doc, _ in BENCH[suite]]
+    if suite == "videomme":
+        _parquet(root / "videomme" / "test-00000-of-00001.parquet", rows)
+        for doc in rows:
+            if not (root / "data" / f"{doc['videoID']}.mp4").exists():
+                _video(root / "data" / f"{doc['videoID']}.mp4")
+        return [(doc["question_id"], "videomme", k) for k, doc in enumerate(rows)]
+    if suite == "mvbench":
+        by_task: dict[str, list[dict]] = {}
+        out = []
+        for doc in rows:
+            task = doc["_task"]
+            entry = {k: v for k, v in doc.items() if k != "_task"}
+            out.append(
+                (f"{task}/{len(by_task.get(task, []))}", f"mvbench_{task}", len(by_task.get(task, [])))
+            )
+            by_task.setdefault(task, []).append(entry)
+            _video(root / SEGMENTS[task] / entry["video"])
+        (root / "json").mkdir(parents=True, exist_ok=True)
+        for task, entries in by_task.items():
+            (root / "json" / f"{task}.json").write_text(json.dumps(entries))
+        return out
+    if suite == "longvideobench":
+        _parquet(root / "validation-00000-of-00001.parquet", rows)
+        for doc in rows:
+            _video(root / "videos" / doc["video_path"], frames=12)
+        return [(doc["id"], "longvideobench_val_v", k) for k, doc in enumerate(rows)]
+    _parquet(root / "mlvu" / "test-00000-of-00001.parquet", rows)
+    for doc in rows:
+        _video(root / doc["video_name"])
+    return [(f"test-00000-of-00001/{k}", "mlvu_dev", k) for k in range(len(rows))]

@@ -160,3 +160,47 @@ def test_segments_reach_endpoints_as_mp4():
     assert clip.frames.shape == (5, 32, 40, 3)
     assert np.allclose(clip.timestamps, [0, 0.5, 1.0, 1.5, 2.0])
     assert abs(int(clip.frames[4].mean()) - 160) < 6
+
+
+# ---- the layouts lmms-eval reads, and the rows (`Sample.doc`) its tasks see ------------------------
+
+
+def test_mvbench_precut_revision_has_no_bounds_and_keeps_the_entry(tmp_path):
+    from benchmarks.video_suites.mvbench import SEGMENTS
+
+    suite_layouts.lmms_layout("mvbench", tmp_path / "mv")
+    loaded = load_suite("mvbench", tmp_path / "mv")
+    assert any("pre-cut" in n for n in loaded.notes) and not loaded.missing
+    first = next(s for s in loaded.samples if s.id == "action_sequence/0")
+    assert (first.start, first.end, first.frame_fps) == (None, None, None)  # the clip already is the segment
+    assert first.video.endswith(f"{SEGMENTS['action_sequence']}/s1.mp4")
+    assert first.doc == {"video": "s1.mp4", "question": "First?", "candidates": ["sit", "stand"], "answer": "stand",
+                         "start": 0.5, "end": 1.5}  # fmt: skip
+
+
+def test_mlvu_dev_options_come_from_the_question_when_no_candidates(tmp_path):
+    root = tmp_path / "mlvu_dev"
+    suite_layouts._video(root / "needle" / "a.mp4")
+    row = {"video_name": "needle/a.mp4", "question": "What flashed?\n(A) red\n(B) a blue (dark) box\n(C) green",
+           "answer": "B", "task_type": "needle"}  # fmt: skip
+    (root / "mlvu").mkdir(parents=True)
+    (root / "mlvu" / "test.jsonl").write_text(json.dumps(row) + "\n")
+    (s,) = load_suite("mlvu", root).samples
+    assert s.question == "What flashed?" and s.options == ("red", "a blue (dark) box", "green")
+    assert s.answer == "B" and s.tags["task_type"] == "needle" and s.doc == row
+
+
+def test_release_layouts_give_the_rows_lmms_eval_reads(tmp_path):
+    lvb = {
+        s.id: s for s in load_suite("longvideobench", suite_layouts.longvideobench(tmp_path / "lvb")).samples
+    }
+    assert [lvb["lvb-1"].doc[f"option{i}"] for i in range(5)] == ["red", "blue", "N/A", "N/A", "N/A"]
+    assert lvb["lvb-1"].options == ("red", "blue")
+    mlvu = {s.id: s for s in load_suite("mlvu", suite_layouts.mlvu(tmp_path / "mlvu")).samples}
+    assert mlvu["4_count/0"].doc == {"video_name": "4_count/movie.mp4", "question": "How many?\n(A) 1\n(B) 2\n(C) 3\n(D) 4",
+                                     "answer": "B", "task_type": "count", "candidates": ["1", "2", "3", "4"],
+                                     "duration": 1000}  # fmt: skip
+    vmme = load_suite("videomme", suite_layouts.videomme(tmp_path / "vmme")).samples[0]
+    assert (
+        vmme.doc["options"] == ["A. one", "B. two", "C. three", "D. four"] and vmme.doc["videoID"] == "v001"
+    )
