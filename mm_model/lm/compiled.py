@@ -53,11 +53,16 @@ def cxx_compiler() -> str | None:
     return None
 
 
-def default_experts(model: DeepseekV3LM) -> str:
-    """ "gather" where every MoE layer holds plain stacked `Experts` (the graph then sees the weights),
-    "op" otherwise (INT4 experts run inside the custom op)."""
-    plain = all(type(m.experts) is Experts for m in model.modules() if isinstance(m, MoE))
-    return "gather" if plain else "op"
+# The routed experts' formulation. "op" measured as fast as "gather" / "reduce" on the lm_speed config
+# (fp32, 1 thread, 2-core AVX2 EPYC: 52 vs 57 / 53 ms a step, within the machine's noise; see
+# docs/bench/compiled_decode), compiles in about half the time, and also runs INT4 experts and
+# prepacked bf16 experts, which the stacked-weight formulations cannot.
+DEFAULT_EXPERTS = "op"
+
+
+def plain_experts(model: DeepseekV3LM) -> bool:
+    """Whether every MoE layer holds plain stacked `Experts` (what "gather" and "reduce" need)."""
+    return all(type(m.experts) is Experts for m in model.modules() if isinstance(m, MoE))
 
 
 class _Step(nn.Module):
@@ -78,7 +83,7 @@ class DecodeStep:
     Args:
         model: the LM; its routed experts are registered for the "op" formulation.
         compile: compile with inductor (fullgraph; falls back to eager with one printed line).
-        experts: "gather", "op" or "loop" (`static_step`); default `default_experts(model)`.
+        experts: "op", "gather", "reduce" or "loop" (`static_step`); default `DEFAULT_EXPERTS`.
         options: inductor options, default `INDUCTOR_OPTIONS`.
     """
 
@@ -90,11 +95,11 @@ class DecodeStep:
         experts: str | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
-        experts = experts or default_experts(model)
+        experts = experts or DEFAULT_EXPERTS
         if experts not in EXPERT_IMPLS:
             raise ValueError(f"experts must be one of {EXPERT_IMPLS}, got {experts!r}")
-        if experts == "gather" and default_experts(model) != "gather":
-            raise ValueError('experts="gather" needs plain stacked experts (not INT4)')
+        if experts in ("gather", "reduce") and not plain_experts(model):
+            raise ValueError(f"experts={experts!r} needs plain stacked experts (not INT4)")
         register_model(model)
         self.experts = experts
         self._eager = _Step(model, experts)

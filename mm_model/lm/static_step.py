@@ -14,7 +14,8 @@ the decode case only, on tensors only:
 - nothing reads a tensor back to the host;
 - the routed experts are either one custom op that the graph holds (`"op"`: inside it, the module's
   own eager dispatch, packed or INT4 weights included) or a formulation on the stacked weights
-  (`"gather"`: the k experts' weights gathered and multiplied with `bmm`).
+  (`"gather"`: the k experts' weights gathered and multiplied with `bmm`; `"reduce"`: the same as a
+  multiply-and-sum, which inductor fuses into one loop reading the gathered rows in place).
 
 Eager, the step is the slow twin of the compiled one; `decode_step` with `experts="loop"` runs the
 module's own `Experts.forward` and is the twin of both expert formulations.
@@ -33,7 +34,7 @@ from mm_model.lm.model import DecoderLayer, DeepseekV3LM
 from mm_model.lm.moe import Experts, MoE
 from mm_model.lm.rope import rope_cos_sin
 
-EXPERT_IMPLS = ("op", "gather", "loop")
+EXPERT_IMPLS = ("op", "gather", "reduce", "loop")
 
 # The custom op cannot take a module, so it takes this key instead; the entry goes with the module.
 _EXPERTS: weakref.WeakValueDictionary[int, Experts] = weakref.WeakValueDictionary()
@@ -51,7 +52,9 @@ def register_model(model: DeepseekV3LM) -> None:
 def routed_experts(x: Tensor, weights: Tensor, idx: Tensor, key: int) -> Tensor:
     """`Experts.forward(x, weights, idx)` of the registered module `key`, as one opaque op: x (N, D),
     weights (N, k) fp32, idx (N, k) -> (N, D). Its host syncs and per-expert calls stay inside."""
-    return _EXPERTS[key](x, weights, idx)
+    experts = _EXPERTS[key]
+    # One token: its k experts in turn on views of the stacked weights (nothing copied, no sort).
+    return experts(x, weights, idx, impl="direct" if x.shape[0] == 1 else "auto")
 
 
 @routed_experts.register_fake
@@ -59,18 +62,29 @@ def _(x: Tensor, weights: Tensor, idx: Tensor, key: int) -> Tensor:
     return torch.empty_like(x)
 
 
-def gathered_experts(experts: Experts, x: Tensor, weights: Tensor, idx: Tensor) -> Tensor:
+def gathered_experts(
+    experts: Experts, x: Tensor, weights: Tensor, idx: Tensor, reduce: bool = False
+) -> Tensor:
     """Sum over each token's k experts of weight · expert(x), on the experts' gathered weights.
 
     x (N, D), weights (N, k) fp32, idx (N, k) -> (N, D). One `bmm` per matrix over the N·k
     (token, expert) pairs; reads (and copies) k expert weights per token, so it suits small N.
+    With `reduce`, each product is written as `(w * x).sum(-1)`: eager that materialises the product,
+    compiled it becomes one reduction loop over the gathered rows with no copy.
     """
     n, k = idx.shape
     flat = idx.reshape(-1)  # (N·k,)
     xs = x[:, None, :].expand(n, k, x.shape[-1]).reshape(n * k, 1, -1)  # (N·k, 1, D)
-    h = torch.bmm(xs, experts.gate_up_proj[flat].transpose(1, 2))  # (N·k, 1, 2I)
+    if reduce:
+        h = (experts.gate_up_proj[flat] * xs).sum(-1)[:, None]  # (N·k, 1, 2I)
+    else:
+        h = torch.bmm(xs, experts.gate_up_proj[flat].transpose(1, 2))  # (N·k, 1, 2I)
     gate, up = h.chunk(2, dim=-1)
-    y = torch.bmm(F.silu(gate) * up, experts.down_proj[flat].transpose(1, 2))  # (N·k, 1, D)
+    a = F.silu(gate) * up
+    if reduce:
+        y = (experts.down_proj[flat] * a).sum(-1)[:, None]  # (N·k, 1, D)
+    else:
+        y = torch.bmm(a, experts.down_proj[flat].transpose(1, 2))  # (N·k, 1, D)
     return (y.view(n, k, -1) * weights[..., None].to(y.dtype)).sum(1)
 
 
@@ -79,8 +93,8 @@ def _moe(mlp: MoE, x: Tensor, experts: str) -> Tensor:  # (B, 1, D) -> (B, 1, D)
     weights, idx = mlp.gate(flat)
     if experts == "op":
         out = routed_experts(flat, weights, idx, id(mlp.experts))  # registered by `register_model`
-    elif experts == "gather":
-        out = gathered_experts(mlp.experts, flat, weights, idx)
+    elif experts in ("gather", "reduce"):
+        out = gathered_experts(mlp.experts, flat, weights, idx, reduce=experts == "reduce")
     else:
         out = mlp.experts(flat, weights, idx)
     out = out.view_as(x)
