@@ -1,12 +1,13 @@
 """LM backbone speed: ours vs transformers' DeepseekV3ForCausalLM on the same random weights.
 
-    python -m benchmarks.lm_speed [--quick] [--threads 2] [--dtypes bf16,fp32]
+    python -m benchmarks.lm_speed [--quick] [--threads 2] [--dtypes bf16,fp32] [--compile on|off]
 
 Measures prefill tokens/s (batch 1, 512 and 2048 tokens), decode tokens/s (batch 1 and 8, greedy,
 128 new tokens after a `--prompt` of 128 tokens; at batch 1 also end to end, prefill included, and
 against the bandwidth limit: measured GB/s over the active weight bytes a token reads) and KV-cache
 bytes per token, for ours and the reference
-side by side in one process, alternating runs so machine load hits both alike. Prints a table;
+side by side in one process (decode also with our step compiled by inductor, `mm_model.lm.compiled`,
+unless `--compile off`; its one-off compile time is reported apart), alternating runs so machine load hits both alike. Prints a table;
 the last printed line is the JSON, also written to benchmarks/results/lm_speed-<time>.json.
 
 On a shared 2-core machine, two OpenMP threads stall on every op whenever another process holds a
@@ -35,6 +36,7 @@ from tqdm import tqdm
 from benchmarks.common import machine, print_machine
 from mm_model.lm import DeepseekV3LM, LMConfig, cast_model
 from mm_model.lm.cache import latent_cache_bytes_per_token, per_head_cache_bytes_per_token
+from mm_model.lm.compiled import DecodeStep, use_decode_step
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -102,7 +104,8 @@ def decode_ours(model: DeepseekV3LM, ids: torch.Tensor, steps: int) -> Run:
 
     b, s = ids.shape
     t = time.perf_counter()
-    cache = model.new_cache(b, s + steps)
+    length = s + steps if model.decode_step is None else model.decode_step.cache_length(s + steps)
+    cache = model.new_cache(b, length)
     token = prefill(model, ids, cache).argmax(-1)
     t_prefill = time.perf_counter() - t
     tokens = [token]
@@ -156,6 +159,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
     parser.add_argument("--prompt", type=int, default=128, help="prompt tokens before decoding")
     parser.add_argument(
+        "--compile", choices=("on", "off"), default="on", help="also time the compiled decode step"
+    )
+    parser.add_argument(
+        "--experts", default=None, help="the compiled step's experts: op, gather or reduce (default: auto)"
+    )
+    parser.add_argument(
         "--int4",
         action="store_true",
         help="only the INT4 rows: batch-1 decode, INT4 experts vs bf16 vs reference",
@@ -178,19 +187,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "repeats": repeats, "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "reference": "transformers DeepseekV3ForCausalLM (sdpa, grouped_mm experts, DynamicCache)",
         "load_avg_start": os.getloadavg()[0], "rows": [], "machine": info, "decode_bandwidth_limit_tok_s": {}, "greedy_tokens_identical": {},
-        "active_weight_bytes_per_token": {},
+        "active_weight_bytes_per_token": {}, "compiled_greedy_tokens_identical": {}, "compile_s": {},
     }  # fmt: skip
     jobs = [(d, "prefill", n) for d in args.dtypes.split(",") for n in prefill_lens]
     jobs += [
         (d, "decode", int(b)) for d in args.dtypes.split(",") for b in args.decode_batches.split(",") if b
     ]
     pairs: dict[str, tuple[DeepseekV3LM, Any]] = {}
+    steps_by_dtype: dict[str, DecodeStep] = {}
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         for dname, kind, n in tqdm(jobs, desc="lm_speed", unit="case"):
             if dname not in pairs:
                 pairs.clear()  # one dtype pair in memory at a time
                 pairs[dname] = build_pair(cfg, DTYPES[dname])
+                if args.compile == "on":
+                    steps_by_dtype.clear()
+                    steps_by_dtype[dname] = DecodeStep(pairs[dname][0], experts=args.experts)
             ours, ref = pairs[dname]
             if kind == "prefill":
                 ids = torch.randint(0, cfg.vocab_size, (1, n), generator=gen)
@@ -204,10 +217,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else:
                 ids = torch.randint(0, cfg.vocab_size, (n, prompt), generator=gen)
                 decode_ours(ours, ids[:, :8], 4), decode_ref(ref, ids[:, :8], 4)  # warm up
-                t_ours, t_ref = [], []
+                step = steps_by_dtype.get(dname)
+                if step is not None:  # compiles for this batch size and cache length, timed apart
+                    t = time.perf_counter()
+                    _compiled(ours, step, lambda m=ours, x=ids: decode_ours(m, x[:, :8], 2))
+                    results["compile_s"][f"{dname} batch {n}"] = round(time.perf_counter() - t, 1)
+                t_ours, t_ref, t_comp = [], [], []
                 for _ in range(repeats):
                     t_ours.append(decode_ours(ours, ids, steps))
                     t_ref.append(decode_ref(ref, ids, steps))
+                    if step is not None:
+                        t_comp.append(_compiled(ours, step, lambda m=ours, x=ids: decode_ours(m, x, steps)))
                 # Best of the alternated repeats: on a shared VM one repeat of either side can run 1.5x
                 # slower than the next; the fastest is the least disturbed.
                 decode = (min(r.decode_s for r in t_ours), min(r.decode_s for r in t_ref))
@@ -215,11 +235,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results["greedy_tokens_identical"][f"{dname} batch {n}"] = same
                 ours_tps, ref_tps = n * steps / decode[0], n * steps / decode[1]
                 label = f"decode batch {n}, {steps} new tok"
+                comp_tps = n * steps / min(r.decode_s for r in t_comp) if t_comp else None
+                if t_comp:
+                    results["compiled_greedy_tokens_identical"][f"{dname} batch {n}"] = all(
+                        torch.equal(a.tokens, b.tokens) for a, b in zip(t_comp, t_ours)
+                    )
                 if n == 1:
                     per_token = decode_bytes_per_token(ours)
                     results["active_weight_bytes_per_token"][dname] = per_token
                     limit = info["bandwidth_gb_s"] * 1e9 / per_token
                     results["decode_bandwidth_limit_tok_s"][dname] = round(limit, 1)
+                    results["decode_of_bandwidth_limit"] = results.get("decode_of_bandwidth_limit", {})
+                    results["decode_of_bandwidth_limit"][dname] = {
+                        "ours": round(ours_tps / limit, 2), "reference": round(ref_tps / limit, 2),
+                        "ours_compiled": None if comp_tps is None else round(comp_tps / limit, 2),
+                    }  # fmt: skip
                     whole = (
                         min(r.prefill_s + r.decode_s for r in t_ours),
                         min(r.prefill_s + r.decode_s for r in t_ref),
@@ -227,8 +257,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     results["rows"].append({"dtype": dname, "case": f"greedy {prompt} + {steps} tok, batch 1",
                                             "ours_tok_s": round(steps / whole[0], 1), "ref_tok_s": round(steps / whole[1], 1),
                                             "ratio": round(whole[1] / whole[0], 2)})  # fmt: skip
-            results["rows"].append({"dtype": dname, "case": label, "ours_tok_s": round(ours_tps, 1),
-                                    "ref_tok_s": round(ref_tps, 1), "ratio": round(ours_tps / ref_tps, 2)})  # fmt: skip
+            row = {"dtype": dname, "case": label, "ours_tok_s": round(ours_tps, 1), "ref_tok_s": round(ref_tps, 1),
+                   "ratio": round(ours_tps / ref_tps, 2)}  # fmt: skip
+            if kind == "decode" and comp_tps is not None:
+                row.update(compiled_tok_s=round(comp_tps, 1), compiled_ratio=round(comp_tps / ref_tps, 2))
+            results["rows"].append(row)
         ref_bytes = reference_cache_bytes_per_token(next(iter(pairs.values()))[1], torch.bfloat16)
     k25 = LMConfig.k25()
     results["kv_cache_bytes_per_token_bf16"] = {
@@ -240,18 +273,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "k25_ratio_per_head_over_latent": round(per_head_cache_bytes_per_token(k25) / latent_cache_bytes_per_token(k25), 2),
     }  # fmt: skip
     results["load_avg_end"] = os.getloadavg()[0]
-    print(f"\n{'dtype':6} {'case':32} {'ours tok/s':>11} {'ref tok/s':>10} {'ours/ref':>9}")
+    print(
+        f"\n{'dtype':6} {'case':32} {'ours tok/s':>11} {'compiled':>9} {'ref tok/s':>10} {'ours/ref':>9} {'comp/ref':>9}"
+    )
     for r in results["rows"]:
-        print(
-            f"{r['dtype']:6} {r['case']:32} {r['ours_tok_s']:11.1f} {r['ref_tok_s']:10.1f} {r['ratio']:9.2f}"
+        comp = (
+            (f"{r['compiled_tok_s']:9.1f}", f"{r['compiled_ratio']:9.2f}")
+            if "compiled_tok_s" in r
+            else (f"{'-':>9}",) * 2
         )
+        print(f"{r['dtype']:6} {r['case']:32} {r['ours_tok_s']:11.1f} {comp[0]} {r['ref_tok_s']:10.1f} "
+              f"{r['ratio']:9.2f} {comp[1]}")  # fmt: skip
     for dname, limit in results["decode_bandwidth_limit_tok_s"].items():
         print(f"{dname} decode bandwidth limit: {limit} tok/s ({results['active_weight_bytes_per_token'][dname] / 1e6:.0f} MB "
               f"of active weights per token at {info['bandwidth_gb_s']:.1f} GB/s)")  # fmt: skip
+    for dname, of in results.get("decode_of_bandwidth_limit", {}).items():
+        print(
+            f"{dname} batch-1 decode, fraction of the bandwidth limit: "
+            + ", ".join(f"{k} {v}" for k, v in of.items())
+        )
     print(
         "greedy tokens identical to the reference: "
         + ", ".join(f"{k} {v}" for k, v in results["greedy_tokens_identical"].items())
     )
+    if results["compiled_greedy_tokens_identical"]:
+        print(
+            "compiled greedy tokens identical to ours eager: "
+            + ", ".join(f"{k} {v}" for k, v in results["compiled_greedy_tokens_identical"].items())
+            + "; compile seconds: "
+            + ", ".join(f"{k} {v}" for k, v in results["compile_s"].items())
+        )
     print_machine(info)
     kv = results["kv_cache_bytes_per_token_bf16"]
     print(f"KV cache bytes/token (bf16): bench latent {kv['bench_latent']}, per-head {kv['bench_per_head']}, "
@@ -262,6 +313,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     (out_dir / f"lm_speed-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results))
     return results
+
+
+def _compiled(model: DeepseekV3LM, step: DecodeStep, fn: Any) -> Any:
+    """`fn()` with `step` as the model's decode step (only for this call: the eager rows share the model)."""
+    use_decode_step(model, step)
+    try:
+        return fn()
+    finally:
+        use_decode_step(model, None)
 
 
 # ---- INT4 routed experts (issue 24) ---------------------------------------------------------------

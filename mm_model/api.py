@@ -26,6 +26,7 @@ from mm_model import tools as tools_mod
 from mm_model.checkpoint import load_model
 from mm_model.config import ModelConfig
 from mm_model.generation import ForcedTokens
+from mm_model.lm.compiled import DecodeStep, compile_requested, use_decode_step
 from mm_model.media_options import MediaOptions
 from mm_model.multimodal import KimiK25Model
 from mm_model.processor import MediaItem, Processor
@@ -161,11 +162,16 @@ def load(
     *,
     model: str | None = None,
     api_key: str | None = None,
+    compile: bool | None = None,
 ) -> Model | RemoteModel:
     """Load a bundled model by name or a checkpoint directory (config.json + safetensors [+ tokenizer]),
     or connect to an OpenAI-compatible endpoint given as an http(s):// URL (a `RemoteModel`: `model`
     names the served model, default the endpoint's first; `api_key` default $OPENAI_API_KEY; dtype and
-    device are the endpoint's business and ignored)."""
+    device are the endpoint's business and ignored).
+
+    compile: decode with the step compiled by torch.compile (`mm_model.lm.compiled`); None reads
+    `MM_MODEL_COMPILE` (default off: the compile costs seconds to minutes once per process, which pays
+    back only over long or many generations)."""
     from mm_model.remote import RemoteModel, is_url
 
     if is_url(source):
@@ -176,6 +182,8 @@ def load(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = dtype or _default_dtype(dev)
     model = load_model(path, dtype=dtype, device=dev)
+    if compile_requested(compile):
+        use_decode_step(model.language_model, DecodeStep(model.language_model, compile=True))
     return Model(model, load_tokenizer(path), path=path)
 
 

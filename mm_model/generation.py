@@ -57,7 +57,12 @@ def prefill(
 
 
 def decode_one_token(model: DeepseekV3LM, tokens: Tensor, cache: LatentCache, input_pos: Tensor) -> Tensor:
-    """One decode step: tokens (B,) at slot input_pos (1,) -> next-token logits (B, V) fp32."""
+    """One decode step: tokens (B,) at slot input_pos (1,) -> next-token logits (B, V) fp32.
+
+    Runs the model's static-shape `decode_step` when it has one (`lm.compiled`), else `forward`;
+    input_pos must then be the slot right after the cache's contents, as in the generation loop."""
+    if model.decode_step is not None:
+        return model.decode_step(tokens, cache, input_pos)
     return model(tokens[:, None], cache=cache, input_pos=input_pos)[:, -1].float()
 
 
@@ -273,7 +278,10 @@ def _steps(
     stops = set(stop_token_ids)
     generated = torch.full((b, max_new_tokens), pad_id, dtype=torch.long, device=device)
     finished = torch.zeros(b, dtype=torch.bool, device=device)
-    cache = model.new_cache(b, s + max_new_tokens)
+    length = s + max_new_tokens
+    if model.decode_step is not None:  # a length a compiled step shares with other prompts
+        length = model.decode_step.cache_length(length)
+    cache = model.new_cache(b, length)
     # Inference mode is entered per step and never held across a `yield`: grad mode is thread-local,
     # so a suspended (or abandoned, or interleaved) stream would otherwise leave its caller's thread
     # in inference mode, and the exits of interleaved streams would restore the wrong mode.

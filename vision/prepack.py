@@ -45,9 +45,12 @@ def _available() -> bool:
 
 
 def applies(x: Tensor, weight: Tensor) -> bool:
-    """Whether `linear` takes the packed path for these operands."""
+    """Whether `linear` takes the packed path for these operands. Never inside a graph being compiled:
+    there inductor's `freezing` packs plain `F.linear` weights itself, and a hand-packed weight passed
+    to the oneDNN op is not a graph constant (compiling fails)."""
     return (
-        x.dtype == torch.bfloat16
+        not torch.compiler.is_compiling()
+        and x.dtype == torch.bfloat16
         and weight.dtype == torch.bfloat16
         and x.device.type == "cpu"
         and weight.device.type == "cpu"
@@ -84,8 +87,8 @@ def fp32(weight: Tensor) -> Tensor:
     at every step."""
     if weight.dtype == torch.float32:
         return weight
-    if torch.is_grad_enabled() and weight.requires_grad:
-        return weight.float()
+    if (torch.is_grad_enabled() and weight.requires_grad) or torch.compiler.is_compiling():
+        return weight.float()  # compiled: a constant that `freezing` folds once
     return cached(weight, "fp32", lambda: weight.detach().float())
 
 

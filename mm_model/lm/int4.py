@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mm_model.lm.loading import CheckpointError
+from mm_model.lm.errors import CheckpointError
 
 BITS = 4
 GROUP_SIZE = 32

@@ -23,13 +23,8 @@ from tqdm import tqdm
 
 from mm_model.jsonfile import read_json
 from mm_model.lm.config import LMConfig
+from mm_model.lm.errors import CheckpointError
 from mm_model.lm.model import DeepseekV3LM, cast_model
-from vision.errors import InputError
-
-
-class CheckpointError(InputError):
-    """A checkpoint directory or file is missing, unreadable or does not fit the config."""
-
 
 # Renames applied before matching: transformers' Kimi_K25 save_pretrained writes the language-model
 # layers as `model.blocks.N` (its vision rename reversed onto the LM), the released files `model.layers.N`.

@@ -10,6 +10,8 @@ attended to (the padding rows' own outputs are garbage and must be ignored).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
@@ -21,6 +23,9 @@ from mm_model.lm.norm import MLP, RMSNorm
 from mm_model.lm.rope import rope_cos_sin, rope_parameters
 from vision.errors import InputError
 from vision.prepack import Linear
+
+if TYPE_CHECKING:
+    from mm_model.lm.compiled import DecodeStep
 
 # Queries at most this many new tokens use the absorbed path by default: it saves expanding every
 # cached latent each step, while a long prefill is cheaper expanded (per key it does H·(n+v)·C work
@@ -64,6 +69,9 @@ class DeepseekV3LM(nn.Module):
         self.tie_weights()
         inv_freq, self.attention_factor = rope_parameters(cfg)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        # A `compiled.DecodeStep` that `generation.decode_one_token` runs instead of `forward`, set by
+        # `compiled.use_decode_step` (by `load(..., compile=True)`); None: forward.
+        self.decode_step: DecodeStep | None = None
 
     def tie_weights(self) -> None:
         """Share lm_head and embed_tokens when the config ties them."""

@@ -1,0 +1,137 @@
+"""The decode step, compiled by inductor where the user asks for it, eager otherwise.
+
+Compiling costs time once per process (and per batch size and cache length: see `CACHE_BLOCK`), so
+it is opt-in: `load(..., compile=True)`, or `MM_MODEL_COMPILE=1` in the environment. A machine
+without a C++ compiler, or a compile that fails, falls back to the eager step with one printed line.
+
+`use_decode_step(model, step)` puts a `DecodeStep` on the model, where `generation.decode_one_token`
+finds it; the prefill keeps the model's own forward.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mm_model.lm.cache import LatentCache
+from mm_model.lm.model import DeepseekV3LM
+from mm_model.lm.moe import Experts, MoE
+from mm_model.lm.static_step import EXPERT_IMPLS, decode_step, register_model
+
+ENV = "MM_MODEL_COMPILE"
+
+# A compiled graph is specialised to the cache length T; generation rounds its cache up to a multiple
+# of this so that prompts of different lengths reuse one graph (the masked extra slots cost one
+# latent dot product each per head, nothing next to the weights a step reads).
+CACHE_BLOCK = 256
+
+# Inductor settings for the step. `freezing` makes the weights graph constants, which lets inductor
+# fold the per-step weight casts and pack the linear weights once (oneDNN for bf16, MKL for fp32).
+INDUCTOR_OPTIONS: dict[str, Any] = {"freezing": True}
+
+
+def compile_requested(compile: bool | None = None) -> bool:
+    """`compile` when given, else `MM_MODEL_COMPILE` ("1" on, "0" or unset off)."""
+    if compile is not None:
+        return compile
+    value = os.environ.get(ENV, "0").strip()
+    if value not in ("0", "1", ""):
+        raise ValueError(f"{ENV} must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler inductor would call on the CPU, or None when there is none."""
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+# The routed experts' formulation. "op" measured as fast as "gather" / "reduce" on the lm_speed config
+# (fp32, 1 thread, 2-core AVX2 EPYC: 52 vs 57 / 53 ms a step, within the machine's noise; see
+# docs/bench/compiled_decode), compiles in about half the time, and also runs INT4 experts and
+# prepacked bf16 experts, which the stacked-weight formulations cannot.
+DEFAULT_EXPERTS = "op"
+
+
+def plain_experts(model: DeepseekV3LM) -> bool:
+    """Whether every MoE layer holds plain stacked `Experts` (what "gather" and "reduce" need)."""
+    return all(type(m.experts) is Experts for m in model.modules() if isinstance(m, MoE))
+
+
+class _Step(nn.Module):
+    """`decode_step` as a module, so the compiled graph holds the model's parameters (what `freezing`
+    needs to treat them as constants)."""
+
+    def __init__(self, model: DeepseekV3LM, experts: str) -> None:
+        super().__init__()
+        self.model, self.experts = model, experts
+
+    def forward(self, tokens: Tensor, slot: Tensor, kv: Tensor, key_valid: Tensor, pad: Tensor) -> Tensor:
+        return decode_step(self.model, tokens, slot, kv, key_valid, pad, self.experts)
+
+
+class DecodeStep:
+    """`(tokens (B,), cache, input_pos (1,)) -> (B, V) fp32 logits`, one static-shape step.
+
+    Args:
+        model: the LM; its routed experts are registered for the "op" formulation.
+        compile: compile with inductor (fullgraph; falls back to eager with one printed line).
+        experts: "op", "gather", "reduce" or "loop" (`static_step`); default `DEFAULT_EXPERTS`.
+        options: inductor options, default `INDUCTOR_OPTIONS`.
+    """
+
+    def __init__(
+        self,
+        model: DeepseekV3LM,
+        *,
+        compile: bool = True,
+        experts: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        experts = experts or DEFAULT_EXPERTS
+        if experts not in EXPERT_IMPLS:
+            raise ValueError(f"experts must be one of {EXPERT_IMPLS}, got {experts!r}")
+        if experts in ("gather", "reduce") and not plain_experts(model):
+            raise ValueError(f"experts={experts!r} needs plain stacked experts (not INT4)")
+        register_model(model)
+        self.experts = experts
+        self._eager = _Step(model, experts)
+        self.compiled = compile and cxx_compiler() is not None
+        if compile and not self.compiled:
+            print("mm_model: no C++ compiler found; decoding without torch.compile", file=sys.stderr)
+        opts = dict(INDUCTOR_OPTIONS if options is None else options)
+        self._fn = (
+            torch.compile(self._eager, fullgraph=True, dynamic=False, options=opts)
+            if self.compiled
+            else self._eager
+        )
+
+    def __call__(self, tokens: Tensor, cache: LatentCache, input_pos: Tensor) -> Tensor:
+        args = (tokens, input_pos, cache.kv, cache.key_valid, cache.pad)
+        try:
+            logits = self._fn(*args)
+        except Exception as e:  # a compile failure shows at the first call of each shape
+            if not self.compiled:
+                raise
+            print(f"mm_model: torch.compile failed ({type(e).__name__}); decoding eagerly", file=sys.stderr)
+            self.compiled, self._fn = False, self._eager
+            logits = self._fn(*args)
+        cache.length += 1  # the caller writes the slot right after the filled ones (as generation does)
+        return logits
+
+    def cache_length(self, n: int) -> int:
+        """A cache length >= n that a compiled step shares with other lengths (`CACHE_BLOCK`)."""
+        return -(-n // CACHE_BLOCK) * CACHE_BLOCK if self.compiled else n
+
+
+def use_decode_step(model: DeepseekV3LM, step: DecodeStep | None) -> DeepseekV3LM:
+    """Set (or with None, remove) the step `generation.decode_one_token` runs for this model."""
+    model.decode_step = step
+    return model

@@ -1,0 +1,133 @@
+"""The static-shape decode step (`lm.static_step`) and its compiled wrapper (`lm.compiled`) against the
+model's own forward: same logits (fp32, summation order only) and the same greedy tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lm_helpers import randomize_
+
+from mm_model.generation import decode_one_token, generate, prefill
+from mm_model.lm import DeepseekV3LM, LMConfig
+from mm_model.lm import compiled as compiled_mod
+from mm_model.lm.compiled import DecodeStep, compile_requested, use_decode_step
+from mm_model.lm.static_step import EXPERT_IMPLS, decode_step, register_model
+
+TOL = 1e-4  # observed ~3e-6: the masked slots change nothing but the summation order
+
+
+@pytest.fixture(scope="module")
+def tiny() -> DeepseekV3LM:
+    m = DeepseekV3LM(LMConfig.tiny()).eval().requires_grad_(False)
+    randomize_(m, seed=3)
+    return m
+
+
+def _padded_prompts() -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.randint(3, 256, (3, 7), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0
+    mask[2, :1] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("experts", EXPERT_IMPLS)
+def test_static_step_equals_forward(tiny, experts):
+    ids, mask = _padded_prompts()
+    register_model(tiny)
+    with torch.inference_mode():
+        want_cache, got_cache = tiny.new_cache(3, 19), tiny.new_cache(3, 19)
+        want = got = prefill(tiny, ids, want_cache, attention_mask=mask).argmax(-1)
+        prefill(tiny, ids, got_cache, attention_mask=mask)
+        for slot in range(7, 19):
+            a = decode_one_token(tiny, want, want_cache, torch.tensor([slot]))
+            b = decode_step(tiny, got, torch.tensor([slot]), got_cache.kv, got_cache.key_valid,
+                            got_cache.pad, experts)  # fmt: skip
+            diff = (a - b).abs().max().item()
+            assert diff < TOL, f"slot {slot}: max abs logit diff {diff:.3g}"
+            assert torch.equal(a.argmax(-1), b.argmax(-1)), f"slot {slot}: greedy tokens differ"
+            want, got = a.argmax(-1), b.argmax(-1)
+    assert torch.equal(want_cache.kv, got_cache.kv) or (want_cache.kv - got_cache.kv).abs().max() < TOL
+
+
+def test_generate_runs_the_models_decode_step(tiny):
+    ids, mask = _padded_prompts()
+    want = generate(tiny, ids, attention_mask=mask, max_new_tokens=10).tokens
+    calls = []
+    step = DecodeStep(tiny, compile=False)
+
+    def counted(tokens, cache, input_pos):
+        calls.append(int(input_pos[0]))
+        return step(tokens, cache, input_pos)
+
+    counted.cache_length = step.cache_length
+    use_decode_step(tiny, counted)
+    try:
+        got = generate(tiny, ids, attention_mask=mask, max_new_tokens=10).tokens
+    finally:
+        use_decode_step(tiny, None)
+    assert calls == list(range(7, 16))  # the loop really went through the step
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "arg, env, expected",
+    [(None, None, False), (None, "1", True), (None, "0", False), (False, "1", False), (True, "0", True)],
+    ids=["default_off", "env_on", "env_off", "arg_beats_env_on", "arg_beats_env_off"],
+)
+def test_compile_setting(monkeypatch, arg, env, expected):
+    if env is None:
+        monkeypatch.delenv(compiled_mod.ENV, raising=False)
+    else:
+        monkeypatch.setenv(compiled_mod.ENV, env)
+    assert compile_requested(arg) is expected
+
+
+def test_compile_setting_rejects_other_values(monkeypatch):
+    monkeypatch.setenv(compiled_mod.ENV, "yes")
+    with pytest.raises(ValueError, match="MM_MODEL_COMPILE"):
+        compile_requested()
+
+
+def test_no_compiler_or_failed_compile_falls_back_with_one_line(tiny, monkeypatch, capsys):
+    ids = torch.tensor([[5, 6, 7]])
+    want = generate(tiny, ids, max_new_tokens=4).tokens
+    monkeypatch.setattr(compiled_mod, "cxx_compiler", lambda: None)
+    step = DecodeStep(tiny, compile=True)
+    assert not step.compiled
+    assert capsys.readouterr().err.count("\n") == 1
+
+    def broken(module, **kw):
+        def fail(*args):
+            raise RuntimeError("inductor failed")
+
+        return fail
+
+    monkeypatch.setattr(compiled_mod, "cxx_compiler", lambda: "g++")
+    monkeypatch.setattr(torch, "compile", broken)
+    step = DecodeStep(tiny, compile=True)
+    assert step.compiled
+    use_decode_step(tiny, step)
+    try:
+        got = generate(tiny, ids, max_new_tokens=4).tokens
+    finally:
+        use_decode_step(tiny, None)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "compile failed" in err
+    assert not step.compiled and torch.equal(got, want)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(compiled_mod.cxx_compiler() is None, reason="inductor needs a C++ compiler")
+def test_compiled_step_greedy_tokens_equal_eager():
+    # Two layers (one dense, one MoE) keep the compile to seconds; fullgraph=True makes any graph
+    # break an error, so this also checks that the step has no host sync.
+    model = DeepseekV3LM(LMConfig.tiny(num_hidden_layers=2)).eval().requires_grad_(False)
+    randomize_(model, seed=5)
+    ids = torch.tensor([[9, 4, 200, 31, 7]])
+    want = generate(model, ids, max_new_tokens=6).tokens
+    step = DecodeStep(model, compile=True)
+    use_decode_step(model, step)
+    got = generate(model, ids, max_new_tokens=6).tokens
+    assert step.compiled, "the compile fell back to eager"
+    assert torch.equal(got, want), f"compiled {got.tolist()} != eager {want.tolist()}"
