@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from benchmarks.common import best_time, machine, print_machine, print_table, write_json
+from compute.dtypes import compute_dtype, layer_norm, linear
 from vision.config import VisionConfig
-from vision.dtypes import compute_dtype, layer_norm, linear
 from vision.encoder import tower_flops_per_patch
 from vision.hf_layout import to_transformers
 from vision.model import MoonViT3d

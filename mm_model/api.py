@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from compute.dtypes import cpu_has_fast_bf16
 from mm_model import generation
 from mm_model import tools as tools_mod
 from mm_model.checkpoint import load_model
@@ -32,7 +33,6 @@ from mm_model.multimodal import KimiK25Model
 from mm_model.processor import MediaItem, Processor
 from mm_model.toggle import CALIBRATION_FILE, Calibration, ThinkingBudget, ThinkingStream, ThinkTokens
 from mm_model.tokenizer import Tokenizer, load_tokenizer
-from vision.dtypes import cpu_has_fast_bf16
 from vision.errors import InputError
 from vision.packing import pack
 
@@ -120,7 +120,7 @@ class ChatStream:
 
 
 def _default_dtype(device: torch.device) -> torch.dtype:
-    # bf16 only where matmuls have native bf16 units; elsewhere fp32 runs ~10x faster (vision/dtypes.py).
+    # bf16 only where matmuls have native bf16 units; elsewhere fp32 runs ~10x faster (compute/dtypes.py).
     if device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16()):
         return torch.bfloat16
     return torch.float32

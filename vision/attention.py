@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vision.dtypes import cpu_has_fast_bf16
+from compute.dtypes import cpu_has_fast_bf16
 
 BACKENDS = ("auto", "flash", "sdpa", "blocked", "mask")
 BLOCKED_MIN_LEN = 512  # shorter items: SDPA

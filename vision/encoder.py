@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from compute.dtypes import compute_dtype, layer_norm, linear
 from vision.attention import packed_attention, select_backend
 from vision.config import VisionConfig
-from vision.dtypes import compute_dtype, layer_norm, linear
 from vision.packing import PackedVision
 from vision.rope import apply_rope, rope_angles
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from compute.dtypes import layer_norm, linear
 from vision.config import VisionConfig
-from vision.dtypes import layer_norm, linear
 from vision.packing import PackedVision
 
 

@@ -7,8 +7,8 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor, nn
 
+from compute.dtypes import compute_dtype
 from vision.config import VisionConfig
-from vision.dtypes import compute_dtype
 from vision.encoder import VisionTower
 from vision.merger import Projector, temporal_merge
 from vision.packing import PackedVision

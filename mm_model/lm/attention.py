@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from compute import prepack
+from compute.prepack import Linear
 from mm_model.lm.config import LMConfig
 from mm_model.lm.norm import RMSNorm
 from mm_model.lm.rope import apply_rope, softmax_scale
-from vision import prepack
-from vision.prepack import Linear
 
 # The reference builds q_a_layernorm and kv_a_layernorm without eps, so they use 1e-6 whatever
 # rms_norm_eps says (transformers 5.23 DeepseekV3Attention).

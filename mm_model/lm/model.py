@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from compute.prepack import Linear
 from mm_model.lm.attention import MLAttention
 from mm_model.lm.cache import LatentCache, left_padding
 from mm_model.lm.config import LMConfig
@@ -22,7 +23,6 @@ from mm_model.lm.moe import MoE
 from mm_model.lm.norm import MLP, RMSNorm
 from mm_model.lm.rope import rope_cos_sin, rope_parameters
 from vision.errors import InputError
-from vision.prepack import Linear
 
 if TYPE_CHECKING:
     from mm_model.lm.compiled import DecodeStep

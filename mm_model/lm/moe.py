@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from compute import prepack
 from mm_model.lm.config import LMConfig
 from mm_model.lm.norm import MLP
-from vision import prepack
 
 # Where `prepack` applies, the expert loop on packed weights runs while the experts get at most this
 # many rows each on average; past it the grouped kernel wins. Measured on the lm_speed config (64

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vision import prepack
-from vision.prepack import Linear
+from compute import prepack
+from compute.prepack import Linear
 
 
 class RMSNorm(nn.Module):

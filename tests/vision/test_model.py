@@ -7,9 +7,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from compute.dtypes import compute_dtype
 from tests.vision.conftest import random_items
 from vision.config import VisionConfig
-from vision.dtypes import compute_dtype
 from vision.model import MoonViT3d
 from vision.packing import pack
 
@@ -116,9 +116,9 @@ def test_bf16_weights_close_to_fp32(tiny_model, packer, monkeypatch, native):
     """bf16 weights against fp32; `native` takes the native-bf16 CPU path on any CPU (bf16 compute,
     prepacked and fused linears, blocked attention on every item)."""
     if native:
+        import compute.dtypes as dtypes
         import vision.attention as attention
-        import vision.dtypes as dtypes
-        from vision import prepack
+        from compute import prepack
 
         monkeypatch.setattr(dtypes, "cpu_has_fast_bf16", lambda: True)
         monkeypatch.setattr(attention, "cpu_has_fast_bf16", lambda: True)
@@ -138,7 +138,7 @@ def test_bf16_weights_close_to_fp32(tiny_model, packer, monkeypatch, native):
 
 
 def test_compute_dtype_policy(monkeypatch):
-    import vision.dtypes as dtypes
+    import compute.dtypes as dtypes
 
     monkeypatch.setattr(dtypes, "cpu_has_fast_bf16", lambda: False)
     assert compute_dtype(torch.bfloat16, "cpu") == torch.float32

@@ -104,8 +104,8 @@ def test_direct_one_token_path_equals_expert_loop():
 def test_auto_takes_the_packed_loop_for_few_tokens_on_native_bf16(monkeypatch):
     """On a native-bf16 CPU, bf16 decode goes through the packed expert loop, with the same numbers as
     the grouped / loop paths on plain weights (forced here on any CPU)."""
-    import vision.dtypes as dtypes
-    from vision import prepack
+    import compute.dtypes as dtypes
+    from compute import prepack
 
     monkeypatch.setattr(dtypes, "cpu_has_fast_bf16", lambda: True)
     prepack._available.cache_clear()

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vision import prepack
+from compute import prepack
 
 # oneDNN's bf16 kernels need AVX512BW/VL/DQ or AVX-NE-CONVERT; an AVX2-only CPU has none, and there
 # the packed path must stay off (test_no_packed_path_without_onednn_bf16)
@@ -20,7 +20,7 @@ def packed_path(monkeypatch):
     if not ONEDNN_BF16:
         pytest.skip("this CPU has no oneDNN bf16 kernels (AVX2 only): the packed path cannot run here")
     prepack._available.cache_clear()
-    monkeypatch.setattr("vision.dtypes.cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr("compute.dtypes.cpu_has_fast_bf16", lambda: True)
     if not prepack._available():
         pytest.fail("oneDNN's packed linear ops are missing from this torch build")
     yield
@@ -31,7 +31,7 @@ def packed_path(monkeypatch):
 def test_no_packed_path_without_onednn_bf16(monkeypatch):
     """Even told the CPU is fast at bf16, an AVX2-only CPU keeps the plain path, with F.linear's numbers."""
     prepack._available.cache_clear()
-    monkeypatch.setattr("vision.dtypes.cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr("compute.dtypes.cpu_has_fast_bf16", lambda: True)
     try:
         assert not prepack._available()
         x, w, b = _operands()

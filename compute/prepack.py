@@ -29,7 +29,7 @@ _ATTR = "_mm_model_packed"
 @cache
 def _available() -> bool:
     """oneDNN's packed linear ops exist in this torch build and run."""
-    from vision.dtypes import cpu_has_fast_bf16  # here: vision.dtypes imports this module
+    from compute.dtypes import cpu_has_fast_bf16  # here: compute.dtypes imports this module
 
     if os.environ.get("MM_MODEL_PREPACK", "1") == "0" or not cpu_has_fast_bf16():
         return False

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vision import prepack
+from compute import prepack
 
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 

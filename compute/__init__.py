@@ -1,0 +1,3 @@
+"""How tensors are computed on this machine, for the vision tower and the language model alike: which
+dtype to compute in (`dtypes`) and linears on oneDNN-prepacked weights (`prepack`). Imports nothing
+from the packages above it (vision/, video/, mm_model/)."""
