@@ -295,7 +295,7 @@ class Model:
             )  # fmt: skip
         media = MediaOptions.checked(fps, num_frames, max_patches)  # bad values raise now, not mid-stream
         pieces = self._chat_pieces(messages, max_new_tokens, thinking, policy, temperature, top_p, seed,
-                                   tools, choice, media=media)  # fmt: skip
+                                   tools, choice, media)  # fmt: skip
         if stream:
             holder = ChatStream(iter(()))
 
@@ -321,14 +321,12 @@ class Model:
         seed,
         tools,
         choice,
-        *,
-        media=None,
+        options,
     ):
-        """Generator of `TextPiece`s whose return value is the `ChatResult`."""
+        """Generator of `TextPiece`s whose return value is the `ChatResult`; options: `MediaOptions`."""
         start = time.perf_counter()
-        media_options = (media or MediaOptions()).as_dict()
         prompt = self.processor(messages, thinking=thinking, max_new_tokens=max_new_tokens, tools=tools,
-                                **media_options)  # fmt: skip
+                                **options.as_dict())  # fmt: skip
         media, encoded = self.media_embeddings(prompt.media)
         device = self.model.language_model.lm_head.weight.device
         ids = prompt.input_ids[None].to(device)

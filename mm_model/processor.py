@@ -107,32 +107,40 @@ def _decode_data_url(url: str, what: str) -> bytes:
         raise MessageError(f"{what} data URL is not valid base64 ({exc})") from exc
 
 
+def media_value(part: dict[str, Any], kind: str, keys: Sequence[str], where: str = "") -> tuple[str, Any]:
+    """(key, value) of the one field among `keys` a media part gives; a raw `base64` string comes back
+    decoded to bytes (a base64 data URL is left for the caller). The server's media policy shares it."""
+    given = [k for k in keys if part.get(k) is not None]
+    if not given:
+        others = f"{', '.join(keys[1:-1])} or {keys[-1]}"
+        raise MessageError(f"{where}{kind} content part has no {keys[0]!r} field (nor {others})")
+    if len(given) > 1:
+        raise MessageError(f"{where}{kind} content part has {' and '.join(given)}: give one of them")
+    key, value = given[0], part[given[0]]
+    if key == "base64":
+        if not isinstance(value, str):
+            raise MessageError(f"{where}{kind} base64 must be a string, got {_describe(value)}")
+        if not value.startswith("data:"):
+            try:
+                return key, base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise MessageError(f"{where}{kind} base64 is not valid base64 ({exc})") from exc
+    return key, value
+
+
 def _media_source(part: dict[str, Any], kind: str, where: str = "") -> Any:
     """The image/video value of a content part in HF form (`{"type": "image", "image" | "url" | "path" |
     "base64": ...}`, as transformers' chat templates take them) or OpenAI form (`image_url: {"url"}`).
 
     `base64` is a raw base64 string or a data URL; `url` and `path` follow the same rules as `image`.
     """
-    keys = (kind, f"{kind}_url", "url", "path", "base64")
-    given = [k for k in keys if part.get(k) is not None]
-    if not given:
-        raise MessageError(
-            f"{where}{kind} content part has no {kind!r} field (nor {kind}_url, url, path or base64)"
-        )
-    if len(given) > 1:
-        raise MessageError(f"{where}{kind} content part has {' and '.join(given)}: give one of them")
-    key, value = given[0], part[given[0]]
+    key, value = media_value(part, kind, (kind, f"{kind}_url", "url", "path", "base64"), where)
     if isinstance(value, dict) and key == f"{kind}_url":
         value = value.get("url")
-    if key in ("url", "base64") and not isinstance(value, str):
-        raise MessageError(f"{where}{kind} {key} must be a string, got {_describe(value)}")
+    if key == "url" and not isinstance(value, str):
+        raise MessageError(f"{where}{kind} url must be a string, got {_describe(value)}")
     if key == "path" and not isinstance(value, (str, os.PathLike)):
         raise MessageError(f"{where}{kind} path must be a string or path, got {_describe(value)}")
-    if key == "base64" and not value.startswith("data:"):
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise MessageError(f"{where}{kind} base64 is not valid base64 ({exc})") from exc
     if isinstance(value, str) and value.startswith("data:"):
         return _decode_data_url(value, kind)
     if isinstance(value, str) and value.startswith("file://"):
@@ -168,19 +176,26 @@ class Processor:
         self.default_system = default_system
         self.defaults = MediaOptions.checked(video_fps, max_video_frames, max_patches,
                                              names={"fps": "video_fps", "num_frames": "max_video_frames"})  # fmt: skip
-        self.video_fps = self.defaults.fps or config.media.sample_fps
-        self.max_video_frames = self.defaults.num_frames
-        self.max_patches = self.defaults.max_patches
+
+    @property
+    def video_fps(self) -> float:
+        """The process's video sampling rate (the config's unless set)."""
+        return self.defaults.fps or self.config.media.sample_fps
+
+    @property
+    def max_video_frames(self) -> int | None:
+        return self.defaults.num_frames
+
+    @property
+    def max_patches(self) -> int | None:
+        return self.defaults.max_patches
 
     def with_media_defaults(
         self, fps: float | None = None, num_frames: int | None = None, max_patches: int | None = None
     ) -> Processor:
         """A copy whose process defaults are these where given (`mm-model serve --fps ...`)."""
         new = copy.copy(self)
-        given = MediaOptions.checked(fps, num_frames, max_patches)
-        new.defaults = given.over(self.defaults)
-        new.video_fps = new.defaults.fps or self.config.media.sample_fps
-        new.max_video_frames, new.max_patches = new.defaults.num_frames, new.defaults.max_patches
+        new.defaults = MediaOptions.checked(fps, num_frames, max_patches).over(self.defaults)
         return new
 
     # ---- media --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from mm_model.media_options import MediaOptionError, part_options
+from mm_model.processor import MessageError, media_value
 from mm_model.server.request import APIError, ServerLimits
 
 _MEDIA_TYPES = {"image_url": "image", "video_url": "video", "image": "image", "video": "video"}
@@ -130,20 +131,14 @@ def resolve_media(
 
 def _hf_value(part: dict[str, Any], kind: str, param: str) -> Any:
     """The media of a Hugging Face style part: a URL string, or bytes decoded from `base64`."""
-    given = [k for k in (kind, "url", "path", "base64") if part.get(k) is not None]
-    if len(given) != 1:
-        what = " and ".join(given) + ": give one of them" if given else f"no {kind}, url, path or base64"
-        raise APIError(400, f"{param}: {what}", param=param)
-    key, value = given[0], part[given[0]]
+    try:
+        key, value = media_value(part, kind, (kind, "url", "path", "base64"), f"{param}: ")
+    except MessageError as exc:
+        raise APIError(400, str(exc), param=param) from None
     if key == "path":
         if not isinstance(value, str) or not Path(value).is_absolute():
             raise APIError(400, f"{param}: path must be an absolute path string, got {value!r}", param=param)
         return Path(value).as_uri()
-    if key == "base64" and isinstance(value, str) and not value.startswith("data:"):
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise APIError(400, f"{param}: base64 is not valid base64 ({exc})", param=param) from None
     return value
 
 
