@@ -6,6 +6,8 @@ G groups (n_group).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -155,10 +157,12 @@ class MoE(nn.Module):
             else None
         )
 
-    def forward(self, x: Tensor) -> Tensor:  # (B, S, D) -> (B, S, D)
+    def forward(self, x: Tensor, routed: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> Tensor:
+        """(B, S, D) -> (B, S, D). routed: another formulation of `self.experts(x, weights, idx)` (the
+        static decode step's, `lm.static_step`); None: the module itself."""
         flat = x.reshape(-1, x.shape[-1])
         weights, idx = self.gate(flat)
-        out = self.experts(flat, weights, idx).view_as(x)
+        out = (routed or self.experts)(flat, weights, idx).view_as(x)
         if self.shared_experts is not None:
             out = out + self.shared_experts(x)
         return out

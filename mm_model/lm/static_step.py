@@ -89,18 +89,13 @@ def gathered_experts(
 
 
 def _moe(mlp: MoE, x: Tensor, experts: str) -> Tensor:  # (B, 1, D) -> (B, 1, D)
-    flat = x.reshape(-1, x.shape[-1])
-    weights, idx = mlp.gate(flat)
-    if experts == "op":
-        out = routed_experts(flat, weights, idx, id(mlp.experts))  # registered by `register_model`
-    elif experts in ("gather", "reduce"):
-        out = gathered_experts(mlp.experts, flat, weights, idx, reduce=experts == "reduce")
-    else:
-        out = mlp.experts(flat, weights, idx)
-    out = out.view_as(x)
-    if mlp.shared_experts is not None:
-        out = out + mlp.shared_experts(x)
-    return out
+    """The MoE layer with its routed experts in the `experts` formulation (module docstring)."""
+    if experts == "op":  # registered by `register_model`
+        return mlp(x, lambda flat, weights, idx: routed_experts(flat, weights, idx, id(mlp.experts)))
+    if experts in ("gather", "reduce"):
+        return mlp(x, lambda flat, weights, idx: gathered_experts(mlp.experts, flat, weights, idx,
+                                                                  reduce=experts == "reduce"))  # fmt: skip
+    return mlp(x)
 
 
 def _attention(attn: MLAttention, x: Tensor, cos: Tensor, sin: Tensor, kv: Tensor, slot: Tensor,
