@@ -117,3 +117,20 @@ def _random_tiny(**overrides) -> torch.nn.Module:
     model = DeepseekV3LM(LMConfig.tiny(**overrides)).eval()
     randomize_(model)
     return model
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_prefill_attention_takes_the_fused_cpu_kernel(padded):
+    """V (v_head_dim) is narrower than Q and K (nope + rope) in every DeepSeek-V3 config; unless it is
+    widened, SDPA on the CPU drops to its unfused math path, which ignores causality and holds the
+    whole (S, T) score matrix."""
+    model = _random_tiny()
+    ids = torch.randint(0, 256, (2, 12))
+    mask = torch.ones(2, 12, dtype=torch.long)
+    if padded:
+        mask[0, :3] = 0
+    with torch.no_grad(), torch.profiler.profile() as prof:
+        model(ids, attention_mask=mask if padded else None)
+    ops = {e.key for e in prof.key_averages()}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in ops
+    assert "aten::_scaled_dot_product_attention_math" not in ops
