@@ -10,6 +10,7 @@ finds it; the prefill keeps the model's own forward.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -106,17 +107,27 @@ class DecodeStep:
         self.compiled = compile and cxx_compiler() is not None
         if compile and not self.compiled:
             print("mm_model: no C++ compiler found; decoding without torch.compile", file=sys.stderr)
-        opts = dict(INDUCTOR_OPTIONS if options is None else options)
+        self._options = dict(INDUCTOR_OPTIONS if options is None else options)
         self._fn = (
-            torch.compile(self._eager, fullgraph=True, dynamic=False, options=opts)
+            torch.compile(self._eager, fullgraph=True, dynamic=False)
             if self.compiled
             else self._eager
         )
 
+    def _settings(self) -> contextlib.AbstractContextManager:
+        if not self.compiled:
+            return contextlib.nullcontext()
+        import torch._inductor.config as inductor_config  # 1.7 s to import: only where compiling
+
+        return inductor_config.patch(self._options)
+
     def __call__(self, tokens: Tensor, cache: LatentCache, input_pos: Tensor) -> Tensor:
         args = (tokens, input_pos, cache.kv, cache.key_valid, cache.pad)
         try:
-            logits = self._fn(*args)
+            # Inductor reads some settings (`freezing` among them) outside the scope of
+            # `torch.compile(options=...)`, so they are patched around the call that compiles.
+            with self._settings():
+                logits = self._fn(*args)
         except Exception as e:  # a compile failure shows at the first call of each shape
             if not self.compiled:
                 raise
