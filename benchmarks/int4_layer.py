@@ -94,7 +94,7 @@ def random_moe_layer(
     ):
         part = layer.get_submodule(name)
         part.to_empty(device="cpu")
-        for pname, p in part.named_parameters():
+        for p in part.parameters():
             if p.dim() == 1:  # norm weights
                 p.fill_(1.0)
             else:

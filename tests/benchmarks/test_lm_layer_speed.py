@@ -113,7 +113,7 @@ def test_tiny_run_reports_sensible_figures_and_matches_the_fp32_twin(tmp_path, m
     assert row["mode"] == "eager" and row["threads"] == 1
     assert 0 < row["layer_ms_best"] <= row["layer_ms_median"]
     assert row["mb_per_token_layer"] * 1e6 == pytest.approx(out["bytes_per_token_layer_total"])
-    assert 0 < row["of_bandwidth"] and row["bandwidth_gb_s"] > 0
+    assert row["of_bandwidth"] > 0 and row["bandwidth_gb_s"] > 0
     assert row["projection"]["moe_layers"] == 2 and row["projected_tok_s"] > 0
     assert out["fit"]["layers_fit"] >= 1 and out["dtype"] in ("fp32", "bf16")
     assert 1 <= out["distinct_experts_hit"][0] <= 8
