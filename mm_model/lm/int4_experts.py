@@ -35,6 +35,24 @@ def cpu_kernel_available() -> bool:
     )
 
 
+def cpu_kernel_weight(packed: Tensor, scale_zeros: Tensor) -> Tensor:
+    """One matrix in the CPU kernel layout, dequantised: packed (N, K/2) uint8, scale_zeros (K/32, N, 2)
+    -> w (N, K) fp32 with w = (u - 8)·scale + zero. The slow twin of the kernel (tests, small sizes).
+
+    The kernel's nibble order is torch-internal and may differ between CPU capabilities, so the 4-bit
+    values are read back through the kernel itself: the identity times unit scales and zero zeros
+    gives u - 8, small integers that bf16 holds exactly. The scales and zeros are applied here.
+    """
+    n, k = packed.shape[0], packed.shape[1] * 2
+    unit = torch.zeros(k // GROUP_SIZE, n, 2, dtype=torch.bfloat16)
+    unit[..., 0] = 1
+    eye = torch.eye(k, dtype=torch.bfloat16)
+    q = torch._weight_int4pack_mm_for_cpu(eye, packed, GROUP_SIZE, unit).float().t()  # (N, K): u - 8
+    scale = scale_zeros[..., 0].float().t().repeat_interleave(GROUP_SIZE, dim=1)  # (N, K)
+    zero = scale_zeros[..., 1].float().t().repeat_interleave(GROUP_SIZE, dim=1)
+    return q * scale + zero
+
+
 class Int4Experts(Experts):
     """`moe.Experts` with INT4 weights; same routing dispatch (the per-expert loop over hit experts)."""
 

@@ -45,7 +45,13 @@ def register_model(model: DeepseekV3LM) -> None:
     Outside the step: the graph cannot trace the registration, only read the key."""
     for layer in model.model.layers:
         if isinstance(layer.mlp, MoE):
-            _EXPERTS[id(layer.mlp.experts)] = layer.mlp.experts
+            register_experts(layer.mlp)
+
+
+def register_experts(mlp: MoE) -> None:
+    """Make one MoE layer's routed experts reachable by `routed_experts` (a single layer's step,
+    `layer_step`, needs only this)."""
+    _EXPERTS[id(mlp.experts)] = mlp.experts
 
 
 @torch.library.custom_op("mm_model::routed_experts", mutates_args=())
@@ -106,8 +112,9 @@ def _attention(attn: MLAttention, x: Tensor, cos: Tensor, sin: Tensor, kv: Tenso
     return attn.o_proj(attn._absorbed(q_nope, q_rot, kv, mask))
 
 
-def _layer(layer: DecoderLayer, h: Tensor, cos: Tensor, sin: Tensor, kv: Tensor, slot: Tensor,
-           mask: Tensor, experts: str) -> Tensor:  # fmt: skip
+def layer_step(layer: DecoderLayer, h: Tensor, cos: Tensor, sin: Tensor, kv: Tensor, slot: Tensor,
+               mask: Tensor, experts: str) -> Tensor:  # fmt: skip
+    """One decoder layer of the step: h (B, 1, D) -> (B, 1, D); writes kv (B, T, C + r) at `slot`."""
     h = h + _attention(layer.self_attn, layer.input_layernorm(h), cos, sin, kv, slot, mask)
     x = layer.post_attention_layernorm(h)
     return h + (_moe(layer.mlp, x, experts) if isinstance(layer.mlp, MoE) else layer.mlp(x))
@@ -140,5 +147,5 @@ def decode_step(
     positions = (slot[None, :] - pad[:, None]).clamp_min(0)  # (B, 1) rope positions
     cos, sin = rope_cos_sin(positions, model.inv_freq, model.attention_factor)
     for i, layer in enumerate(model.model.layers):
-        h = _layer(layer, h, cos, sin, kv[i], slot, mask, experts)
+        h = layer_step(layer, h, cos, sin, kv[i], slot, mask, experts)
     return model.lm_head(model.model.norm(h))[:, -1].float()
