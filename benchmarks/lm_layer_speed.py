@@ -47,6 +47,7 @@ from benchmarks.layer_bytes import (
     projection,
 )
 from compute.dtypes import compute_dtype
+from mm_model.lm.compiled import compile_static
 from mm_model.lm.config import LMConfig
 from mm_model.lm.int4 import GROUP_SIZE
 from mm_model.lm.rope import rope_cos_sin, rope_parameters
@@ -223,9 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     if compiled is None:  # after the eager rows, whose routing the hooks count
                         for hook in hooks:  # host code the graph cannot hold
                             hook.remove()
-                        compiled = torch.compile(
-                            stack, fullgraph=True, dynamic=False, options={"freezing": True}
-                        )
+                        compiled = compile_static(stack)
                         t = time.perf_counter()
                         out = compiled(inputs[0], cos, sin, kv, slot, mask)
                         results["compile_s"] = round(time.perf_counter() - t, 1)

@@ -10,10 +10,10 @@ finds it; the prefill keeps the model's own forward.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -66,6 +66,23 @@ def plain_experts(model: DeepseekV3LM) -> bool:
     return all(type(m.experts) is Experts for m in model.modules() if isinstance(m, MoE))
 
 
+def compile_static(module: nn.Module, options: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """`module` compiled whole by inductor for fixed shapes, called with inductor `options` (default
+    `INDUCTOR_OPTIONS`) in force. They are patched around each call rather than passed as
+    `torch.compile(options=...)`: inductor reads some (`freezing` among them) outside that scope, so
+    there the weights stayed graph inputs and no linear was packed."""
+    compiled = torch.compile(module, fullgraph=True, dynamic=False)
+    settings = dict(INDUCTOR_OPTIONS if options is None else options)
+
+    def call(*args: Any) -> Any:
+        import torch._inductor.config as inductor_config  # 1.7 s to import: only where compiling
+
+        with inductor_config.patch(settings):
+            return compiled(*args)
+
+    return call
+
+
 class _Step(nn.Module):
     """`decode_step` as a module, so the compiled graph holds the model's parameters (what `freezing`
     needs to treat them as constants)."""
@@ -107,27 +124,12 @@ class DecodeStep:
         self.compiled = compile and cxx_compiler() is not None
         if compile and not self.compiled:
             print("mm_model: no C++ compiler found; decoding without torch.compile", file=sys.stderr)
-        self._options = dict(INDUCTOR_OPTIONS if options is None else options)
-        self._fn = (
-            torch.compile(self._eager, fullgraph=True, dynamic=False)
-            if self.compiled
-            else self._eager
-        )
-
-    def _settings(self) -> contextlib.AbstractContextManager:
-        if not self.compiled:
-            return contextlib.nullcontext()
-        import torch._inductor.config as inductor_config  # 1.7 s to import: only where compiling
-
-        return inductor_config.patch(self._options)
+        self._fn = compile_static(self._eager, options) if self.compiled else self._eager
 
     def __call__(self, tokens: Tensor, cache: LatentCache, input_pos: Tensor) -> Tensor:
         args = (tokens, input_pos, cache.kv, cache.key_valid, cache.pad)
         try:
-            # Inductor reads some settings (`freezing` among them) outside the scope of
-            # `torch.compile(options=...)`, so they are patched around the call that compiles.
-            with self._settings():
-                logits = self._fn(*args)
+            logits = self._fn(*args)
         except Exception as e:  # a compile failure shows at the first call of each shape
             if not self.compiled:
                 raise

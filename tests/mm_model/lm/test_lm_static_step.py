@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from lm_helpers import randomize_
+from torch._dynamo.utils import counters
 
 from mm_model.generation import decode_one_token, generate, prefill
 from mm_model.lm import DeepseekV3LM, LMConfig
@@ -128,6 +129,9 @@ def test_compiled_step_greedy_tokens_equal_eager():
     want = generate(model, ids, max_new_tokens=6).tokens
     step = DecodeStep(model, compile=True)
     use_decode_step(model, step)
+    counters.clear()
     got = generate(model, ids, max_new_tokens=6).tokens
     assert step.compiled, "the compile fell back to eager"
     assert torch.equal(got, want), f"compiled {got.tolist()} != eager {want.tolist()}"
+    if torch._C.has_mkl:  # freezing in force: the graph's fp32 linears became packed constants
+        assert counters["inductor"]["mkldnn_linear_weight_pack_matcher_count"] > 0
