@@ -1,0 +1,144 @@
+"""llama.cpp (through llama-cpp-python) as a peer in the LM benchmark: the reference's weights
+converted to GGUF (`benchmarks.gguf_export`), then prefill and greedy decode timed the way
+`benchmarks.lm_speed` times ours, on the same token ids and thread count.
+
+`LlamaPeer.build` raises `PeerUnavailable` with a one-line reason (not installed, converter not
+found, conversion failed, load failed); `lm_speed` prints that reason instead of the peer's numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.gguf_export import PeerUnavailable, export, find_converter
+
+# llama.cpp's own default logical batch: prefill runs in chunks of this many tokens.
+N_BATCH = 512
+
+__all__ = ["LlamaPeer", "PeerUnavailable", "agreeing_prefix", "unavailable_reason"]
+
+
+def _import_llama_cpp() -> Any:
+    """The llama_cpp module, or PeerUnavailable saying why it will not import."""
+    try:
+        import llama_cpp
+    except ImportError as e:  # not installed; a broken shared library also lands here (OSError below)
+        raise PeerUnavailable(
+            f"llama-cpp-python is not installed ({e}); `make peers` builds it, or pip install '.[peers]'"
+        ) from None
+    except OSError as e:
+        raise PeerUnavailable(f"llama-cpp-python is installed but its library fails to load: {e}") from None
+    return llama_cpp
+
+
+def unavailable_reason(src: str | os.PathLike[str] | None = None) -> str | None:
+    """Why the peer cannot run here (one line), or None when llama_cpp imports and the converter is found."""
+    try:
+        _import_llama_cpp()
+        find_converter(src)
+    except PeerUnavailable as e:
+        return str(e)
+    return None
+
+
+def agreeing_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two greedy sequences share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class LlamaPeer:
+    """One GGUF model loaded in llama.cpp, timed like `lm_speed`'s `prefill_ours` / `decode_ours`.
+
+    Batch 1 only: llama-cpp-python's `Llama` holds one sequence.
+    """
+
+    def __init__(self, llm: Any, llama_cpp: Any, gguf: Path, convert_s: float) -> None:
+        self.llm, self._lib, self.gguf, self.convert_s = llm, llama_cpp, gguf, convert_s
+        self._tmp: tempfile.TemporaryDirectory | None = None  # owned by build_in_tempdir's peers
+
+    @classmethod
+    def build(
+        cls,
+        ref: Any,
+        dtype: str,
+        threads: int,
+        n_ctx: int,
+        workdir: Path,
+        src: str | os.PathLike | None = None,
+    ) -> LlamaPeer:
+        """Convert `ref` (transformers DeepseekV3ForCausalLM) to `dtype` GGUF under `workdir` and load it.
+
+        Args:
+            dtype: "fp32" or "bf16" (the GGUF's weight type, as our rows' dtype).
+            n_ctx: the longest sequence to be evaluated (prompt + decode steps, or a prefill length).
+        """
+        llama_cpp = _import_llama_cpp()
+        t = time.perf_counter()
+        path = export(ref, workdir, dtype, src)
+        convert_s = time.perf_counter() - t
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_batch=N_BATCH, n_threads=threads, n_threads_batch=threads,
+                logits_all=False, verbose=False, seed=0,
+            )  # fmt: skip
+        except Exception as e:  # llama.cpp reports a failed load as a bare ValueError
+            raise PeerUnavailable(f"llama.cpp could not load the converted {path.name}: {e}") from None
+        return cls(llm, llama_cpp, path, convert_s)
+
+    @classmethod
+    def build_in_tempdir(cls, ref: Any, dtype: str, threads: int, n_ctx: int, src: Any = None) -> LlamaPeer:
+        """`build` into a fresh temporary directory, removed with the peer (`close`)."""
+        tmp = tempfile.TemporaryDirectory(prefix="lm_speed_gguf_")
+        try:
+            peer = cls.build(ref, dtype, threads, n_ctx, Path(tmp.name), src)
+        except BaseException:
+            tmp.cleanup()
+            raise
+        peer._tmp = tmp
+        return peer
+
+    def settings(self) -> dict[str, Any]:
+        """What the timings ran with (flash attention off: llama-cpp-python's default)."""
+        return {"llama_cpp_python": self._lib.__version__, "gguf": self.gguf.name, "n_batch": N_BATCH,
+                "threads": self.llm.n_threads, "flash_attn": False, "logits_all": False}  # fmt: skip
+
+    def close(self) -> None:
+        self.llm.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def _argmax_last(self) -> int:
+        # With logits_all=False, Llama.eval keeps no logits of its own (0.3.x); read the context's
+        # last-token row in place: one (vocab,) float32 view and its argmax, as ours does per step.
+        ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
+        return int(np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),)).argmax())
+
+    def prefill(self, ids: list[int]) -> int:
+        """Evaluate `ids` from an empty cache (in llama.cpp's default 512-token batches); the next token."""
+        self.llm.reset()
+        self.llm.eval(ids)
+        return self._argmax_last()
+
+    def decode(self, ids: list[int], steps: int) -> tuple[float, float, list[int]]:
+        """Prefill `ids`, then `steps` greedy steps: (prefill seconds, decode seconds, steps + 1 tokens)."""
+        t = time.perf_counter()
+        token = self.prefill(ids)
+        t_prefill = time.perf_counter() - t
+        tokens = [token]
+        t = time.perf_counter()
+        for _ in range(steps):
+            self.llm.eval([token])
+            token = self._argmax_last()
+            tokens.append(token)
+        return t_prefill, time.perf_counter() - t, tokens
