@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from benchmarks.gguf_export import PeerUnavailable, export, find_converter
 # llama.cpp's own default logical batch: prefill runs in chunks of this many tokens.
 N_BATCH = 512
 
-__all__ = ["LlamaPeer", "PeerUnavailable", "agreeing_prefix", "unavailable_reason"]
+__all__ = ["LlamaPeer", "PeerRun", "PeerUnavailable", "agreeing_prefix", "unavailable_reason"]
 
 
 def _import_llama_cpp() -> Any:
@@ -55,6 +55,14 @@ def agreeing_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+class PeerRun(NamedTuple):
+    """One greedy generation in llama.cpp, as lm_speed's `Run`: seconds and the new token ids."""
+
+    prefill_s: float
+    decode_s: float
+    tokens: list[int]  # steps + 1
 
 
 class LlamaPeer:
@@ -130,8 +138,8 @@ class LlamaPeer:
         self.llm.eval(ids)
         return self._argmax_last()
 
-    def decode(self, ids: list[int], steps: int) -> tuple[float, float, list[int]]:
-        """Prefill `ids`, then `steps` greedy steps: (prefill seconds, decode seconds, steps + 1 tokens)."""
+    def decode(self, ids: list[int], steps: int) -> PeerRun:
+        """Prefill `ids`, then `steps` greedy steps (timed apart from the prefill)."""
         t = time.perf_counter()
         token = self.prefill(ids)
         t_prefill = time.perf_counter() - t
@@ -141,4 +149,4 @@ class LlamaPeer:
             self.llm.eval([token])
             token = self._argmax_last()
             tokens.append(token)
-        return t_prefill, time.perf_counter() - t, tokens
+        return PeerRun(t_prefill, time.perf_counter() - t, tokens)

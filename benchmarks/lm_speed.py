@@ -273,9 +273,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ours_tps, ref_tps = n * steps / decode[0], n * steps / decode[1]
                 label = f"decode batch {n}, {steps} new tok"
                 comp_tps = n * steps / min(r.decode_s for r in t_comp) if t_comp else None
-                peer_tps = steps / min(r[1] for r in t_peer) if t_peer else None
+                peer_tps = steps / min(r.decode_s for r in t_peer) if t_peer else None
                 if t_peer:  # random weights leave near-ties, so agreement is reported, not required
-                    agree = agreeing_prefix(t_peer[0][2], t_ours[0].tokens[0].tolist())
+                    agree = agreeing_prefix(t_peer[0].tokens, t_ours[0].tokens[0].tolist())
                     peer_info["greedy_leading_tokens_agree"][f"{dname} batch 1"] = f"{agree}/{steps + 1}"
                 if t_comp:
                     results["compiled_greedy_tokens_identical"][f"{dname} batch {n}"] = all(
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         min(r.prefill_s + r.decode_s for r in t_ours),
                         min(r.prefill_s + r.decode_s for r in t_ref),
                     )
-                    whole_peer = min(r[0] + r[1] for r in t_peer) if t_peer else None
+                    whole_peer = min(r.prefill_s + r.decode_s for r in t_peer) if t_peer else None
                     results["rows"].append({"dtype": dname, "case": f"greedy {prompt} + {steps} tok, batch 1",
                                             "ours_tok_s": round(steps / whole[0], 1), "ref_tok_s": round(steps / whole[1], 1),
                                             "ratio": round(whole[1] / whole[0], 2),

@@ -108,18 +108,18 @@ def test_tiny_model_decodes_through_llama_cpp():
     try:
         gguf = peer.gguf
         assert peer.settings()["threads"] == 1 and gguf.name == "model-fp32.gguf"
-        prefill_s, decode_s, tokens = peer.decode(ids[0].tolist(), 8)
+        run = peer.decode(ids[0].tolist(), 8)
         first = peer.prefill(ids[0].tolist())
     finally:
         peer.close()
     assert not gguf.exists()  # the temporary directory goes with the peer
-    assert len(tokens) == 9 and all(0 <= t < cfg.vocab_size for t in tokens)
-    assert first == tokens[0]  # prefill from a reset cache is repeatable
-    assert prefill_s > 0 and decode_s > 0
+    assert len(run.tokens) == 9 and all(0 <= t < cfg.vocab_size for t in run.tokens)
+    assert first == run.tokens[0]  # prefill from a reset cache is repeatable
+    assert run.prefill_s > 0 and run.decode_s > 0
     with torch.inference_mode():
         mine = lm_speed.decode_ours(ours, ids, 8).tokens[0].tolist()
     # Random weights leave near-tied logits, so the two greedy runs may part; report, do not require.
-    print(f"llama.cpp vs ours, fp32 greedy: {agreeing_prefix(tokens, mine)}/9 leading tokens agree")
+    print(f"llama.cpp vs ours, fp32 greedy: {agreeing_prefix(run.tokens, mine)}/9 leading tokens agree")
 
 
 def test_a_failed_load_is_a_reason_not_a_traceback(monkeypatch, tmp_path):
