@@ -47,7 +47,7 @@ bench-vision: $(STAMP)
 # ~77 MB and the build slow); without it the converter tests skip and lm_speed prints why it has no peer.
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CPP_SDIST := $(VENV)/sdists/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
-LLAMA_CPP_SRC := $(VENV)/llama-cpp-python-$(LLAMA_CPP_VERSION)
+LLAMA_CPP_SRC := $(VENV)/llama_cpp_python-$(LLAMA_CPP_VERSION)
 peers: $(LLAMA_CPP_SRC)
 $(LLAMA_CPP_SRC): | $(STAMP)
 	$(PY) -m pip download --quiet --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_VERSION) -d $(VENV)/sdists

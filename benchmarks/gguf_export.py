@@ -2,7 +2,7 @@
 
 The converter is not in the llama-cpp-python wheel; it ships in that package's sdist under
 `vendor/llama.cpp/` (with the matching `gguf-py`). `find_converter` looks, in order, at an explicit
-path, `$LLAMA_CPP_SRC`, and `<venv>/llama-cpp-python-<version>` (where `make peers` unpacks it).
+path, `$LLAMA_CPP_SRC`, and `<venv>/llama_cpp_python-<version>` (where `make peers` unpacks it).
 
 The converter needs a tokenizer beside the weights. Our bench models have none, so
 `write_tokenizer` makes a byte-level BPE with exactly the config's vocab size; its tokens never
@@ -20,7 +20,7 @@ from typing import Any
 
 # The llama-cpp-python release whose vendored converter this was written against.
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
-DEFAULT_SRC = Path(sys.prefix) / f"llama-cpp-python-{LLAMA_CPP_PYTHON_VERSION}"
+DEFAULT_SRC = Path(sys.prefix) / f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}"  # the sdist's own top dir
 OUTTYPES = {"fp32": "f32", "bf16": "bf16"}  # our dtype name -> the converter's --outtype
 
 # Runs inside the converter's subprocess. Our tokenizer's pre-tokenizer is GPT-2's byte-level split,
@@ -69,8 +69,11 @@ def byte_level_vocab(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, s
     from tokenizers.pre_tokenizers import ByteLevel
 
     alphabet = sorted(ByteLevel.alphabet())  # 256 printable stand-ins for the bytes
-    if not 256 <= vocab_size <= 256 + 256 * 256:
-        raise ValueError(f"vocab_size {vocab_size} outside [256, 65792] for a byte-pair vocab")
+    # At least one merge: llama.cpp refuses a "gpt2" vocab whose GGUF has no tokenizer.ggml.merges.
+    if not 257 <= vocab_size <= 256 + 256 * 256:
+        raise ValueError(
+            f"vocab_size {vocab_size} outside [257, 65792] for a byte-pair vocab llama.cpp loads"
+        )
     vocab = {s: i for i, s in enumerate(alphabet)}
     merges = []
     for a in alphabet:
@@ -129,6 +132,10 @@ def export(ref: Any, workdir: Path, dtype: str, src: str | os.PathLike[str] | No
     import shutil
 
     find_converter(src)  # fail before writing gigabytes
+    try:
+        byte_level_vocab(ref.config.vocab_size)
+    except ValueError as e:
+        raise PeerUnavailable(str(e)) from None
     ckpt = save_checkpoint(ref, workdir / f"hf-{dtype}")
     try:
         return convert(ckpt, workdir / f"model-{dtype}.gguf", dtype, src)

@@ -22,7 +22,7 @@ from mm_model.lm import LMConfig
 pytest.importorskip("transformers")
 
 
-@pytest.mark.parametrize("size", [256, 320, 32768], ids=["bytes_only", "tiny_model", "bench_model"])
+@pytest.mark.parametrize("size", [257, 320, 32768], ids=["one_merge", "tiny_model", "bench_model"])
 def test_byte_level_vocab_has_exactly_the_model_size(size):
     vocab, pairs = byte_level_vocab(size)
     assert sorted(vocab.values()) == list(range(size))  # no gaps: no [PAD] rows in the GGUF
@@ -30,7 +30,7 @@ def test_byte_level_vocab_has_exactly_the_model_size(size):
     assert all(vocab[a + b] == 256 + i for i, (a, b) in enumerate(pairs))
 
 
-@pytest.mark.parametrize("size", [255, 256 + 65536 + 1])
+@pytest.mark.parametrize("size", [256, 256 + 65536 + 1], ids=["no_merges", "past_all_pairs"])
 def test_byte_level_vocab_rejects_sizes_it_cannot_fill(size):
     with pytest.raises(ValueError, match="outside"):
         byte_level_vocab(size)

@@ -135,3 +135,29 @@ def test_a_failed_load_is_a_reason_not_a_traceback(monkeypatch, tmp_path):
     with pytest.raises(PeerUnavailable, match=r"could not load the converted m.gguf: Failed to load"):
         LlamaPeer.build(None, "fp32", 1, 64, tmp_path)
     assert gguf_export.PeerUnavailable is PeerUnavailable
+
+
+@pytest.mark.slow
+def test_lm_speed_times_the_peer_beside_us(monkeypatch, capsys):
+    _peer_or_skip()
+    cfg = LMConfig.tiny(vocab_size=320)  # 256 would be bytes only, and llama.cpp needs a merge
+    monkeypatch.setattr(lm_speed, "BENCH_CONFIG", cfg)
+    fake_machine = {
+        "cpu": {"model": "test", "kind": "test", "flags": []},
+        "threads": 1,
+        "bandwidth_gb_s": 10.0,
+    }
+    monkeypatch.setattr(lm_speed, "machine", lambda ceilings=False: fake_machine)
+    argv = "--dtypes fp32 --threads 1 --prefill-lens 16 --decode-batches 1,2 --decode-steps 4 --repeats 1"
+    results = lm_speed.main([*argv.split(), "--prompt", "8", "--compile", "off"])
+    peer = results["llama_cpp"]
+    assert peer["ran"] is True and peer["why"] is None and peer["convert_s"]["fp32"] > 0
+    assert peer["greedy_leading_tokens_agree"].keys() == {"fp32 batch 1"}
+    timed = {r["case"]: r["llama_cpp_tok_s"] for r in results["rows"]}
+    assert timed["decode batch 2, 4 new tok"] is None  # batch 1 only
+    assert all(
+        timed[c] > 0
+        for c in ("prefill 16 tok, batch 1", "decode batch 1, 4 new tok", "greedy 8 + 4 tok, batch 1")
+    )
+    assert results["decode_of_bandwidth_limit"]["fp32"]["llama_cpp"] > 0
+    assert "batch-8 rows not run for it" in capsys.readouterr().out
