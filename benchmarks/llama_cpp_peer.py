@@ -21,7 +21,7 @@ from benchmarks.gguf_export import PeerUnavailable, export, find_converter
 # llama.cpp's own default logical batch: prefill runs in chunks of this many tokens.
 N_BATCH = 512
 
-__all__ = ["LlamaPeer", "PeerRun", "PeerUnavailable", "agreeing_prefix", "unavailable_reason"]
+__all__ = ["LlamaPeer", "PeerRun", "PeerUnavailable", "agreeing_prefix", "build_or_why", "unavailable_reason"]
 
 
 def _import_llama_cpp() -> Any:
@@ -150,3 +150,49 @@ class LlamaPeer:
             token = self._argmax_last()
             tokens.append(token)
         return PeerRun(t_prefill, time.perf_counter() - t, tokens)
+
+
+# ---- lm_speed's peer bookkeeping: its JSON "llama_cpp" entry (`info`), row columns, summary line ----
+def build_or_why(
+    ref: Any, dtype: str, threads: int, n_ctx: int, src: Any, info: dict[str, Any]
+) -> LlamaPeer | None:
+    """A peer on `ref`'s weights as `dtype` GGUF, or None with the reason in info["why"].
+
+    `info` starts as {"ran": False, "why": unavailable_reason() or None, "convert_s": {}, ...}; a
+    reason found before any peer ran stops later dtypes from trying again.
+    """
+    if info["why"] is not None and not info["ran"]:
+        return None
+    try:
+        peer = LlamaPeer.build_in_tempdir(ref, dtype, threads, n_ctx, src)
+    except PeerUnavailable as e:
+        info["why"] = f"{dtype}: {e}" if info["ran"] else str(e)
+        return None
+    info["ran"], info["convert_s"][dtype] = True, round(peer.convert_s, 1)
+    info.setdefault("settings", peer.settings())
+    return peer
+
+
+def close_all(peers: dict[str, LlamaPeer | None]) -> None:
+    for p in peers.values():
+        if p is not None:
+            p.close()
+    peers.clear()
+
+
+def row_columns(ours_tps: float, peer_tps: float | None) -> dict[str, Any]:
+    """The peer's entries in one lm_speed row."""
+    if peer_tps is None:
+        return {"llama_cpp_tok_s": None}
+    return {"llama_cpp_tok_s": round(peer_tps, 1), "ours_over_llama_cpp": round(ours_tps / peer_tps, 2)}
+
+
+def summary_line(info: dict[str, Any]) -> str:
+    """One line under lm_speed's table: why the peer did not run, or what it ran with."""
+    if not info["ran"]:
+        return f"llama.cpp peer not run: {info['why']}"
+    agree = ", ".join(f"{k} {v}" for k, v in info["greedy_leading_tokens_agree"].items()) or "-"
+    settings = ", ".join(f"{k} {v}" for k, v in info["settings"].items())
+    tail = f"; {info['why']}" if info["why"] else ""
+    return (f"llama.cpp peer ({settings}): batch 1 only (rows with batch > 1 not run for it); GGUF "
+            f"conversion seconds {info['convert_s']}; greedy leading tokens agreeing with ours: {agree}{tail}")  # fmt: skip

@@ -39,8 +39,8 @@ from typing import Any, NamedTuple
 import torch
 from tqdm import tqdm
 
+from benchmarks import llama_cpp_peer as llama_peer
 from benchmarks.common import machine, print_machine
-from benchmarks.llama_cpp_peer import LlamaPeer, PeerUnavailable, agreeing_prefix, unavailable_reason
 from mm_model.lm import DeepseekV3LM, LMConfig, cast_model
 from mm_model.lm.cache import latent_cache_bytes_per_token, per_head_cache_bytes_per_token
 from mm_model.lm.compiled import DecodeStep, use_decode_step
@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (d, "decode", int(b)) for d in args.dtypes.split(",") for b in args.decode_batches.split(",") if b
     ]
     pairs: dict[str, tuple[DeepseekV3LM, Any]] = {}
-    peer_why = unavailable_reason(args.llama_cpp_src) if args.peer == "auto" else "--peer off"
-    peers: dict[str, LlamaPeer | None] = {}
+    peer_why = llama_peer.unavailable_reason(args.llama_cpp_src) if args.peer == "auto" else "--peer off"
+    peers: dict[str, llama_peer.LlamaPeer | None] = {}
     peer_info: dict[str, Any] = {
         "ran": False,
         "why": peer_why,
@@ -223,9 +223,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for dname, kind, n in tqdm(jobs, desc="lm_speed", unit="case"):
             if dname not in pairs:
                 pairs.clear()  # one dtype pair in memory at a time
-                _close(peers)
+                llama_peer.close_all(peers)
                 pairs[dname] = build_pair(cfg, DTYPES[dname])
-                peers[dname] = _build_peer(pairs[dname][1], dname, args, n_ctx, peer_info)
+                peers[dname] = llama_peer.build_or_why(
+                    pairs[dname][1], dname, args.threads, n_ctx, args.llama_cpp_src, peer_info
+                )
                 if args.compile == "on":
                     steps_by_dtype.clear()
                     steps_by_dtype[dname] = DecodeStep(pairs[dname][0], experts=args.experts)
@@ -275,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 comp_tps = n * steps / min(r.decode_s for r in t_comp) if t_comp else None
                 peer_tps = steps / min(r.decode_s for r in t_peer) if t_peer else None
                 if t_peer:  # random weights leave near-ties, so agreement is reported, not required
-                    agree = agreeing_prefix(t_peer[0].tokens, t_ours[0].tokens[0].tolist())
+                    agree = llama_peer.agreeing_prefix(t_peer[0].tokens, t_ours[0].tokens[0].tolist())
                     peer_info["greedy_leading_tokens_agree"][f"{dname} batch 1"] = f"{agree}/{steps + 1}"
                 if t_comp:
                     results["compiled_greedy_tokens_identical"][f"{dname} batch {n}"] = all(
@@ -300,14 +302,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     results["rows"].append({"dtype": dname, "case": f"greedy {prompt} + {steps} tok, batch 1",
                                             "ours_tok_s": round(steps / whole[0], 1), "ref_tok_s": round(steps / whole[1], 1),
                                             "ratio": round(whole[1] / whole[0], 2),
-                                            **_peer_cols(steps / whole[0], None if whole_peer is None else steps / whole_peer)})  # fmt: skip
+                                            **llama_peer.row_columns(steps / whole[0], None if whole_peer is None else steps / whole_peer)})  # fmt: skip
             row = {"dtype": dname, "case": label, "ours_tok_s": round(ours_tps, 1), "ref_tok_s": round(ref_tps, 1),
-                   "ratio": round(ours_tps / ref_tps, 2), **_peer_cols(ours_tps, peer_tps)}  # fmt: skip
+                   "ratio": round(ours_tps / ref_tps, 2), **llama_peer.row_columns(ours_tps, peer_tps)}  # fmt: skip
             if kind == "decode" and comp_tps is not None:
                 row.update(compiled_tok_s=round(comp_tps, 1), compiled_ratio=round(comp_tps / ref_tps, 2))
             results["rows"].append(row)
         ref_bytes = reference_cache_bytes_per_token(next(iter(pairs.values()))[1], torch.bfloat16)
-    _close(peers)
+    llama_peer.close_all(peers)
     k25 = LMConfig.k25()
     results["kv_cache_bytes_per_token_bf16"] = {
         "bench_latent": latent_cache_bytes_per_token(cfg),
@@ -354,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             + "; compile seconds: "
             + ", ".join(f"{k} {v}" for k, v in results["compile_s"].items())
         )
-    print(_peer_line(peer_info))
+    print(llama_peer.summary_line(peer_info))
     print_machine(info)
     kv = results["kv_cache_bytes_per_token_bf16"]
     print(f"KV cache bytes/token (bf16): bench latent {kv['bench_latent']}, per-head {kv['bench_per_head']}, "
@@ -365,43 +367,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     (out_dir / f"lm_speed-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results))
     return results
-
-
-def _build_peer(ref: Any, dname: str, args: Any, n_ctx: int, info: dict[str, Any]) -> LlamaPeer | None:
-    """llama.cpp on `ref`'s weights as `dname` GGUF, or None (the reason goes to info["why"])."""
-    if info["why"] is not None and not info["ran"]:
-        return None  # unavailable from the start: no converter or no llama_cpp
-    try:
-        peer = LlamaPeer.build_in_tempdir(ref, dname, args.threads, n_ctx, args.llama_cpp_src)
-    except PeerUnavailable as e:
-        info["why"] = f"{dname}: {e}" if info["ran"] else str(e)
-        return None
-    info["ran"], info["convert_s"][dname] = True, round(peer.convert_s, 1)
-    info.setdefault("settings", peer.settings())
-    return peer
-
-
-def _close(peers: dict[str, LlamaPeer | None]) -> None:
-    for p in peers.values():
-        if p is not None:
-            p.close()
-    peers.clear()
-
-
-def _peer_cols(ours_tps: float, peer_tps: float | None) -> dict[str, Any]:
-    if peer_tps is None:
-        return {"llama_cpp_tok_s": None}
-    return {"llama_cpp_tok_s": round(peer_tps, 1), "ours_over_llama_cpp": round(ours_tps / peer_tps, 2)}
-
-
-def _peer_line(info: dict[str, Any]) -> str:
-    if not info["ran"]:
-        return f"llama.cpp peer not run: {info['why']}"
-    agree = ", ".join(f"{k} {v}" for k, v in info["greedy_leading_tokens_agree"].items()) or "-"
-    settings = ", ".join(f"{k} {v}" for k, v in info["settings"].items())
-    tail = f"; {info['why']}" if info["why"] else ""
-    return (f"llama.cpp peer ({settings}): batch 1 only (batch-8 rows not run for it); GGUF conversion "
-            f"seconds {info['convert_s']}; greedy leading tokens agreeing with ours: {agree}{tail}")  # fmt: skip
 
 
 def _compiled(model: DeepseekV3LM, step: DecodeStep, fn: Any) -> Any:
