@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup example test lint bench-vision
+.PHONY: setup example test lint bench-vision peers
 
 setup: $(STAMP)
 
@@ -40,3 +40,17 @@ test: lint $(LMMS_SRC)
 
 bench-vision: $(STAMP)
 	$(PY) -m benchmarks.vision_speed
+
+# llama.cpp as benchmarks/lm_speed's peer (issue 37): llama-cpp-python built from its sdist for this CPU
+# (GGML_NATIVE; minutes on 2 cores) and installed with the `peers` extra, then the sdist unpacked where
+# benchmarks/gguf_export.py looks for llama.cpp's convert_hf_to_gguf.py. Not part of `test` (the sdist is
+# ~77 MB and the build slow); without it the converter tests skip and lm_speed prints why it has no peer.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CPP_SDIST := $(VENV)/sdists/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
+LLAMA_CPP_SRC := $(VENV)/llama_cpp_python-$(LLAMA_CPP_VERSION)
+peers: $(LLAMA_CPP_SRC)
+$(LLAMA_CPP_SRC): | $(STAMP)
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_VERSION) -d $(VENV)/sdists
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PY) -m pip install $(LLAMA_CPP_SDIST)
+	$(PY) -m pip install --quiet -e ".[test,peers]"
+	tar xzf $(LLAMA_CPP_SDIST) -C $(VENV)

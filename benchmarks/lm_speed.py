@@ -1,6 +1,7 @@
 """LM backbone speed: ours vs transformers' DeepseekV3ForCausalLM on the same random weights.
 
     python -m benchmarks.lm_speed [--quick] [--threads 2] [--dtypes bf16,fp32] [--compile on|off]
+                                  [--peer auto|off] [--llama-cpp-src DIR]
 
 Measures prefill tokens/s (batch 1, 512 and 2048 tokens), decode tokens/s (batch 1 and 8, greedy,
 128 new tokens after a `--prompt` of 128 tokens; at batch 1 also end to end, prefill included, and
@@ -18,6 +19,11 @@ tokens takes many minutes per side: pick cases with --prefill-lens / --decode-ba
 Reference setup: attn_implementation "sdpa" and experts_implementation "grouped_mm" (the CPU
 defaults) and its DynamicCache; decode is a plain step loop for both (model forward + argmax), so
 neither side pays `generate` bookkeeping.
+
+Peer: with llama-cpp-python installed and llama.cpp's converter found (`make peers`; see
+benchmarks/gguf_export.py), the reference's weights are also converted to GGUF (f32 / bf16, as the
+row's dtype) and llama.cpp's prefill and batch-1 greedy decode are timed beside ours on the same
+token ids and threads (`--peer off` skips it; otherwise a line says why it did not run).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any, NamedTuple
 import torch
 from tqdm import tqdm
 
+from benchmarks import llama_cpp_peer as llama_peer
 from benchmarks.common import machine, print_machine
 from mm_model.lm import DeepseekV3LM, LMConfig, cast_model
 from mm_model.lm.cache import latent_cache_bytes_per_token, per_head_cache_bytes_per_token
@@ -165,6 +172,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--experts", default=None, help="the compiled step's experts: op, gather or reduce (default: auto)"
     )
     parser.add_argument(
+        "--peer", choices=("auto", "off"), default="auto", help="also time llama.cpp when it is available"
+    )
+    parser.add_argument(
+        "--llama-cpp-src", default=None, help="llama-cpp-python sdist dir holding llama.cpp's converter"
+    )
+    parser.add_argument(
         "--int4",
         action="store_true",
         help="only the INT4 rows: batch-1 decode, INT4 experts vs bf16 vs reference",
@@ -194,29 +207,53 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (d, "decode", int(b)) for d in args.dtypes.split(",") for b in args.decode_batches.split(",") if b
     ]
     pairs: dict[str, tuple[DeepseekV3LM, Any]] = {}
+    peer_why = llama_peer.unavailable_reason(args.llama_cpp_src) if args.peer == "auto" else "--peer off"
+    peers: dict[str, llama_peer.LlamaPeer | None] = {}
+    peer_info: dict[str, Any] = {
+        "ran": False,
+        "why": peer_why,
+        "convert_s": {},
+        "greedy_leading_tokens_agree": {},
+    }
+    results["llama_cpp"] = peer_info
+    n_ctx = max([*prefill_lens, prompt + steps]) + 8
     steps_by_dtype: dict[str, DecodeStep] = {}
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         for dname, kind, n in tqdm(jobs, desc="lm_speed", unit="case"):
             if dname not in pairs:
                 pairs.clear()  # one dtype pair in memory at a time
+                llama_peer.close_all(peers)
                 pairs[dname] = build_pair(cfg, DTYPES[dname])
+                peers[dname] = llama_peer.build_or_why(
+                    pairs[dname][1], dname, args.threads, n_ctx, args.llama_cpp_src, peer_info
+                )
                 if args.compile == "on":
                     steps_by_dtype.clear()
                     steps_by_dtype[dname] = DecodeStep(pairs[dname][0], experts=args.experts)
             ours, ref = pairs[dname]
+            peer = peers[dname] if kind == "prefill" or n == 1 else None  # the peer is batch 1 only
+            t_peer: list[Any] = []
             if kind == "prefill":
                 ids = torch.randint(0, cfg.vocab_size, (1, n), generator=gen)
                 prefill_ours(ours, ids[:, :64]), prefill_ref(ref, ids[:, :64])  # warm up
+                row = ids[0].tolist()  # llama.cpp takes a list of ids
+                if peer is not None:
+                    peer.prefill(row[:64])
                 t_ours, t_ref = [], []
                 for _ in range(repeats):  # alternate so load changes hit both
                     t_ours.append(_timed(lambda m=ours, x=ids: prefill_ours(m, x), 1))
                     t_ref.append(_timed(lambda m=ref, x=ids: prefill_ref(m, x), 1))
+                    if peer is not None:
+                        t_peer.append(_timed(lambda p=peer, x=row: p.prefill(x), 1))
                 ours_tps, ref_tps = n / statistics.median(t_ours), n / statistics.median(t_ref)
+                peer_tps = n / statistics.median(t_peer) if t_peer else None
                 label = f"prefill {n} tok, batch 1"
             else:
                 ids = torch.randint(0, cfg.vocab_size, (n, prompt), generator=gen)
                 decode_ours(ours, ids[:, :8], 4), decode_ref(ref, ids[:, :8], 4)  # warm up
+                if peer is not None:
+                    peer.decode(ids[0, :8].tolist(), 4)
                 step = steps_by_dtype.get(dname)
                 if step is not None:  # compiles for this batch size and cache length, timed apart
                     t = time.perf_counter()
@@ -228,6 +265,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     t_ref.append(decode_ref(ref, ids, steps))
                     if step is not None:
                         t_comp.append(_compiled(ours, step, lambda m=ours, x=ids: decode_ours(m, x, steps)))
+                    if peer is not None:
+                        t_peer.append(peer.decode(ids[0].tolist(), steps))
                 # Best of the alternated repeats: on a shared VM one repeat of either side can run 1.5x
                 # slower than the next; the fastest is the least disturbed.
                 decode = (min(r.decode_s for r in t_ours), min(r.decode_s for r in t_ref))
@@ -236,6 +275,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ours_tps, ref_tps = n * steps / decode[0], n * steps / decode[1]
                 label = f"decode batch {n}, {steps} new tok"
                 comp_tps = n * steps / min(r.decode_s for r in t_comp) if t_comp else None
+                peer_tps = steps / min(r.decode_s for r in t_peer) if t_peer else None
+                if t_peer:  # random weights leave near-ties, so agreement is reported, not required
+                    agree = llama_peer.agreeing_prefix(t_peer[0].tokens, t_ours[0].tokens[0].tolist())
+                    peer_info["greedy_leading_tokens_agree"][f"{dname} batch 1"] = f"{agree}/{steps + 1}"
                 if t_comp:
                     results["compiled_greedy_tokens_identical"][f"{dname} batch {n}"] = all(
                         torch.equal(a.tokens, b.tokens) for a, b in zip(t_comp, t_ours)
@@ -249,20 +292,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     results["decode_of_bandwidth_limit"][dname] = {
                         "ours": round(ours_tps / limit, 2), "reference": round(ref_tps / limit, 2),
                         "ours_compiled": None if comp_tps is None else round(comp_tps / limit, 2),
+                        "llama_cpp": None if peer_tps is None else round(peer_tps / limit, 2),
                     }  # fmt: skip
                     whole = (
                         min(r.prefill_s + r.decode_s for r in t_ours),
                         min(r.prefill_s + r.decode_s for r in t_ref),
                     )
+                    whole_peer = min(r.prefill_s + r.decode_s for r in t_peer) if t_peer else None
                     results["rows"].append({"dtype": dname, "case": f"greedy {prompt} + {steps} tok, batch 1",
                                             "ours_tok_s": round(steps / whole[0], 1), "ref_tok_s": round(steps / whole[1], 1),
-                                            "ratio": round(whole[1] / whole[0], 2)})  # fmt: skip
+                                            "ratio": round(whole[1] / whole[0], 2),
+                                            **llama_peer.row_columns(steps / whole[0], None if whole_peer is None else steps / whole_peer)})  # fmt: skip
             row = {"dtype": dname, "case": label, "ours_tok_s": round(ours_tps, 1), "ref_tok_s": round(ref_tps, 1),
-                   "ratio": round(ours_tps / ref_tps, 2)}  # fmt: skip
+                   "ratio": round(ours_tps / ref_tps, 2), **llama_peer.row_columns(ours_tps, peer_tps)}  # fmt: skip
             if kind == "decode" and comp_tps is not None:
                 row.update(compiled_tok_s=round(comp_tps, 1), compiled_ratio=round(comp_tps / ref_tps, 2))
             results["rows"].append(row)
         ref_bytes = reference_cache_bytes_per_token(next(iter(pairs.values()))[1], torch.bfloat16)
+    llama_peer.close_all(peers)
     k25 = LMConfig.k25()
     results["kv_cache_bytes_per_token_bf16"] = {
         "bench_latent": latent_cache_bytes_per_token(cfg),
@@ -275,6 +322,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["load_avg_end"] = os.getloadavg()[0]
     print(
         f"\n{'dtype':6} {'case':32} {'ours tok/s':>11} {'compiled':>9} {'ref tok/s':>10} {'ours/ref':>9} {'comp/ref':>9}"
+        f" {'llama.cpp':>10} {'ours/llama':>10}"
     )
     for r in results["rows"]:
         comp = (
@@ -282,8 +330,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if "compiled_tok_s" in r
             else (f"{'-':>9}",) * 2
         )
+        peer_cols = (
+            (f"{r['llama_cpp_tok_s']:10.1f}", f"{r['ours_over_llama_cpp']:10.2f}")
+            if r.get("llama_cpp_tok_s") is not None
+            else (f"{'-':>10}",) * 2
+        )
         print(f"{r['dtype']:6} {r['case']:32} {r['ours_tok_s']:11.1f} {comp[0]} {r['ref_tok_s']:10.1f} "
-              f"{r['ratio']:9.2f} {comp[1]}")  # fmt: skip
+              f"{r['ratio']:9.2f} {comp[1]} {peer_cols[0]} {peer_cols[1]}")  # fmt: skip
     for dname, limit in results["decode_bandwidth_limit_tok_s"].items():
         print(f"{dname} decode bandwidth limit: {limit} tok/s ({results['active_weight_bytes_per_token'][dname] / 1e6:.0f} MB "
               f"of active weights per token at {info['bandwidth_gb_s']:.1f} GB/s)")  # fmt: skip
@@ -303,6 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             + "; compile seconds: "
             + ", ".join(f"{k} {v}" for k, v in results["compile_s"].items())
         )
+    print(llama_peer.summary_line(peer_info))
     print_machine(info)
     kv = results["kv_cache_bytes_per_token_bf16"]
     print(f"KV cache bytes/token (bf16): bench latent {kv['bench_latent']}, per-head {kv['bench_per_head']}, "
