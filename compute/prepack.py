@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from compute import gemv
+
 # The cache lives on the weight tensor itself, so it goes when the weight goes: (stamp, {key: tensor}).
 _ATTR = "_mm_model_packed"
 
@@ -132,7 +134,8 @@ def linear(
             return torch.ops.mkldnn._linear_pointwise.binary(x, residual, packed, bias, "add")
         attr, algorithm = ("none", "") if activation is None else _ACTIVATIONS[activation][0]
         return torch.ops.mkldnn._linear_pointwise(x, packed, bias, attr, [], algorithm)
-    y = F.linear(x, weight if index is None else weight[index], bias)
+    w = weight if index is None else weight[index]
+    y = gemv.linear(x, w, bias)
     if activation is not None:
         y = _ACTIVATIONS[activation][1](y)
     return y if residual is None else residual + y
@@ -144,7 +147,7 @@ def linears(x: Tensor, weights: tuple[Tensor, ...]) -> list[Tensor]:
     decode each call has a fixed cost of tens of microseconds). x (..., in) -> [(..., out_i)]."""
     first = weights[0]
     if not applies(x, first) or len(weights) == 1:
-        return [F.linear(x, w) for w in weights]
+        return [gemv.linear(x, w) for w in weights]
     # The stack is cached on the first weight; the others' identity and versions are part of the key.
     key = ("stack", *((id(w), _version(w)) for w in weights[1:]))
     packed = cached(

@@ -54,11 +54,21 @@ def cxx_compiler() -> str | None:
     return None
 
 
-# The routed experts' formulation. "op" measured as fast as "gather" / "reduce" on the lm_speed config
-# (fp32, 1 thread, 2-core AVX2 EPYC: 52 vs 57 / 53 ms a step, within the machine's noise; see
-# docs/bench/compiled_decode), compiles in about half the time, and also runs INT4 experts and
-# prepacked bf16 experts, which the stacked-weight formulations cannot.
-DEFAULT_EXPERTS = "op"
+# The routed experts' formulation where the experts are plain stacked weights: "reduce" keeps them in
+# the graph, where inductor reads the k chosen experts' rows in place and spreads the work over the
+# threads (lm_speed config, fp32, 2-core AVX2 EPYC, with freezing in force: 44.2 ms a step at 1
+# thread and 34.1 at 2, against the custom op's 52.0 and 44.2, whose host loop and one-thread gemvs
+# stay outside the graph; docs/bench/compiled_decode). INT4 experts, which the stacked-weight
+# formulations cannot hold, and bf16 ones (prepacked inside the op on native-bf16 CPUs; "reduce" not
+# measured there) take the custom op ("op").
+DEFAULT_EXPERTS = "reduce"
+
+
+def default_experts(model: DeepseekV3LM) -> str:
+    """`DEFAULT_EXPERTS` for plain fp32 stacked experts, else "op"."""
+    moe = [m for m in model.modules() if isinstance(m, MoE)]
+    fp32 = plain_experts(model) and all(m.experts.gate_up_proj.dtype == torch.float32 for m in moe)
+    return DEFAULT_EXPERTS if fp32 else "op"
 
 
 def plain_experts(model: DeepseekV3LM) -> bool:
@@ -101,7 +111,7 @@ class DecodeStep:
     Args:
         model: the LM; its routed experts are registered for the "op" formulation.
         compile: compile with inductor (fullgraph; falls back to eager with one printed line).
-        experts: "op", "gather", "reduce" or "loop" (`static_step`); default `DEFAULT_EXPERTS`.
+        experts: "op", "gather", "reduce" or "loop" (`static_step`); default `default_experts(model)`.
         options: inductor options, default `INDUCTOR_OPTIONS`.
     """
 
@@ -113,7 +123,7 @@ class DecodeStep:
         experts: str | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
-        experts = experts or DEFAULT_EXPERTS
+        experts = experts or default_experts(model)
         if experts not in EXPERT_IMPLS:
             raise ValueError(f"experts must be one of {EXPERT_IMPLS}, got {experts!r}")
         if experts in ("gather", "reduce") and not plain_experts(model):

@@ -135,3 +135,17 @@ def test_compiled_step_greedy_tokens_equal_eager():
     assert torch.equal(got, want), f"compiled {got.tolist()} != eager {want.tolist()}"
     if torch._C.has_mkl:  # freezing in force: the graph's fp32 linears became packed constants
         assert counters["inductor"]["mkldnn_linear_weight_pack_matcher_count"] > 0
+
+
+def test_default_experts_formulation():
+    """Plain fp32 experts stay in the graph ("reduce"); INT4 and bf16 ones take the custom op."""
+    import copy
+
+    from mm_model.lm import cast_model
+    from mm_model.lm.compiled import default_experts
+    from mm_model.lm.int4_experts import quantize_experts_
+
+    model = DeepseekV3LM(LMConfig.tiny(num_hidden_layers=2)).eval().requires_grad_(False)
+    assert default_experts(model) == "reduce"
+    assert default_experts(quantize_experts_(copy.deepcopy(model))) == "op"
+    assert default_experts(cast_model(copy.deepcopy(model), torch.bfloat16)) == "op"
