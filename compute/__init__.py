@@ -1,3 +1,4 @@
 """How tensors are computed on this machine, for the vision tower and the language model alike: which
-dtype to compute in (`dtypes`) and linears on oneDNN-prepacked weights (`prepack`). Imports nothing
-from the packages above it (vision/, video/, mm_model/)."""
+dtype to compute in (`dtypes`), linears on oneDNN-prepacked weights (`prepack`) and one-row products
+spread over the threads (`gemv`). Imports nothing from the packages above it (vision/, video/,
+mm_model/)."""
