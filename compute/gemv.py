@@ -33,8 +33,8 @@ def parts() -> int:
 
 def worth_splitting(x: Tensor, weight: Tensor) -> bool:
     """Whether `linear(x, weight)` is a product `split_linear` speeds up: one row on the CPU, fp32
-    operands (bf16 goes to oneDNN, which has threads of its own), a weight of `MIN_SPLIT_BYTES` or
-    more whose rows divide into `parts()` > 1 blocks."""
+    operands (bf16 goes to oneDNN, which has threads of its own), a contiguous weight of
+    `MIN_SPLIT_BYTES` or more whose rows divide into `parts()` > 1 blocks."""
     n = parts()
     return (
         n > 1
@@ -43,6 +43,7 @@ def worth_splitting(x: Tensor, weight: Tensor) -> bool:
         and weight.dtype == torch.float32
         and x.numel() == x.shape[-1]
         and weight.dim() == 2
+        and weight.is_contiguous()  # the row blocks are a view
         and weight.shape[0] % n == 0
         and weight.numel() * 4 >= MIN_SPLIT_BYTES
     )

@@ -41,6 +41,7 @@ def test_split_only_where_it_pays(two_threads, monkeypatch):
     assert not gemv.worth_splitting(x.bfloat16(), w.bfloat16())  # bf16: oneDNN's own threads
     assert not gemv.worth_splitting(x[:, :128], torch.randn(1024, 128))  # 512 KB: not worth it
     assert not gemv.worth_splitting(x, torch.randn(1023, 1024))  # rows not divisible into blocks
+    assert not gemv.worth_splitting(x, torch.randn(1024, 1024).t())  # blocks of it would not be views
     monkeypatch.setenv(gemv.ENV, "0")
     assert not gemv.worth_splitting(x, w)
     monkeypatch.delenv(gemv.ENV)
