@@ -1,13 +1,14 @@
 """One-row fp32 products (batch-1 decode) spread over the CPU's threads.
 
-torch's fp32 matrix-vector product runs on one thread whatever `torch.get_num_threads()` says: plain
-`F.linear` with one row and inductor's MKL-packed linear alike. Measured on a 2-core AVX2 EPYC, a
-(1 x 1024) x (32768 x 1024) product read its weight at 14 GB/s (plain) or 19 GB/s (packed), the same
-at 1 and at 2 threads, so a decode step, which is little but such products, read its weights at one
-core's rate. `torch.bmm` does spread its batch over the threads: the weight's output rows cut into one
-block per thread, each block a batch entry (a view, nothing copied), the same product read at 22.8
-GB/s on 2 threads; 1.2-1.6x over `F.linear` from 1 MB weights up (`docs/bench/compiled_decode/`).
-Blocks are summed in the same order as a plain product's rows, so results are identical.
+torch's fp32 matrix-vector product runs on one thread whatever `torch.get_num_threads()` says. On a
+2-core AVX2 EPYC (`python -m benchmarks.gemv_threads`, weights read from DRAM) a (1 x 1024) x
+(32768 x 1024) product read its weight at 14.8 GB/s with plain `F.linear` at 1 thread and 15.0 at 2;
+inductor's MKL-packed linear 19.4 and 21.1. A decode step, little but such products, so read its
+weights at about one core's rate. `torch.bmm` does spread its batch over the threads: the weight's
+output rows cut into one block per thread, each block a batch entry (a view, nothing copied), the
+same product read at 24.4 GB/s on 2 threads; 1.22-1.63x over `F.linear` from 1 MB weights up
+(`docs/bench/compiled_decode/attempt2/`). Each block is the same gemv over its rows, so the values
+came out equal to `F.linear`'s here.
 """
 
 from __future__ import annotations
