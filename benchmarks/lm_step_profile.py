@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dtype", default="fp32", choices=list(DTYPES))
-    parser.add_argument("--experts", default="op")
+    parser.add_argument(
+        "--experts", default=None, help="op, gather, reduce or loop (default: the step's own choice)"
+    )
     parser.add_argument("--no-eager", action="store_true")
     parser.add_argument("--options", default="{'freezing': True}", help="inductor options (a dict literal)")
     args = parser.parse_args(argv)
@@ -60,18 +62,19 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"active weights {per_token / 1e6:.0f} MB/token; read bandwidth {gb_s:.1f} GB/s; "
           f"limit {gb_s * 1e9 / per_token:.1f} tok/s")  # fmt: skip
     ids = torch.randint(0, BENCH_CONFIG.vocab_size, (1, PROMPT), generator=torch.Generator().manual_seed(0))
-    out = {"threads": args.threads, "dtype": args.dtype, "experts": args.experts, "options": args.options,
+    out = {"threads": args.threads, "dtype": args.dtype, "options": args.options,
            "bytes_per_token": per_token, "bandwidth_gb_s": round(gb_s, 1)}  # fmt: skip
     with torch.inference_mode():
         if not args.no_eager:
             out["eager_ms"] = _profile("eager forward", model, lambda *a: decode_one_token(model, *a), ids)
         step = DecodeStep(model, experts=args.experts, options=ast.literal_eval(args.options))
+        out["experts"] = step.experts
         t = time.perf_counter()
         cache = model.new_cache(1, CACHE)
         prefill(model, ids, cache)
         step(ids[:, 0], cache, torch.tensor([PROMPT]))
         out["compile_s"] = round(time.perf_counter() - t, 1)
-        out["compiled_ms"] = _profile(f"compiled ({args.experts}, {args.options})", model, step, ids)
+        out["compiled_ms"] = _profile(f"compiled ({step.experts}, {args.options})", model, step, ids)
     print(json.dumps(out))
     return out
 

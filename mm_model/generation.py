@@ -278,10 +278,7 @@ def _steps(
     stops = set(stop_token_ids)
     generated = torch.full((b, max_new_tokens), pad_id, dtype=torch.long, device=device)
     finished = torch.zeros(b, dtype=torch.bool, device=device)
-    length = s + max_new_tokens
-    if model.decode_step is not None:  # a length a compiled step shares with other prompts
-        length = model.decode_step.cache_length(length)
-    cache = model.new_cache(b, length)
+    cache = model.new_cache(b, s + max_new_tokens)
     # Inference mode is entered per step and never held across a `yield`: grad mode is thread-local,
     # so a suspended (or abandoned, or interleaved) stream would otherwise leave its caller's thread
     # in inference mode, and the exits of interleaved streams would restore the wrong mode.

@@ -61,7 +61,6 @@ def test_generate_runs_the_models_decode_step(tiny):
         calls.append(int(input_pos[0]))
         return step(tokens, cache, input_pos)
 
-    counted.cache_length = step.cache_length
     use_decode_step(tiny, counted)
     try:
         got = generate(tiny, ids, attention_mask=mask, max_new_tokens=10).tokens
@@ -135,6 +134,13 @@ def test_compiled_step_greedy_tokens_equal_eager():
     assert torch.equal(got, want), f"compiled {got.tolist()} != eager {want.tolist()}"
     if torch._C.has_mkl:  # freezing in force: the graph's fp32 linears became packed constants
         assert counters["inductor"]["mkldnn_linear_weight_pack_matcher_count"] > 0
+    # A longer prompt (another cache length) reuses the graph: the length is a symbol in it.
+    compiles = counters["stats"]["unique_graphs"]
+    longer = torch.tensor([[9, 4, 200, 31, 7, 11, 3, 250, 1, 77, 8]])
+    got = generate(model, longer, max_new_tokens=6).tokens
+    assert counters["stats"]["unique_graphs"] == compiles, "a new cache length recompiled the step"
+    use_decode_step(model, None)
+    assert torch.equal(got, generate(model, longer, max_new_tokens=6).tokens)
 
 
 def test_default_experts_formulation():
