@@ -50,6 +50,17 @@ def matmul_ceiling(dtype: torch.dtype, m: int = 2048, k: int = 1152, n: int = 43
     return 2 * m * k * n / seconds / 1e9
 
 
+def mem_available() -> int:
+    """MemAvailable of /proc/meminfo, in bytes (0 where unreadable): what a benchmark may still allocate."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def memory_bandwidth(megabytes: int = 512) -> float:
     """GB/s of a full read of a `megabytes` fp32 tensor (`sum`), now: the ceiling of decode, which
     reads every active weight once per token."""

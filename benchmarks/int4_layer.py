@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from mm_model.lm.config import LMConfig
@@ -119,9 +119,3 @@ def dequantised_twin(layer: DecoderLayer, cfg: LMConfig) -> DecoderLayer:
         plain.gate_up_proj[e] = cpu_kernel_weight(src.gate_up_packed[e], src.gate_up_scale[e])
         plain.down_proj[e] = cpu_kernel_weight(src.down_packed[e], src.down_scale[e])
     return twin.eval().requires_grad_(False)
-
-
-def layers_bytes(layers: nn.ModuleList) -> int:
-    """Resident bytes of the built layers (parameters and buffers)."""
-    tensors = [*layers.parameters(), *layers.buffers()]
-    return sum(t.numel() * t.element_size() for t in tensors)

@@ -28,7 +28,6 @@ import argparse
 import os
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,8 +35,8 @@ import torch
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.common import machine, memory_bandwidth, print_machine, print_table, write_json
-from benchmarks.int4_layer import dequantised_twin, layers_bytes, moe_only, random_moe_layer
+from benchmarks.common import machine, mem_available, memory_bandwidth, print_machine, print_table, write_json
+from benchmarks.int4_layer import dequantised_twin, moe_only, random_moe_layer
 from benchmarks.layer_bytes import (
     dense_layer_bytes,
     head_bytes,
@@ -46,7 +45,9 @@ from benchmarks.layer_bytes import (
     moe_layer_bytes,
     projection,
 )
+from benchmarks.lm_speed import DTYPES
 from compute.dtypes import compute_dtype
+from mm_model.footprint import resident_bytes
 from mm_model.lm.compiled import compile_static
 from mm_model.lm.config import LMConfig
 from mm_model.lm.int4 import GROUP_SIZE
@@ -61,24 +62,13 @@ WARMUP = 3
 REFERENCE_TOLERANCE = 2e-2
 
 
-def mem_available() -> int:
-    """MemAvailable of /proc/meminfo, in bytes (0 where unreadable)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def pick_dtype(name: str) -> torch.dtype:
     """--dtype: "auto" follows `compute.dtypes` for bf16 weights on the CPU (bf16 with native bf16)."""
-    return {"bf16": torch.bfloat16, "fp32": torch.float32}.get(name) or compute_dtype(torch.bfloat16, "cpu")
+    return DTYPES.get(name) or compute_dtype(torch.bfloat16, "cpu")
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    return {torch.bfloat16: "bf16", torch.float32: "fp32"}.get(dtype, str(dtype))
+    return next((name for name, d in DTYPES.items() if d == dtype), str(dtype))
 
 
 class Stack(nn.Module):
@@ -185,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t = time.perf_counter()
     layers = nn.ModuleList(random_moe_layer(cfg, dtype, rng, progress=True) for _ in range(args.layers))
     build_s = time.perf_counter() - t
-    assert layers_bytes(layers) <= layer_b.resident * args.layers, "built more than the byte count says"
+    assert resident_bytes(layers) <= layer_b.resident * args.layers, "built more than the byte count says"
     gen = torch.Generator().manual_seed(args.seed)
     d, p = cfg.hidden_size, args.prompt
     inputs = torch.randn(WARMUP + args.steps, 1, 1, d, generator=gen).to(dtype)  # (S, 1, 1, D)

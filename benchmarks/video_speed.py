@@ -82,9 +82,9 @@ def _peak_mb() -> float:
 
 
 def _available_gb() -> float:
-    with open("/proc/meminfo") as f:
-        info = dict(line.split(":", 1) for line in f)
-    return int(info["MemAvailable"].split()[0]) / 2**20
+    from benchmarks.common import mem_available  # torch with it: kept out of the workers' imports
+
+    return mem_available() / 2**30
 
 
 def _model(layers: int):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmarks import lm_layer_speed
-from benchmarks.int4_layer import layers_bytes, moe_only, random_int4_matrices, random_moe_layer
+from benchmarks.int4_layer import moe_only, random_int4_matrices, random_moe_layer
 from benchmarks.layer_bytes import (
     dense_layer_bytes,
     head_bytes,
@@ -17,6 +17,7 @@ from benchmarks.layer_bytes import (
     moe_layer_bytes,
     projection,
 )
+from mm_model.footprint import resident_bytes
 from mm_model.lm.config import LMConfig
 from mm_model.lm.int4 import GROUP_SIZE
 from mm_model.lm.int4_experts import cpu_kernel_available, cpu_kernel_weight
@@ -100,7 +101,7 @@ def test_built_layer_holds_what_the_byte_count_says():
     cfg = moe_only(LMConfig.tiny(), 1)
     layer = random_moe_layer(cfg, torch.float32, np.random.default_rng(0))
     counted = moe_layer_bytes(cfg, 4, prompt=0)
-    assert layers_bytes(torch.nn.ModuleList([layer])) == counted.resident - counted.read["latent_cache"]
+    assert resident_bytes(layer) == counted.resident - counted.read["latent_cache"]
     assert layer.mlp.experts.layout == "cpu"
     assert layer.mlp.gate.e_score_correction_bias.dtype == torch.float32
 
