@@ -53,6 +53,11 @@ class LatentCache:
         self.length = 0
 
     @property
+    def layers(self) -> tuple[Tensor, ...]:
+        """`kv` as L views (B, T, C + r), one per layer."""
+        return self.kv.unbind(0)
+
+    @property
     def batch_size(self) -> int:
         return self.kv.shape[1]
 

@@ -26,6 +26,11 @@ from mm_model.lm.static_step import EXPERT_IMPLS, decode_step, register_model
 
 ENV = "MM_MODEL_COMPILE"
 
+# The compiled step attends over the cache's first `attended_slots` slots, a multiple of this, not
+# the whole preallocated length (prompt + max_new_tokens): the step's time grows with the slots it
+# reads. The length is a symbol in the graph, so a new multiple reuses it.
+CACHE_BLOCK = 256
+
 # Inductor settings for the step. `freezing` makes the weights graph constants, which lets inductor
 # fold the per-step weight casts and pack the linear weights once (oneDNN for bf16, MKL for fp32).
 INDUCTOR_OPTIONS: dict[str, Any] = {"freezing": True}
@@ -82,16 +87,25 @@ def compile_static(
     inputs and no linear was packed.
 
     Shapes are static except `dynamic_dims`, (argument index, dimension) pairs that the graph holds as
-    symbols, so new sizes there reuse it; no other dimension becomes dynamic on a recompile."""
+    symbols, so new sizes there reuse it (an argument that is a tuple of tensors: that dimension of
+    each); no other dimension becomes dynamic on a recompile."""
     compiled = torch.compile(module, fullgraph=True, dynamic=None if dynamic_dims else False)
     settings = dict(INDUCTOR_OPTIONS if options is None else options)
 
     def call(*args: Any) -> Any:
         import torch._inductor.config as inductor_config  # 1.7 s to import: only where compiling
+        import torch.fx.experimental._config as shape_config
 
         for i, dim in dynamic_dims:
-            torch._dynamo.mark_dynamic(args[i], dim)
-        with inductor_config.patch(settings), torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+            for tensor in args[i] if isinstance(args[i], (tuple, list)) else (args[i],):
+                torch._dynamo.mark_dynamic(tensor, dim)
+        # No duck shaping: two dynamic sizes that happen to be equal at the first call stay two
+        # symbols (else the graph would assume them equal and recompile when they differ).
+        with (
+            inductor_config.patch(settings),
+            torch._dynamo.config.patch(automatic_dynamic_shapes=False),
+            shape_config.patch(use_duck_shape=False),
+        ):
             return compiled(*args)
 
     return call
@@ -105,8 +119,16 @@ class _Step(nn.Module):
         super().__init__()
         self.model, self.experts = model, experts
 
-    def forward(self, tokens: Tensor, slot: Tensor, kv: Tensor, key_valid: Tensor, pad: Tensor) -> Tensor:
-        return decode_step(self.model, tokens, slot, kv, key_valid, pad, self.experts)
+    def forward(
+        self,
+        tokens: Tensor,
+        slot: Tensor,
+        kv: tuple[Tensor, ...],
+        key_valid: Tensor,
+        pad: Tensor,
+        attended: Tensor,
+    ) -> Tensor:
+        return decode_step(self.model, tokens, slot, kv, key_valid, pad, self.experts, attended)
 
 
 class DecodeStep:
@@ -138,13 +160,20 @@ class DecodeStep:
         self.compiled = compile and cxx_compiler() is not None
         if compile and not self.compiled:
             print("mm_model: no C++ compiler found; decoding without torch.compile", file=sys.stderr)
-        # The cache length (kv dim 2, key_valid dim 1) is a symbol: one graph serves every prompt length
+        # The cache length (the layers' dim 1, key_valid dim 1) is a symbol: one graph serves every prompt length
         # (2 threads, lm_speed config: 32.4 / 36.8 / 45.1 ms a step at 256 / 512 / 1,024 slots, against
         # 31.6 / 39.8 / 49.1 and a 45 s recompile for each length when specialised).
-        self._fn = compile_static(self._eager, options, ((2, 2), (3, 1))) if self.compiled else self._eager
+        # The attended span (argument 5's length, `attended_slots`) is another symbol.
+        dynamic = ((2, 1), (3, 1), (5, 0))
+        self._fn = compile_static(self._eager, options, dynamic) if self.compiled else self._eager
+        self.block = CACHE_BLOCK
+        self._spans: dict[int, Tensor] = {}
 
     def __call__(self, tokens: Tensor, cache: LatentCache, input_pos: Tensor) -> Tensor:
-        args = (tokens, input_pos, cache.kv, cache.key_valid, cache.pad)
+        n = attended_slots(cache.length + 1, cache.max_length, self.block)
+        if n not in self._spans:
+            self._spans[n] = torch.empty(n, dtype=torch.bool, device=cache.kv.device)
+        args = (tokens, input_pos, cache.layers, cache.key_valid, cache.pad, self._spans[n])
         try:
             logits = self._fn(*args)
         except Exception as e:  # a compile failure shows at the first call of each shape
@@ -155,6 +184,11 @@ class DecodeStep:
             logits = self._fn(*args)
         cache.length += 1  # the caller writes the slot right after the filled ones (as generation does)
         return logits
+
+
+def attended_slots(filled: int, max_length: int, block: int = CACHE_BLOCK) -> int:
+    """Slots the step attends over: `filled` rounded up to a multiple of `block`, at most `max_length`."""
+    return min(max_length, -(-filled // block) * block)
 
 
 def use_decode_step(model: DeepseekV3LM, step: DecodeStep | None) -> DeepseekV3LM:

@@ -24,6 +24,7 @@ module's own `Experts.forward` and is the twin of both expert formulations.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -106,15 +107,17 @@ def _moe(mlp: MoE, x: Tensor, experts: str) -> Tensor:  # (B, 1, D) -> (B, 1, D)
 
 def _attention(attn: MLAttention, x: Tensor, cos: Tensor, sin: Tensor, kv: Tensor, slot: Tensor,
                mask: Tensor) -> Tensor:  # fmt: skip
-    """x (B, 1, D) -> (B, 1, D); writes the new latent into kv (B, T, C + r) at `slot` (1,)."""
+    """x (B, 1, D) -> (B, 1, D); writes the new latent into kv (B, T, C + r) at `slot` (1,) and
+    attends over its first S slots, S the width of `mask` (B, 1, 1, S)."""
     q_nope, q_rot, latent = attn.project(x, cos, sin)
     kv.index_copy_(1, slot, latent)
-    return attn.o_proj(attn._absorbed(q_nope, q_rot, kv, mask))
+    return attn.o_proj(attn._absorbed(q_nope, q_rot, kv[:, : mask.shape[-1]], mask))
 
 
 def layer_step(layer: DecoderLayer, h: Tensor, cos: Tensor, sin: Tensor, kv: Tensor, slot: Tensor,
                mask: Tensor, experts: str) -> Tensor:  # fmt: skip
-    """One decoder layer of the step: h (B, 1, D) -> (B, 1, D); writes kv (B, T, C + r) at `slot`."""
+    """One decoder layer of the step: h (B, 1, D) -> (B, 1, D); writes kv (B, T, C + r) at `slot`;
+    attends over as many slots as `mask` (B, 1, 1, S) is wide."""
     h = h + _attention(layer.self_attn, layer.input_layernorm(h), cos, sin, kv, slot, mask)
     x = layer.post_attention_layernorm(h)
     return h + (_moe(layer.mlp, x, experts) if isinstance(layer.mlp, MoE) else layer.mlp(x))
@@ -124,26 +127,33 @@ def decode_step(
     model: DeepseekV3LM,
     tokens: Tensor,
     slot: Tensor,
-    kv: Tensor,
+    kv: Tensor | Sequence[Tensor],
     key_valid: Tensor,
     pad: Tensor,
     experts: str = "op",
+    attended: Tensor | None = None,
 ) -> Tensor:
     """One greedy-or-sampled decode step with shapes independent of the step.
 
     Args:
         tokens: (B,) the tokens chosen last step.
         slot: (1,) long, the cache slot they go to (= the slots already filled).
-        kv: (L, B, T, C + r) the cache's latents; written at `slot` in place.
+        kv: the cache's latents, (L, B, T, C + r) or L tensors (B, T, C + r), written at `slot` in
+            place. Compiled, give the L layers as separate tensors (`LatentCache.layers`): each
+            layer's write is then in place, where a write into one (L, ...) input became a scatter
+            that copied the whole cache every layer and step.
         key_valid: (B, T) bool, False at left-padding slots. pad: (B,) long, leading padding per row.
-        experts: "op", "gather" or "loop" (see the module docstring).
+        experts: "op", "gather", "reduce" or "loop" (see the module docstring).
+        attended: (S,) any values, S <= T: attend over the first S slots only (slot < S); None: all T.
+            Its length, not a slice made by the caller, carries S: a slice of the cache would be a
+            strided view, a different layout from the whole cache and another compile.
     Returns:
         (B, V) fp32 next-token logits.
     """
     h = model.embed(tokens[:, None])  # (B, 1, D)
-    t = kv.shape[2]
-    # Slots after `slot` are not written yet: masked like padding. (B, 1, 1, T)
-    mask = (key_valid & (torch.arange(t, device=kv.device) <= slot))[:, None, None, :]
+    t = kv[0].shape[1] if attended is None else attended.shape[0]
+    # Slots after `slot` are not written yet: masked like padding. (B, 1, 1, S)
+    mask = (key_valid[:, :t] & (torch.arange(t, device=slot.device) <= slot))[:, None, None, :]
     positions = (slot[None, :] - pad[:, None]).clamp_min(0)  # (B, 1) rope positions
     cos, sin = rope_cos_sin(positions, model.inv_freq, model.attention_factor)
     for i, layer in enumerate(model.model.layers):

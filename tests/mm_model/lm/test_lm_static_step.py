@@ -7,11 +7,12 @@ import pytest
 import torch
 from lm_helpers import randomize_
 from torch._dynamo.utils import counters
+from torch._inductor.custom_graph_pass import CustomGraphPass
 
 from mm_model.generation import decode_one_token, generate, prefill
 from mm_model.lm import DeepseekV3LM, LMConfig
 from mm_model.lm import compiled as compiled_mod
-from mm_model.lm.compiled import DecodeStep, compile_requested, use_decode_step
+from mm_model.lm.compiled import DecodeStep, attended_slots, compile_requested, use_decode_step
 from mm_model.lm.static_step import EXPERT_IMPLS, decode_step, register_model
 
 TOL = 1e-4  # observed ~3e-6: the masked slots change nothing but the summation order
@@ -32,8 +33,11 @@ def _padded_prompts() -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
+@pytest.mark.parametrize("spans", [False, True], ids=["whole-cache", "layers-and-spans"])
 @pytest.mark.parametrize("experts", EXPERT_IMPLS)
-def test_static_step_equals_forward(tiny, experts):
+def test_static_step_equals_forward(tiny, experts, spans):
+    """The step over the whole cache tensor, or (as `DecodeStep` calls it) over the layers' views
+    attending only over the first slots in blocks of 4 (the span grows 8, 12, ... 19 here)."""
     ids, mask = _padded_prompts()
     register_model(tiny)
     with torch.inference_mode():
@@ -42,8 +46,11 @@ def test_static_step_equals_forward(tiny, experts):
         prefill(tiny, ids, got_cache, attention_mask=mask)
         for slot in range(7, 19):
             a = decode_one_token(tiny, want, want_cache, torch.tensor([slot]))
-            b = decode_step(tiny, got, torch.tensor([slot]), got_cache.kv, got_cache.key_valid,
-                            got_cache.pad, experts)  # fmt: skip
+            kv, attended = got_cache.kv, None
+            if spans:
+                kv, attended = got_cache.layers, torch.empty(attended_slots(slot + 1, 19, block=4))
+            b = decode_step(tiny, got, torch.tensor([slot]), kv, got_cache.key_valid, got_cache.pad,
+                            experts, attended)  # fmt: skip
             diff = (a - b).abs().max().item()
             assert diff < TOL, f"slot {slot}: max abs logit diff {diff:.3g}"
             assert torch.equal(a.argmax(-1), b.argmax(-1)), f"slot {slot}: greedy tokens differ"
@@ -117,6 +124,28 @@ def test_no_compiler_or_failed_compile_falls_back_with_one_line(tiny, monkeypatc
     assert not step.compiled and torch.equal(got, want)
 
 
+def test_attended_slots_are_whole_blocks_within_the_cache():
+    assert [attended_slots(n, 700) for n in (1, 256, 257, 512, 513, 700)] == [256, 256, 512, 512, 700, 700]
+    assert attended_slots(5, 3, block=4) == 3
+
+
+class _CacheWrites(CustomGraphPass):
+    """Records, from inductor's graph after its own passes, the ops that write into the step's inputs."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, str]] = []
+
+    def __call__(self, graph: torch.fx.Graph) -> None:
+        for node in graph.nodes:
+            name = str(node.target)
+            if node.op == "call_function" and ("index_put" in name or "scatter" in name):
+                first = node.args[0]
+                self.writes.append((name, first.op if isinstance(first, torch.fx.Node) else "-"))
+
+    def uuid(self) -> None:
+        return None
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(compiled_mod.cxx_compiler() is None, reason="inductor needs a C++ compiler")
 def test_compiled_step_greedy_tokens_equal_eager():
@@ -126,7 +155,10 @@ def test_compiled_step_greedy_tokens_equal_eager():
     randomize_(model, seed=5)
     ids = torch.tensor([[9, 4, 200, 31, 7]])
     want = generate(model, ids, max_new_tokens=6).tokens
-    step = DecodeStep(model, compile=True)
+    writes = _CacheWrites()
+    step = DecodeStep(model, compile=True, options={**compiled_mod.INDUCTOR_OPTIONS,
+                                                    "post_grad_custom_post_pass": writes})  # fmt: skip
+    step.block = 4  # the attended span grows 8, 12 while generating: each new span reuses the graph
     use_decode_step(model, step)
     counters.clear()
     got = generate(model, ids, max_new_tokens=6).tokens
@@ -134,8 +166,13 @@ def test_compiled_step_greedy_tokens_equal_eager():
     assert torch.equal(got, want), f"compiled {got.tolist()} != eager {want.tolist()}"
     if torch._C.has_mkl:  # freezing in force: the graph's fp32 linears became packed constants
         assert counters["inductor"]["mkldnn_linear_weight_pack_matcher_count"] > 0
-    # A longer prompt (another cache length) reuses the graph: the length is a symbol in it.
+    # Each layer's new latent goes straight into that layer's cache input (an index_put that inductor
+    # makes in place); with the cache as one input it went through a scatter that rebuilt the whole
+    # cache every layer and step.
+    assert writes.writes == [("aten.index_put.default", "placeholder")] * 2, writes.writes
+    # A longer prompt (another cache length, other spans) reuses the graph: the lengths are symbols.
     compiles = counters["stats"]["unique_graphs"]
+    assert compiles == 1
     longer = torch.tensor([[9, 4, 200, 31, 7, 11, 3, 250, 1, 77, 8]])
     got = generate(model, longer, max_new_tokens=6).tokens
     assert counters["stats"]["unique_graphs"] == compiles, "a new cache length recompiled the step"
