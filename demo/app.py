@@ -27,8 +27,9 @@ from typing import Any
 from demo.media import Limits, chat_options, describe
 from demo.messages import ERROR, NOTICE, file_path, to_messages
 from mm_model import InputError
+from mm_model.cli import add_compile_arg, compile_choice
 from mm_model.media_options import MAX_IMAGE_PATCHES, MAX_NUM_FRAMES, MIN_PATCHES, NATIVE_FPS
-from mm_model.remote import EndpointError
+from mm_model.remote import EndpointError, is_url
 from vision.config import MediaConfig
 
 log = logging.getLogger(__name__)
@@ -251,6 +252,7 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--max-upload-mb", type=float, default=Limits.max_upload_mb, help="largest file accepted")
     p.add_argument("--max-video-seconds", type=float, default=Limits.max_video_seconds, help="longest video")
+    add_compile_arg(p, "on")
     p.set_defaults(func=run_demo)
     return p
 
@@ -265,9 +267,17 @@ def run_demo(args: argparse.Namespace) -> int:
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding to {args.host}: anyone who can reach this address can use the demo")
-    model = mm_model.load(args.source, model=args.model, api_key=args.api_key)
+    from mm_model.lm.compiled import compile_requested
+
+    # A demo answers many questions: the compile (on unless --compile off or MM_MODEL_COMPILE=0) is
+    # paid here, before the page opens, and not by the first question.
+    compile = None if is_url(args.source) else compile_requested(compile_choice(args), default=True)
+    model = mm_model.load(args.source, model=args.model, api_key=args.api_key, compile=compile)
     limits = Limits(args.max_upload_mb, args.max_video_seconds)
     name = getattr(model, "name", None) or Path(str(args.source)).name
+    if model.compiled:
+        print("demo: compiling the decode step (once per process) ...", flush=True)
+        print(f"demo: decode step ready in {model.warm_up():.0f} s")
     print(f"demo: answers come from {where(model)}")
     launch(build_demo(model, limits, title=f"mm-model · {name}"), host=args.host, port=args.port,
            share=args.share, limits=limits)  # fmt: skip

@@ -27,7 +27,7 @@ from mm_model import tools as tools_mod
 from mm_model.checkpoint import load_model
 from mm_model.config import ModelConfig
 from mm_model.generation import ForcedTokens
-from mm_model.lm.compiled import DecodeStep, compile_requested, use_decode_step
+from mm_model.lm.compiled import DecodeStep, compile_requested, use_decode_step, warm_up
 from mm_model.media_options import MediaOptions
 from mm_model.multimodal import KimiK25Model
 from mm_model.processor import MediaItem, Processor
@@ -171,7 +171,7 @@ def load(
 
     compile: decode with the step compiled by torch.compile (`mm_model.lm.compiled`); None reads
     `MM_MODEL_COMPILE` (default off: the compile costs seconds to minutes once per process, which pays
-    back only over long or many generations)."""
+    back only over long or many generations; `Model.warm_up` pays it up front)."""
     from mm_model.remote import RemoteModel, is_url
 
     if is_url(source):
@@ -235,6 +235,18 @@ class Model:
         while len(self._media_cache) > self._media_cache_items:
             self._media_cache.popitem(last=False)
         return embeds, len(todo)
+
+    # ---- decode step ---------------------------------------------------------------------------
+    @property
+    def compiled(self) -> bool:
+        """Whether answers decode with the step compiled by torch.compile (`load(..., compile=True)`)."""
+        step = self.model.language_model.decode_step
+        return step is not None and step.compiled
+
+    def warm_up(self) -> float | None:
+        """Run the decode step once, so its compile (30-50 s on a CPU at the lm_speed size, once per
+        process) happens now and not in the first answer. Seconds taken; None when decoding eagerly."""
+        return warm_up(self.model.language_model) if self.compiled else None
 
     # ---- chat ----------------------------------------------------------------------------------
     def chat(

@@ -65,7 +65,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     elif args.model or args.api_key:
         raise InputError("--model and --api-key are for an endpoint URL (http://HOST:PORT/v1) as SOURCE")
     else:
-        model = mm_model.load(args.source, dtype=_dtype(args.dtype))
+        model = mm_model.load(args.source, dtype=_dtype(args.dtype), compile=compile_choice(args))
     content: list[dict] = [{"type": "image", "image": p} for p in args.image]
     content += [{"type": "video", "video": p} for p in args.video]
     content.append({"type": "text", "text": args.prompt})
@@ -114,6 +114,18 @@ def add_media_args(p: argparse.ArgumentParser) -> None:
                    help="cap on frames kept per video, spread over the whole clip (default: no cap)")  # fmt: skip
     p.add_argument("--max-patches", type=int, default=None,
                    help="patch budget of an image (and, at most 4096, of each video frame); 4..16384")  # fmt: skip
+
+
+def add_compile_arg(p: argparse.ArgumentParser, default: str) -> None:
+    """--compile on|off: decode with the step compiled by torch.compile (`mm_model.lm.compiled`)."""
+    p.add_argument("--compile", choices=["on", "off"], default=None,
+                   help=f"local models: decode with the compiled step (default: $MM_MODEL_COMPILE, else {default}; "
+                        "the compile takes tens of seconds once per process)")  # fmt: skip
+
+
+def compile_choice(args: argparse.Namespace) -> bool | None:
+    """--compile as `load`'s `compile` (None: not given)."""
+    return None if args.compile is None else args.compile == "on"
 
 
 def media_options(args: argparse.Namespace) -> MediaOptions:
@@ -307,6 +319,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     chat.add_argument("--api-key", default=None, help="endpoint URL only: API key (default $OPENAI_API_KEY)")
     add_media_args(chat)
+    add_compile_arg(chat, "off")
     chat.add_argument("--tools", default=None, metavar="FILE",
                       help="declare the tools of this JSON file (an OpenAI tools list); calls are printed as JSON")  # fmt: skip
     chat.set_defaults(func=_cmd_chat)

@@ -99,14 +99,20 @@ def list_models(url: str, api_key: str | None = None, timeout: float = PROBE_TIM
 class RemoteModel:
     """An OpenAI-compatible endpoint as a model: `.chat` as `Model.chat`; `.url`, `.name` (model id).
 
-    There are no local weights: `.config`, `.tokenizer` and `.path` are None, and `.default_thinking`
-    is None (the endpoint's own default, which the request leaves alone).
+    There are no local weights: `.config`, `.tokenizer` and `.path` are None, `.default_thinking`
+    is None (the endpoint's own default, which the request leaves alone), and there is no local step
+    to compile (`.compiled` False, `warm_up` a no-op).
     """
 
     default_thinking: bool | None = None
     config = None
     tokenizer = None
     path = None
+    compiled = False
+
+    def warm_up(self) -> None:
+        """Nothing to warm here: the endpoint decodes."""
+        return None
 
     def __init__(
         self,

@@ -1,8 +1,11 @@
 """The decode step, compiled by inductor where the user asks for it, eager otherwise.
 
 Compiling costs time once per process and batch size (the cache length is a symbol in the graph), so
-it is opt-in: `load(..., compile=True)`, or `MM_MODEL_COMPILE=1` in the environment. A machine
-without a C++ compiler, or a compile that fails, falls back to the eager step with one printed line.
+where it is on is chosen by the surface: off for `load` and one CLI answer (`load(..., compile=True)`
+or `MM_MODEL_COMPILE=1` turn it on), on for the server and the demo, which pay the compile at start-up
+(`warm_up`) and then serve many answers (`MM_MODEL_COMPILE=0` or `--compile off` turn it off). A
+machine without a C++ compiler, or a compile that fails, falls back to the eager step with one printed
+line.
 
 `use_decode_step(model, step)` puts a `DecodeStep` on the model, where `generation.decode_one_token`
 finds it; the prefill keeps the model's own forward.
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,14 +40,14 @@ CACHE_BLOCK = 256
 INDUCTOR_OPTIONS: dict[str, Any] = {"freezing": True}
 
 
-def compile_requested(compile: bool | None = None) -> bool:
-    """`compile` when given, else `MM_MODEL_COMPILE` ("1" on, "0" or unset off)."""
+def compile_requested(compile: bool | None = None, default: bool = False) -> bool:
+    """`compile` when given, else `MM_MODEL_COMPILE` ("1" on, "0" off), else `default`."""
     if compile is not None:
         return compile
-    value = os.environ.get(ENV, "0").strip()
+    value = os.environ.get(ENV, "").strip()
     if value not in ("0", "1", ""):
         raise ValueError(f"{ENV} must be 0 or 1, got {value!r}")
-    return value == "1"
+    return default if value == "" else value == "1"
 
 
 def cxx_compiler() -> str | None:
@@ -189,6 +193,18 @@ class DecodeStep:
 def attended_slots(filled: int, max_length: int, block: int = CACHE_BLOCK) -> int:
     """Slots the step attends over: `filled` rounded up to a multiple of `block`, at most `max_length`."""
     return min(max_length, -(-filled // block) * block)
+
+
+def warm_up(model: DeepseekV3LM, batch_size: int = 1) -> float | None:
+    """Run the model's decode step once at `batch_size` through `generate`, as a request would, so the
+    compile happens now rather than in the first request. Seconds taken; None without a step."""
+    from mm_model.generation import generate  # generation reads the step off the model: no cycle at import
+
+    if model.decode_step is None:
+        return None
+    start = time.perf_counter()
+    generate(model, [[0, 0]] * batch_size, max_new_tokens=2)
+    return time.perf_counter() - start
 
 
 def use_decode_step(model: DeepseekV3LM, step: DecodeStep | None) -> DeepseekV3LM:

@@ -89,11 +89,16 @@ def create_app(
     fps: float | None = None,
     num_frames: int | None = None,
     max_patches: int | None = None,
+    compile: bool | None = None,
 ) -> Any:
     """A FastAPI app serving one model (a `Model`, or a source for `mm_model.load`).
 
     fps, num_frames, max_patches: the served model's media defaults (`mm-model serve --fps ...`);
     a request's `mm_processor_kwargs` / `media_io_kwargs` and a part's own options override them.
+
+    compile: for a source, decode with the compiled step (`mm_model.lm.compiled`); None reads
+    `MM_MODEL_COMPILE`, else on: a server answers many requests, and pays the compile once, at
+    start-up, before the first (`/health` says "warming_up" until then). A `Model` is served as given.
 
     The app takes the model over: its worker thread is the only caller of `chat`, and
     `model.processor` is wrapped for the prompt-length limit (restored on shutdown).
@@ -105,8 +110,11 @@ def create_app(
     limits = limits or ServerLimits()
     if isinstance(model_or_source, (str, os.PathLike)):
         import mm_model
+        from mm_model.lm.compiled import compile_requested
 
-        model = mm_model.load(model_or_source, dtype=dtype, device=device)
+        model = mm_model.load(
+            model_or_source, dtype=dtype, device=device, compile=compile_requested(compile, default=True)
+        )
         default_name = str(model_or_source) if str(model_or_source) == "tiny" else Path(model_or_source).name
     else:
         model = model_or_source
@@ -156,9 +164,10 @@ def create_app(
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        body = {"status": "ok" if worker.alive else "stopped", "model": name,
+        status = "stopped" if not worker.alive else "warming_up" if worker.warming_up else "ok"
+        body = {"status": status, "model": name,
                 "queue": {"waiting": worker.waiting, "capacity": worker.capacity, "busy": worker.running is not None}}  # fmt: skip
-        return JSONResponse(body, status_code=200 if worker.alive else 503)
+        return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from mm_model.cli import add_media_args, media_options
+from mm_model.cli import add_compile_arg, add_media_args, compile_choice, media_options
 from mm_model.server.app import create_app
 from mm_model.server.request import MiB, ServerLimits
 from vision.errors import InputError
@@ -107,6 +107,7 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--queue-size", type=int, default=d.queue_size, help="requests waiting before 503s")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_compile_arg(p, "on")
     add_media_args(p)  # the served model's media defaults; a request's mm_processor_kwargs override them
 
 
@@ -123,7 +124,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * MiB), max_media_items=args.max_media_items,
         max_video_seconds=args.max_video_seconds, max_prompt_tokens=args.max_prompt_tokens,
         default_max_tokens=args.default_max_tokens, max_tokens_limit=args.max_tokens_limit, timeout_s=args.timeout,
-        queue_size=args.queue_size,
+        queue_size=args.queue_size, compile=compile_choice(args),
         allowed_local_media_path=Path(args.allowed_local_media_path) if args.allowed_local_media_path else None,
         **media,
     )  # fmt: skip

@@ -58,10 +58,16 @@ class Job:
 
 
 class ModelWorker:
-    """One thread that owns the model and runs jobs from a bounded queue, one at a time."""
+    """One thread that owns the model and runs jobs from a bounded queue, one at a time.
+
+    A model that decodes with a compiled step (`Model.compiled`) is warmed up first, on the same
+    thread (`Model.warm_up`: the compile, tens of seconds): `warming_up` is True until then, and
+    requests that arrive meanwhile wait in the queue.
+    """
 
     def __init__(self, model: Any, queue_size: int) -> None:
         self.model = model
+        self.warming_up = bool(getattr(model, "compiled", False))
         self.capacity = queue_size
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
         self.running: Job | None = None
@@ -114,7 +120,19 @@ class ModelWorker:
         self._queue.put(None)
         self._thread.join(timeout)
 
+    def _warm_up(self) -> None:
+        log.info("compiling the decode step (once per process; requests wait in the queue meanwhile)")
+        try:
+            seconds = self.model.warm_up()
+            log.info("decode step compiled and ready in %.1f s", seconds or 0.0)
+        except Exception:  # the eager step still answers; say so and serve
+            log.exception("warming up the decode step failed; serving anyway")
+        finally:
+            self.warming_up = False
+
     def _loop(self) -> None:
+        if self.warming_up:
+            self._warm_up()
         while True:
             job = self._queue.get()
             if job is None or self._closed:

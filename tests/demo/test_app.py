@@ -375,6 +375,26 @@ def test_mm_model_demo_url_loads_the_endpoint(endpoint, monkeypatch, capsys):
     assert f"the endpoint {endpoint} does not serve model 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("argv", "want"), [([], True), (["--compile", "off"], False)])
+def test_mm_model_demo_compiles_and_warms_up_before_the_page_opens(tiny_dir, monkeypatch, capsys, argv, want):
+    """A local model decodes with the compiled step unless told not to, warmed up before `launch`."""
+    events: list[str] = []
+    real_load = mm_model.load
+
+    def load(source, **kw):
+        events.append(f"load compile={kw['compile']}")
+        return real_load(source)
+
+    monkeypatch.delenv("MM_MODEL_COMPILE", raising=False)
+    monkeypatch.setattr(mm_model, "load", load)
+    monkeypatch.setattr(mm_model.Model, "compiled", property(lambda self: want))
+    monkeypatch.setattr(mm_model.Model, "warm_up", lambda self: events.append("warm-up") or 2.0)
+    monkeypatch.setattr(app, "launch", lambda demo, **kw: events.append("launch"))
+    assert app.main([str(tiny_dir), *argv]) == 0
+    assert events == [f"load compile={want}", *(["warm-up"] if want else []), "launch"]
+    assert ("decode step ready in 2 s" in capsys.readouterr().out) is want
+
+
 def test_an_endpoint_gone_down_is_said_in_the_chat_naming_it(tiny_dir):
     from mm_model.remote import RemoteModel
     from mm_model.server import background_server, create_app

@@ -13,6 +13,7 @@ import gc
 import io
 import json
 import shutil
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -544,8 +545,9 @@ def test_serve_media_flags_set_the_served_defaults(tiny_dir, media, monkeypatch)
     apps: list[Any] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
     assert (
-        main(["serve", str(tiny_dir), "--fps", "1", "--max-patches", "4", "--served-model-name", MODEL]) == 0
-    )
+        main(["serve", str(tiny_dir), "--fps", "1", "--max-patches", "4", "--served-model-name", MODEL,
+              "--compile", "off"]) == 0
+    )  # fmt: skip
     with background_server(apps[0]) as url, openai.OpenAI(base_url=url, api_key="x", max_retries=0) as c:
         assert vision_tokens(c, video_part(media)) == 2  # 1 fps: one chunk of frames shrunk to 4 patches
         assert vision_tokens(c, image_part(media)) == 2
@@ -558,3 +560,61 @@ def test_serve_refuses_bad_media_flags(capsys) -> None:
 
     assert main(["--fps", "-1"]) == 2
     assert "--fps must be a number > 0 and <= 60, got -1.0" in capsys.readouterr().out
+
+
+# ---- the compiled decode step: on by default, paid at start-up ------------------------------------
+
+
+@pytest.mark.parametrize(("argv", "env", "want"), [
+    ([], None, True), ([], "0", False), (["--compile", "off"], None, False), (["--compile", "on"], "0", True),
+])  # fmt: skip
+def test_serve_compiles_the_decode_step_by_default(tiny_dir, monkeypatch, argv, env, want) -> None:
+    import uvicorn
+
+    from mm_model.cli import main
+
+    loaded: list[Any] = []
+    real_load = mm_model.load
+    monkeypatch.setattr(mm_model, "load", lambda *a, **kw: loaded.append(kw["compile"]) or real_load(*a))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    if env is None:
+        monkeypatch.delenv("MM_MODEL_COMPILE", raising=False)
+    else:
+        monkeypatch.setenv("MM_MODEL_COMPILE", env)
+    assert main(["serve", str(tiny_dir), *argv]) == 0
+    assert loaded == [want]
+
+
+def test_server_warms_the_compiled_step_up_before_the_first_request(tiny_dir, monkeypatch) -> None:
+    """The warm-up (the compile) runs on the worker first: /health says "warming_up" (503) until it
+    ends, and a request sent meanwhile waits in the queue and is answered after it."""
+    model = mm_model.load(tiny_dir)
+    want = model.chat("hello", max_new_tokens=4).text
+    gate, order = threading.Event(), []
+    monkeypatch.setattr(mm_model.Model, "compiled", property(lambda self: True))
+
+    def warm_up() -> float:
+        order.append("warm-up")
+        gate.wait(30)
+        return 1.0
+
+    model.warm_up = warm_up
+    real_chat = model.chat
+    model.chat = lambda *a, **kw: order.append("chat") or real_chat(*a, **kw)
+    with background_server(create_app(model, model_name=MODEL)) as url:
+        base = url.removesuffix("/v1")
+        status, body = raw(base + "/health")
+        assert (status, body["status"]) == (503, "warming_up")
+        with openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=60) as c:
+            answer: list[str] = []
+            sent = threading.Thread(target=lambda: answer.append(c.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hello"}], max_tokens=4, temperature=0
+            ).choices[0].message.content))  # fmt: skip
+            sent.start()
+            time.sleep(0.5)
+            assert order == ["warm-up"] and not answer  # the request waits for the warm-up
+            gate.set()
+            sent.join(30)
+        assert answer == [want] and order == ["warm-up", "chat"]
+        status, body = raw(base + "/health")
+        assert (status, body["status"]) == (200, "ok")

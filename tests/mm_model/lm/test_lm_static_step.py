@@ -88,6 +88,25 @@ def test_compile_setting(monkeypatch, arg, env, expected):
     else:
         monkeypatch.setenv(compiled_mod.ENV, env)
     assert compile_requested(arg) is expected
+    # The server and demo default on: only an unset setting changes.
+    assert compile_requested(arg, default=True) is (True if arg is None and env is None else expected)
+
+
+def test_warm_up_runs_the_step_as_generate_does(tiny):
+    assert compiled_mod.warm_up(tiny) is None  # no step: nothing to warm
+    calls = []
+    step = DecodeStep(tiny, compile=False)
+
+    def counted(tokens, cache, input_pos):
+        calls.append((tokens.shape, torch.is_inference(tokens)))
+        return step(tokens, cache, input_pos)
+
+    use_decode_step(tiny, counted)
+    try:
+        assert compiled_mod.warm_up(tiny, batch_size=3) > 0
+    finally:
+        use_decode_step(tiny, None)
+    assert calls == [(torch.Size([3]), True)]  # the shape and kind of tensor a request's step gets
 
 
 def test_compile_setting_rejects_other_values(monkeypatch):
