@@ -4,6 +4,8 @@ compiled step on the lm_speed config (random weights).
     python -m benchmarks.lm_step_profile [--threads 1] [--dtype fp32] [--experts op] [--no-eager]
         [--options "{'freezing': True}"] [--cache-lengths 256,4096,16384]
 
+--options replaces the step's inductor options (default `compiled.INDUCTOR_OPTIONS`).
+
 Prints the active weight bytes a token reads, the measured read bandwidth, ms per step (median-free:
 32 steps after 8 warm-up steps, one run) and the profiler's top ops by self time; the last line is JSON.
 
@@ -27,7 +29,7 @@ from tqdm import tqdm
 from benchmarks.common import memory_bandwidth
 from benchmarks.lm_speed import BENCH_CONFIG, DTYPES, build_pair, decode_bytes_per_token
 from mm_model.generation import decode_one_token, prefill
-from mm_model.lm.compiled import DecodeStep
+from mm_model.lm.compiled import INDUCTOR_OPTIONS, DecodeStep
 
 PROMPT, CACHE = 128, 256
 
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--experts", default=None, help="op, gather, reduce or loop (default: the step's own choice)"
     )
     parser.add_argument("--no-eager", action="store_true")
-    parser.add_argument("--options", default="{'freezing': True}", help="inductor options (a dict literal)")
+    parser.add_argument("--options", default=str(INDUCTOR_OPTIONS), help="inductor options (a dict literal)")
     parser.add_argument("--cache-lengths", default="", help="comma-separated preallocated cache lengths")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

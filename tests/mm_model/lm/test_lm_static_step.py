@@ -211,3 +211,26 @@ def test_default_experts_formulation():
     assert default_experts(model) == "reduce"
     assert default_experts(quantize_experts_(copy.deepcopy(model))) == "op"
     assert default_experts(cast_model(copy.deepcopy(model), torch.bfloat16)) == "op"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(compiled_mod.cxx_compiler() is None, reason="inductor needs a C++ compiler")
+def test_compiled_step_with_int4_experts_equals_eager():
+    """The server compiles by default, so the INT4 release's path (routed experts as the custom op,
+    in torch's CPU 4-bit layout where the kernel exists) must compile too, to the same tokens."""
+    from mm_model.lm.int4_experts import quantize_experts_
+
+    model = DeepseekV3LM(LMConfig.tiny(num_hidden_layers=2)).eval().requires_grad_(False)
+    randomize_(model, seed=6)
+    quantize_experts_(model)
+    ids = torch.tensor([[3, 14, 15, 92, 65]])
+    want = generate(model, ids, max_new_tokens=6).tokens
+    step = DecodeStep(model, compile=True)
+    assert step.experts == "op"
+    use_decode_step(model, step)
+    try:
+        got = generate(model, ids, max_new_tokens=6).tokens
+    finally:
+        use_decode_step(model, None)
+    assert step.compiled, "the compile fell back to eager"
+    assert torch.equal(got, want), f"compiled {got.tolist()} != eager {want.tolist()}"
