@@ -35,6 +35,11 @@ ENV = "MM_MODEL_COMPILE"
 # reads. The length is a symbol in the graph, so a new multiple reuses it.
 CACHE_BLOCK = 256
 
+# Inductor sums more than this many fp32 terms in chunks (`need_use_acc_helper` in its C++ codegen),
+# so the graph is specialised to an attended span of at most this many slots, and a longer span
+# compiles a second graph once; `warm_up` pays for both.
+LONG_SPAN = 4096
+
 # Inductor settings for the step. `freezing` makes the weights graph constants, which lets inductor
 # fold the per-step weight casts and pack the linear weights once (oneDNN for bf16, MKL for fp32).
 # `cpp_wrapper` runs the graph's calls from C++ rather than Python: 25.6-28.0 ms a step against
@@ -201,14 +206,21 @@ def attended_slots(filled: int, max_length: int, block: int = CACHE_BLOCK) -> in
 
 
 def warm_up(model: DeepseekV3LM, batch_size: int = 1) -> float | None:
-    """Run the model's decode step once at `batch_size` through `generate`, as a request would, so the
-    compile happens now rather than in the first request. Seconds taken; None without a step."""
+    """Run the model's decode step at `batch_size` as requests will, so that its compiles happen now
+    and not in a request: once through `generate`, and, where the context window allows spans over
+    `LONG_SPAN`, once at that slot (its own graph). Seconds taken; None without a step."""
     from mm_model.generation import generate  # generation reads the step off the model: no cycle at import
 
     if model.decode_step is None:
         return None
     start = time.perf_counter()
     generate(model, [[0, 0]] * batch_size, max_new_tokens=2)
+    if model.config.max_position_embeddings > LONG_SPAN:
+        with torch.inference_mode():  # the slot's contents do not matter, only the shapes
+            cache = model.new_cache(batch_size, LONG_SPAN + 1)
+            cache.length = LONG_SPAN
+            tokens = torch.zeros(batch_size, dtype=torch.long, device=cache.kv.device)
+            model.decode_step(tokens, cache, torch.tensor([LONG_SPAN], device=cache.kv.device))
     return time.perf_counter() - start
 
 

@@ -234,3 +234,22 @@ def test_compiled_step_with_int4_experts_equals_eager():
         use_decode_step(model, None)
     assert step.compiled, "the compile fell back to eager"
     assert torch.equal(got, want), f"compiled {got.tolist()} != eager {want.tolist()}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(compiled_mod.cxx_compiler() is None, reason="inductor needs a C++ compiler")
+def test_warm_up_compiles_every_graph_a_long_answer_needs():
+    """Past `LONG_SPAN` attended slots inductor wants a second graph: the warm-up builds it, so a
+    request that runs that long does not stall on a compile halfway."""
+    model = DeepseekV3LM(LMConfig.tiny(num_hidden_layers=2, max_position_embeddings=8192)).eval()
+    model.requires_grad_(False)
+    use_decode_step(model, DecodeStep(model, compile=True))
+    counters.clear()
+    assert compiled_mod.warm_up(model) > 0
+    assert counters["stats"]["unique_graphs"] == 2
+    with torch.inference_mode():
+        cache = model.new_cache(1, 6000)
+        cache.length = 5000
+        model.decode_step(torch.tensor([7]), cache, torch.tensor([5000]))
+    generate(model, torch.tensor([[9, 4, 200]]), max_new_tokens=3)
+    assert counters["stats"]["unique_graphs"] == 2, "a step after the warm-up compiled again"
