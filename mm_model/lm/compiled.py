@@ -44,7 +44,7 @@ LONG_SPAN = 4096
 # fold the per-step weight casts and pack the linear weights once (oneDNN for bf16, MKL for fp32).
 # `cpp_wrapper` runs the graph's calls from C++ rather than Python: 25.6-28.0 ms a step against
 # 26.8-31.0 without it, each run beside one without (lm_speed config, fp32, 2 threads, 2-core AVX2
-# EPYC), for a compile 17 s longer (57 vs 40 s). Measured there and not kept: concat-linear (28.3
+# EPYC), for a compile 15 s longer (52-57 vs 37-40 s). Measured there and not kept: concat-linear (28.3
 # alone, 27.5-28.2 with cpp_wrapper) and max_autotune with the CPP GEMM template (28.6).
 # docs/bench/compiled_decode/session3/inductor_options.txt
 INDUCTOR_OPTIONS: dict[str, Any] = {"freezing": True, "cpp_wrapper": True}
