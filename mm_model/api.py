@@ -240,11 +240,10 @@ class Model:
     @property
     def compiled(self) -> bool:
         """Whether answers decode with the step compiled by torch.compile (`load(..., compile=True)`)."""
-        step = self.model.language_model.decode_step
-        return step is not None and step.compiled
+        return bool(getattr(self.model.language_model.decode_step, "compiled", False))
 
     def warm_up(self) -> float | None:
-        """Run the decode step once, so its compile (30-50 s on a CPU at the lm_speed size, once per
+        """Run the decode step once, so its compile (30-60 s on a CPU at the lm_speed size, once per
         process) happens now and not in the first answer. Seconds taken; None when decoding eagerly."""
         return warm_up(self.model.language_model) if self.compiled else None
 

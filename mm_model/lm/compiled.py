@@ -174,20 +174,19 @@ class DecodeStep:
         self.compiled = compile and cxx_compiler() is not None
         if compile and not self.compiled:
             print("mm_model: no C++ compiler found; decoding without torch.compile", file=sys.stderr)
-        # The cache length (the layers' dim 1, key_valid dim 1) is a symbol: one graph serves every prompt length
-        # (2 threads, lm_speed config: 32.4 / 36.8 / 45.1 ms a step at 256 / 512 / 1,024 slots, against
-        # 31.6 / 39.8 / 49.1 and a 45 s recompile for each length when specialised).
-        # The attended span (argument 5's length, `attended_slots`) is another symbol.
+        # The cache length (the layers' dim 1, key_valid dim 1) and the attended span (argument 5's
+        # length, `attended_slots`) are symbols: one graph serves every prompt and answer length (a
+        # recompile per length cost 41-48 s at the lm_speed size). 2 threads there: 29.5-30.3 ms a step
+        # from 256 to 16,384 preallocated slots (docs/bench/compiled_decode/session3).
         dynamic = ((2, 1), (3, 1), (5, 0))
         self._fn = compile_static(self._eager, options, dynamic) if self.compiled else self._eager
         self.block = CACHE_BLOCK
-        self._spans: dict[int, Tensor] = {}
 
     def __call__(self, tokens: Tensor, cache: LatentCache, input_pos: Tensor) -> Tensor:
-        n = attended_slots(cache.length + 1, cache.max_length, self.block)
-        if n not in self._spans:
-            self._spans[n] = torch.empty(n, dtype=torch.bool, device=cache.kv.device)
-        args = (tokens, input_pos, cache.layers, cache.key_valid, cache.pad, self._spans[n])
+        # Only the span's length is read (uninitialised bytes, one per slot).
+        span = torch.empty(attended_slots(cache.length + 1, cache.max_length, self.block), dtype=torch.bool,
+                           device=cache.kv.device)  # fmt: skip
+        args = (tokens, input_pos, cache.layers, cache.key_valid, cache.pad, span)
         try:
             logits = self._fn(*args)
         except Exception as e:  # a compile failure shows at the first call of each shape
