@@ -73,7 +73,8 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 class Stack(nn.Module):
     """The layers as one static-shape step (`static_step.layer_step`, experts as one custom op), what
-    the compiled rows compile. h (1, 1, D) -> (1, 1, D); kv (L, 1, T, C + r) written at `slot`."""
+    the compiled rows compile. h (1, 1, D) -> (1, 1, D); kv: L tensors (1, T, C + r), one per layer
+    (as `DecodeStep` passes them: each write then stays in place), written at `slot`."""
 
     def __init__(self, layers: nn.ModuleList) -> None:
         super().__init__()
@@ -81,7 +82,9 @@ class Stack(nn.Module):
         for layer in layers:
             register_experts(layer.mlp)
 
-    def forward(self, h: Tensor, cos: Tensor, sin: Tensor, kv: Tensor, slot: Tensor, mask: Tensor) -> Tensor:
+    def forward(
+        self, h: Tensor, cos: Tensor, sin: Tensor, kv: tuple[Tensor, ...], slot: Tensor, mask: Tensor
+    ) -> Tensor:
         for i, layer in enumerate(self.layers):
             h = layer_step(layer, h, cos, sin, kv[i], slot, mask, "op")
         return h
@@ -216,11 +219,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             hook.remove()
                         compiled = compile_static(stack)
                         t = time.perf_counter()
-                        out = compiled(inputs[0], cos, sin, kv, slot, mask)
+                        out = compiled(inputs[0], cos, sin, kv.unbind(0), slot, mask)
                         results["compile_s"] = round(time.perf_counter() - t, 1)
                         ref = eager_step(layers, inputs[0], cos, sin, kv, p)
                         results["compiled_max_abs_diff"] = float((out - ref).abs().max())
-                    step = lambda h, c=compiled: c(h, cos, sin, kv, slot, mask)  # noqa: E731
+                    step = lambda h, c=compiled: c(h, cos, sin, kv.unbind(0), slot, mask)  # noqa: E731
                 times = time_steps(step, inputs)
                 med, best = statistics.median(times) / args.layers, min(times) / args.layers
                 gb_s = layer_b.read_total / med / 1e9

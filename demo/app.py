@@ -29,7 +29,7 @@ from demo.messages import ERROR, NOTICE, file_path, to_messages
 from mm_model import InputError
 from mm_model.cli import add_compile_arg, compile_choice
 from mm_model.media_options import MAX_IMAGE_PATCHES, MAX_NUM_FRAMES, MIN_PATCHES, NATIVE_FPS
-from mm_model.remote import EndpointError, is_url
+from mm_model.remote import EndpointError
 from vision.config import MediaConfig
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     # A demo answers many questions: the compile (on unless --compile off or MM_MODEL_COMPILE=0) is
     # paid here, before the page opens, and not by the first question.
-    compile = None if is_url(args.source) else compile_requested(compile_choice(args), default=True)
+    compile = compile_requested(compile_choice(args), default=True)  # an endpoint URL ignores it
     model = mm_model.load(args.source, model=args.model, api_key=args.api_key, compile=compile)
     limits = Limits(args.max_upload_mb, args.max_video_seconds)
     name = getattr(model, "name", None) or Path(str(args.source)).name

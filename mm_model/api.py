@@ -243,8 +243,9 @@ class Model:
         return bool(getattr(self.model.language_model.decode_step, "compiled", False))
 
     def warm_up(self) -> float | None:
-        """Run the decode step once, so its compile (30-60 s on a CPU at the lm_speed size, once per
-        process) happens now and not in the first answer. Seconds taken; None when decoding eagerly."""
+        """Run the decode step as answers will (`lm.compiled.warm_up`), so its compile (30-60 s on a CPU
+        at the lm_speed size, once per process) happens now and not in an answer. Seconds taken; None
+        when decoding eagerly."""
         return warm_up(self.model.language_model) if self.compiled else None
 
     # ---- chat ----------------------------------------------------------------------------------

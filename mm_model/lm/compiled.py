@@ -27,6 +27,7 @@ from mm_model.lm.cache import LatentCache
 from mm_model.lm.model import DeepseekV3LM
 from mm_model.lm.moe import Experts, MoE
 from mm_model.lm.static_step import EXPERT_IMPLS, decode_step, register_model
+from vision.errors import InputError
 
 ENV = "MM_MODEL_COMPILE"
 
@@ -56,7 +57,7 @@ def compile_requested(compile: bool | None = None, default: bool = False) -> boo
         return compile
     value = os.environ.get(ENV, "").strip()
     if value not in ("0", "1", ""):
-        raise ValueError(f"{ENV} must be 0 or 1, got {value!r}")
+        raise InputError(f"{ENV} must be 0 or 1, got {value!r}")
     return default if value == "" else value == "1"
 
 

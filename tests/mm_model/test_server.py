@@ -618,3 +618,12 @@ def test_server_warms_the_compiled_step_up_before_the_first_request(tiny_dir, mo
         assert answer == [want] and order == ["warm-up", "chat"]
         status, body = raw(base + "/health")
         assert (status, body["status"]) == (200, "ok")
+
+
+def test_serve_names_a_bad_compile_setting(monkeypatch, capsys) -> None:
+    from mm_model.cli import main
+
+    monkeypatch.setenv("MM_MODEL_COMPILE", "yes")
+    assert main(["serve"]) == 2  # a message naming the setting, not a traceback
+    captured = capsys.readouterr()
+    assert "MM_MODEL_COMPILE must be 0 or 1, got 'yes'" in captured.out + captured.err
